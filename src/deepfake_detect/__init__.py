@@ -1,0 +1,50 @@
+"""deepfake-detect: deepfake face-image detectors for PyTorch.
+
+    >>> from deepfake_detect import load_detector
+    >>> detector = load_detector()                 # the built-in default, offline
+    >>> detector.predict(["face.jpg"])             # P(fake) per image
+"""
+
+__version__ = "0.1.0"
+
+from .config import DetectorConfig
+from .detector import Detector, SkippedImagesWarning, build_detector, load_detector
+from .errors import (
+    ConfigError,
+    DataError,
+    DeepfakeDetectError,
+    HubError,
+    ImageLoadError,
+    MissingDependencyError,
+    ParameterLimitError,
+    TrainingError,
+    UnknownDetectorError,
+    WeightsError,
+)
+from .guard import DEFAULT_MAX_PARAMS, count_parameters, list_timm_models
+from .registry import get_entry, list_detectors, register_detector
+
+__all__ = [
+    "__version__",
+    "Detector",
+    "DetectorConfig",
+    "load_detector",
+    "build_detector",
+    "list_detectors",
+    "register_detector",
+    "get_entry",
+    "count_parameters",
+    "list_timm_models",
+    "DEFAULT_MAX_PARAMS",
+    "SkippedImagesWarning",
+    "DeepfakeDetectError",
+    "ParameterLimitError",
+    "UnknownDetectorError",
+    "ImageLoadError",
+    "WeightsError",
+    "ConfigError",
+    "DataError",
+    "HubError",
+    "TrainingError",
+    "MissingDependencyError",
+]

@@ -1,0 +1,152 @@
+"""The detector config: everything besides the weights that a detector needs to run.
+
+A config travels with its weights (``config.json`` beside ``model.safetensors``), so the
+preprocessing used at prediction time is always the one the weights were trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["DetectorConfig", "IMAGENET_MEAN", "IMAGENET_STD", "CONFIG_FORMAT_VERSION"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Bumped when config.json changes in a way older releases cannot read.
+CONFIG_FORMAT_VERSION = 1
+
+RESIZE_MODES = ("squash", "crop")
+OUTPUT_KINDS = ("softmax", "sigmoid")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+
+
+@dataclass
+class DetectorConfig:
+    """What a detector is, apart from its weights.
+
+    Attributes:
+        architecture: registry name of the architecture (``"resnet18-baseline"``,
+            ``"timm:efficientnet_b4"``, ...).
+        model_kwargs: keyword arguments passed to the architecture's factory.
+        input_size: ``(height, width)`` in pixels of the tensor the model sees.
+        resize: ``"squash"`` resizes the whole image to ``input_size`` (aspect ratio not
+            kept, as the camp baseline does); ``"crop"`` resizes the shorter side to
+            ``input_size / crop_pct`` and takes the centre crop (timm's eval transform).
+        crop_pct: fraction of the resized image kept by ``"crop"``.
+        interpolation: PIL resampling filter name.
+        mean, std: per-channel normalisation applied to RGB values scaled to [0, 1].
+        output: ``"softmax"`` (class 1 of a multi-logit head is "fake") or ``"sigmoid"``
+            (a single logit).
+        threshold: decision threshold on P(fake) used for labels and accuracy.
+        library_version: the deepfake-detect version that wrote the config.
+        metadata: free-form provenance (training data, metrics, weight source) used for
+            the model card; never needed to run the model.
+    """
+
+    architecture: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] = (224, 224)
+    resize: str = "squash"
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    output: str = "sigmoid"
+    threshold: float = 0.5
+    library_version: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.input_size = _pair(self.input_size, "input_size")
+        self.mean = _triple(self.mean, "mean")
+        self.std = _triple(self.std, "std")
+        if self.resize not in RESIZE_MODES:
+            raise ConfigError(f"config resize={self.resize!r}: expected one of {RESIZE_MODES}")
+        if self.output not in OUTPUT_KINDS:
+            raise ConfigError(f"config output={self.output!r}: expected one of {OUTPUT_KINDS}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"config interpolation={self.interpolation!r}: expected one of {INTERPOLATIONS}"
+            )
+        if not 0.0 < float(self.crop_pct) <= 1.0:
+            raise ConfigError(f"config crop_pct={self.crop_pct!r}: expected a value in (0, 1]")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ConfigError(f"config threshold={self.threshold!r}: expected a value in [0, 1]")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"config std={self.std!r}: every value must be positive")
+
+    def replace(self, **changes: Any) -> "DetectorConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return {"format_version": CONFIG_FORMAT_VERSION, **d}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "DetectorConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        version = data.pop("format_version", 1)
+        if not isinstance(version, int) or version > CONFIG_FORMAT_VERSION:
+            raise ConfigError(
+                f"{source}: format_version {version!r} is newer than this library understands "
+                f"({CONFIG_FORMAT_VERSION}); upgrade with `pip install -U deepfake-detect`"
+            )
+        if "architecture" not in data:
+            raise ConfigError(f"{source}: the key 'architecture' is missing")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown keys {unknown}; known keys are {sorted(known)}")
+        try:
+            return cls(**data)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DetectorConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config {name}={value!r}: expected (height, width)") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"config {name}={value!r}: sizes must be positive")
+    return (h, w)
+
+
+def _triple(value: Any, name: str) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config {name}={value!r}: expected three numbers") from None
+    if len(out) != 3:
+        raise ConfigError(f"config {name}={value!r}: expected three numbers (R, G, B)")
+    return out  # type: ignore[return-value]

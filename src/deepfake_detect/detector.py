@@ -1,0 +1,383 @@
+"""``Detector``: a model plus the config that says how to feed it, and ``load_detector``."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .config import DetectorConfig
+from .data.images import MAX_IMAGE_PIXELS, describe, iter_paths
+from .data.preprocess import Preprocessor
+from .errors import ConfigError, DeepfakeDetectError, ImageLoadError, UnknownDetectorError, WeightsError
+from .guard import DEFAULT_MAX_PARAMS, check_parameter_limit
+from .registry import DetectorEntry, get_entry
+from .weights import load_weights, read_state_dict, save_weights
+
+if TYPE_CHECKING:
+    from .training import TrainResult
+
+__all__ = ["Detector", "load_detector", "SkippedImagesWarning", "CONFIG_NAME", "WEIGHTS_NAME"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+DEFAULT_DETECTOR_DIR = Path(__file__).parent / "weights" / "default"
+
+
+class SkippedImagesWarning(UserWarning):
+    """Issued by ``predict(..., errors="skip")``; ``.errors`` holds one ImageLoadError per skipped input."""
+
+    def __init__(self, errors: list[ImageLoadError]) -> None:
+        self.errors = errors
+        shown = "; ".join(str(e) for e in errors[:5])
+        more = f"; ... ({len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(f"skipped {len(errors)} unreadable image(s), scored NaN: {shown}{more}")
+
+
+class Detector:
+    """A deepfake detector: ``model`` (an ``nn.Module``) and ``config`` (a :class:`DetectorConfig`).
+
+    Build one with :func:`load_detector`. ``predict`` gives P(fake) per image; ``finetune``
+    trains it on your data; ``evaluate`` scores it; ``save_pretrained`` writes a folder
+    that :func:`load_detector` (and the Hub) reads back.
+    """
+
+    def __init__(self, model: nn.Module, config: DetectorConfig, *, source: str = "") -> None:
+        self.model = model
+        self.config = config
+        self.source = source or config.architecture
+        self._fast: tuple[Any, nn.Module] | None = None
+
+    # -- description -----------------------------------------------------------------
+    @property
+    def num_params(self) -> int:
+        """Number of parameters of the model (trainable or not)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    @property
+    def entry(self) -> DetectorEntry:
+        """The registry entry of the architecture."""
+        return get_entry(self.config.architecture)
+
+    def __repr__(self) -> str:
+        h, w = self.config.input_size
+        return (f"Detector({self.config.architecture!r}, params={self.num_params:,}, input={h}x{w}, "
+                f"output={self.config.output}, source={self.source!r})")
+
+    def to(self, device: str | torch.device) -> "Detector":
+        self.model.to(device)
+        return self
+
+    def preprocessor(self, *, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Preprocessor:
+        """The detector's own preprocessing (the one its weights were trained with)."""
+        return Preprocessor(self.config, max_pixels=max_pixels)
+
+    # -- inference -------------------------------------------------------------------
+    def scores_from_output(self, output: Any) -> torch.Tensor:
+        """Model output (logits, or a tuple whose first element is the logits) -> P(fake), shape (N,)."""
+        logits = output[0] if isinstance(output, (tuple, list)) else output
+        logits = logits.float()
+        if self.config.output == "softmax":
+            return torch.softmax(logits.reshape(logits.shape[0], -1), dim=1)[:, 1]
+        return torch.sigmoid(logits.reshape(logits.shape[0], -1)[:, 0])
+
+    def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        """P(fake) for an already preprocessed (N, 3, H, W) batch, shape (N,), on the batch's device."""
+        model = self._inference_model()
+        with torch.inference_mode():
+            return self.scores_from_output(model(batch.to(self.device)))
+
+    def predict(
+        self,
+        inputs: Any,
+        *,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+        progress: bool | None = None,
+        num_workers: int | None = None,
+        errors: str = "raise",
+        max_pixels: int | None = MAX_IMAGE_PIXELS,
+    ) -> np.ndarray:
+        """P(fake) in [0, 1] for each input, in input order.
+
+        Args:
+            inputs: a path (str or Path); a folder (scanned recursively for image files,
+                in the order of :func:`deepfake_detect.data.list_images`, which gives the
+                file names back); or a list mixing paths, folders, PIL images, HWC uint8
+                numpy arrays, CHW float tensors in [0, 1], and NCHW float tensors (one
+                input per image).
+            batch_size: images per forward pass.
+            device: ``"cpu"``, ``"cuda"``, ...; default: where the model is.
+            progress: show a progress bar (default: only for more than 1,000 images).
+            num_workers: threads decoding and resizing ahead of the model (default: the
+                number of CPU cores, at most 4).
+            errors: ``"raise"`` (default) stops at the first unreadable image with an
+                :class:`ImageLoadError`; ``"skip"`` gives NaN for it, scores the rest, and
+                issues a :class:`SkippedImagesWarning` listing what was skipped.
+            max_pixels: largest image accepted (decompression-bomb guard).
+
+        Returns:
+            ``numpy.ndarray`` of float32, shape (number of inputs,).
+        """
+        if errors not in ("raise", "skip"):
+            raise DeepfakeDetectError(f"errors={errors!r}: expected 'raise' or 'skip'")
+        if batch_size < 1:
+            raise DeepfakeDetectError(f"batch_size={batch_size}: must be at least 1")
+        if device is not None:
+            self.to(device)
+        items = _flatten_inputs(inputs)
+        scores = np.full(len(items), np.nan, dtype=np.float32)
+        skipped: list[ImageLoadError] = []
+        prep = self.preprocessor(max_pixels=max_pixels)
+        bar = _progress(len(items), progress, desc="predict")
+        for start, prepared in _prefetch_batches(items, prep, batch_size, num_workers):
+            ok = [i for i, p in enumerate(prepared) if not isinstance(p, ImageLoadError)]
+            for p in prepared:
+                if isinstance(p, ImageLoadError):
+                    if errors == "raise":
+                        bar.close()
+                        raise p
+                    skipped.append(p)
+            if ok:
+                batch = prep.to_tensor([prepared[i] for i in ok])
+                out = self.predict_tensor(batch).cpu().numpy()
+                scores[[start + i for i in ok]] = out
+            bar.update(len(prepared))
+        bar.close()
+        if skipped:
+            warnings.warn(SkippedImagesWarning(skipped), stacklevel=2)
+        return scores
+
+    def _inference_model(self) -> nn.Module:
+        """The model in eval mode, channels_last; rebuilt when any weight changes."""
+        from .fast import optimize_for_inference, weights_fingerprint
+
+        key = weights_fingerprint(self.model)
+        if self._fast is None or self._fast[0] != key:
+            self.model.eval()
+            self._fast = (key, optimize_for_inference(self.model))
+        return self._fast[1]
+
+    # -- training and evaluation -----------------------------------------------------
+    def finetune(self, train: Any, val: Any = None, **kwargs: Any) -> "TrainResult":
+        """Fine-tune on your data; see :func:`deepfake_detect.training.finetune` for the arguments."""
+        from .training import finetune
+
+        return finetune(self, train, val, **kwargs)
+
+    def evaluate(self, data: Any, **kwargs: Any) -> dict[str, float]:
+        """Challenge metrics on labelled data; see :func:`deepfake_detect.training.evaluate`."""
+        from .training import evaluate
+
+        return evaluate(self, data, **kwargs)
+
+    # -- persistence -----------------------------------------------------------------
+    def save_pretrained(self, folder: str | os.PathLike[str], *, dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md``.
+
+        Args:
+            dtype: store floating-point weights in this dtype (``torch.float16`` halves the
+                file; they load back into float32).
+        """
+        from .card import write_model_card
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = self.config.replace(library_version=__version__)
+        save_weights(self.model, folder / WEIGHTS_NAME, dtype=dtype)
+        from .weights import atomic_path
+
+        with atomic_path(folder / CONFIG_NAME) as tmp:
+            config.save(tmp)
+        write_model_card(self, folder)
+        return folder
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload to the Hugging Face Hub; see :func:`deepfake_detect.hub.push_to_hub`."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+
+def _flatten_inputs(inputs: Any) -> list[Any]:
+    if isinstance(inputs, (str, os.PathLike)):
+        if Path(inputs).is_dir():
+            return iter_paths([inputs])
+        return [inputs]
+    if isinstance(inputs, torch.Tensor):
+        return list(inputs) if inputs.ndim == 4 else [inputs]
+    if isinstance(inputs, np.ndarray) or hasattr(inputs, "getpixel"):
+        return [inputs]
+    if not isinstance(inputs, Iterable):
+        raise ImageLoadError(describe(inputs), "unsupported input; pass a path, folder, image, or a list of them")
+    out: list[Any] = []
+    for item in inputs:
+        if isinstance(item, torch.Tensor) and item.ndim == 4:
+            out.extend(item)
+        else:
+            out.append(item)
+    return iter_paths(out)
+
+
+def _prepare_or_error(prep: Preprocessor, item: Any) -> np.ndarray | torch.Tensor | ImageLoadError:
+    try:
+        return prep.prepare(item)
+    except ImageLoadError as e:
+        return e
+
+
+def _prefetch_batches(items: Sequence[Any], prep: Preprocessor, batch_size: int,
+                      num_workers: int | None) -> Iterator[tuple[int, list[Any]]]:
+    """Yield ``(start index, prepared items)`` per batch; a thread pool decodes the next
+    batch while the caller runs the current one. At most two batches are held at a time,
+    so memory does not grow with the number of inputs."""
+    workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
+    if workers <= 0 or len(items) <= 1:
+        for start in range(0, len(items), batch_size):
+            yield start, [_prepare_or_error(prep, x) for x in items[start:start + batch_size]]
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deepfake-detect-load") as pool:
+        starts = list(range(0, len(items), batch_size))
+        submit = lambda s: [pool.submit(_prepare_or_error, prep, x) for x in items[s:s + batch_size]]  # noqa: E731
+        pending = submit(starts[0]) if starts else []
+        for i, start in enumerate(starts):
+            current = pending
+            pending = submit(starts[i + 1]) if i + 1 < len(starts) else []
+            yield start, [f.result() for f in current]
+
+
+def _progress(total: int, enabled: bool | None, desc: str):
+    from tqdm.auto import tqdm
+
+    if enabled is None:
+        enabled = total > 1000
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+# -- loading -----------------------------------------------------------------------------
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def load_detector(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    max_params: int | None = DEFAULT_MAX_PARAMS,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    **model_kwargs: Any,
+) -> Detector:
+    """Build or load a detector.
+
+    Args:
+        name_or_path: ``None`` for the built-in default detector (shipped inside the
+            package, offline); a registry name (:func:`list_detectors`), or
+            ``"timm:<architecture>"``; a folder written by :meth:`Detector.save_pretrained`;
+            or a Hugging Face Hub repo id (``"org/name"`` or ``"hf-hub:org/name"``).
+        weights: a ``.safetensors`` file, or a state-dict ``.pt``/``.pth`` (read with
+            ``torch.load(weights_only=True)``), loaded strictly into the architecture.
+        device: where to put the model (default ``"cpu"``).
+        max_params: refuse architectures with more parameters (the challenge's 200M by
+            default); counted before any weights are allocated. ``None`` lifts the limit.
+        revision, cache_dir, token, local_files_only: for Hub repo ids (see
+            :mod:`deepfake_detect.hub`).
+        **model_kwargs: passed to the architecture's factory, e.g.
+            ``pretrained_backbone=True`` (timm's ImageNet weights, needs network or the Hub
+            cache) or ``backbone_weights=PATH`` (local ImageNet weights).
+
+    Raises:
+        UnknownDetectorError: a name that is nothing of the above (with close matches).
+        ParameterLimitError: the architecture is over ``max_params``.
+        WeightsError, ConfigError, HubError: unreadable or mismatched weights or config.
+    """
+    if name_or_path is None:
+        detector = _load_folder(DEFAULT_DETECTOR_DIR, max_params=max_params, model_kwargs=model_kwargs,
+                                source="built-in default detector")
+    else:
+        name = os.fspath(name_or_path)
+        folder = _as_local_folder(name)
+        if folder is not None:
+            detector = _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
+        elif name.startswith("hf-hub:") or (_REPO_ID.match(name) and not _looks_local(name)):
+            from .hub import download_detector
+
+            repo_folder = download_detector(name, revision=revision, cache_dir=cache_dir, token=token,
+                                            local_files_only=local_files_only)
+            detector = _load_folder(repo_folder, max_params=max_params, model_kwargs=model_kwargs, source=name)
+        else:
+            detector = build_detector(name, max_params=max_params, **model_kwargs)
+    if weights is not None:
+        load_weights(detector.model, read_state_dict(weights), source=str(weights))
+        detector.source = str(weights)
+    detector.model.eval()
+    if device is not None:
+        detector.to(device)
+    return detector
+
+
+def build_detector(name: str, *, max_params: int | None = DEFAULT_MAX_PARAMS,
+                   config: DetectorConfig | None = None, **model_kwargs: Any) -> Detector:
+    """A registry architecture with fresh (or ImageNet-backbone) weights, after the guard."""
+    entry = get_entry(name)
+    check_parameter_limit(name, max_params, **model_kwargs)
+    model = entry.build(**model_kwargs)
+    stored_kwargs = {k: v for k, v in model_kwargs.items() if k not in ("pretrained_backbone", "backbone_weights")}
+    config = config or entry.config.replace(model_kwargs=stored_kwargs, library_version=__version__)
+    return Detector(model, config, source=name)
+
+
+def _as_local_folder(name: str) -> Path | None:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if (path / CONFIG_NAME).is_file():
+            return path
+        from .training import CHECKPOINT_BEST
+
+        if (path / CHECKPOINT_BEST / CONFIG_NAME).is_file():  # a finetune output_dir: its best checkpoint
+            return path / CHECKPOINT_BEST
+        raise ConfigError(f"folder {path} has no {CONFIG_NAME}; it was not written by save_pretrained or finetune")
+    return None
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep + os.sep in name or Path(name).exists()
+
+
+def _load_folder(folder: Path, *, max_params: int | None, model_kwargs: dict[str, Any], source: str) -> Detector:
+    config = DetectorConfig.load(folder / CONFIG_NAME)
+    weights_path = folder / WEIGHTS_NAME
+    if not weights_path.is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        extra = f" (found {pickles}; only safetensors weights are read from folders)" if pickles else ""
+        raise WeightsError(f"folder {folder} has no {WEIGHTS_NAME}{extra}")
+    try:
+        get_entry(config.architecture)
+    except UnknownDetectorError as e:
+        raise ConfigError(
+            f"{folder / CONFIG_NAME}: architecture {config.architecture!r} is not registered ({e}). "
+            "If it is your own, import the module that calls register_detector first"
+        ) from None
+    kwargs = {**config.model_kwargs, **model_kwargs}
+    kwargs.pop("pretrained_backbone", None)  # the folder's weights replace any backbone weights
+    kwargs.pop("backbone_weights", None)
+    detector = build_detector(config.architecture, max_params=max_params, config=config, **kwargs)
+    load_weights(detector.model, read_state_dict(weights_path), source=str(weights_path))
+    detector.source = source
+    return detector

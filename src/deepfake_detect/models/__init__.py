@@ -1,0 +1,39 @@
+"""Built-in architectures. Importing this module registers them."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import IMAGENET_MEAN, IMAGENET_STD
+from ..registry import register_detector
+from .recce import AEClassifier, AELoss
+from .resnet import FineTuning_Resnet18, resnet18_baseline
+
+__all__ = ["AEClassifier", "AELoss", "FineTuning_Resnet18", "resnet18_baseline"]
+
+
+@register_detector(
+    "resnet18-baseline", input_size=256, resize="squash", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    output="softmax", head=("fc",), loss="cross_entropy",
+    description="camp baseline: timm resnet18, 2-class head, 256x256",
+)
+def _resnet18_baseline(**kwargs) -> nn.Module:
+    return resnet18_baseline(**kwargs)
+
+
+@register_detector(
+    "resnet18-finetune", input_size=224, resize="squash", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    output="sigmoid", head=("classifier",), freeze_backbone=True, loss="bce",
+    description="FineTuning_Resnet18: frozen resnet18 features, max pool, Linear(512, 1)",
+)
+def _resnet18_finetune(**kwargs) -> nn.Module:
+    return FineTuning_Resnet18(**kwargs)
+
+
+@register_detector(
+    "ae-classifier", input_size=224, resize="squash", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    output="sigmoid", head=("decoder", "mff", "classfier"), loss="ae",
+    description="AEClassifier: Swin-tiny reconstruction + classification (after RECCE)",
+)
+def _ae_classifier(**kwargs) -> nn.Module:
+    return AEClassifier(**kwargs)

@@ -1,0 +1,66 @@
+"""Building timm backbones with local or downloaded ImageNet weights, never hanging offline."""
+
+from __future__ import annotations
+
+import os
+
+import timm
+from torch import nn
+
+from ..errors import HubError, WeightsError
+from ..weights import load_matching_weights, read_state_dict
+
+
+def create_timm(
+    architecture: str,
+    *,
+    pretrained: bool = False,
+    weights: str | os.PathLike[str] | None = None,
+    **timm_kwargs,
+) -> nn.Module:
+    """``timm.create_model(architecture, pretrained=False, **timm_kwargs)``, then ImageNet weights.
+
+    Args:
+        pretrained: fetch timm's pretrained weights from the Hugging Face Hub (or its cache).
+            Offline with nothing cached this fails within seconds with a
+            :class:`~deepfake_detect.errors.HubError` that says how to pass local weights.
+        weights: a local ``.safetensors`` or state-dict file in timm's key names; takes
+            precedence over ``pretrained``. A classifier of another shape is dropped.
+    """
+    model = timm.create_model(architecture, pretrained=False, **timm_kwargs)
+    if weights is None and not pretrained:
+        return model
+    head = _head_names(model)
+    if weights is not None:
+        load_matching_weights(model, read_state_dict(weights), source=str(weights), head=head)
+        return model
+    path = _fetch_pretrained(architecture)
+    load_matching_weights(model, read_state_dict(path), source=path, head=head)
+    return model
+
+
+def _head_names(model: nn.Module) -> tuple[str, ...]:
+    name = getattr(model, "pretrained_cfg", {}).get("classifier")
+    names = (name,) if isinstance(name, str) else tuple(name or ())
+    return names + ("head", "fc", "classifier")
+
+
+def _fetch_pretrained(architecture: str) -> str:
+    from ..hub import download_file
+
+    cfg = timm.models.get_pretrained_cfg(architecture)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        raise WeightsError(
+            f"timm has no Hub-hosted pretrained weights for {architecture!r}; pass "
+            "backbone_weights=PATH to a local .safetensors or state-dict file instead"
+        )
+    filename = getattr(cfg, "hf_hub_filename", None) or "model.safetensors"
+    try:
+        return download_file(repo, filename)
+    except HubError as e:
+        raise HubError(
+            f"cannot get ImageNet weights for {architecture!r} from {repo}: {e}. Without "
+            "network, pass backbone_weights=PATH (a .safetensors or state-dict file in "
+            "timm's key names), or build without pretrained_backbone"
+        ) from None
