@@ -50,4 +50,13 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     fast.eval()
     for p in fast.parameters():
         p.requires_grad_(False)
-    return fast.to(memory_format=torch.channels_last)
+    return to_channels_last(fast)
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Convolution weights in channels_last, in place; other tensors (e.g. a transformer's
+    5-D attention masks, which channels_last cannot hold) are left as they are."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+    return model

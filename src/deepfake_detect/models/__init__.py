@@ -6,6 +6,7 @@ from torch import nn
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD
 from ..registry import register_detector
+from ._backbone import create_timm
 from .recce import AEClassifier, AELoss
 from .resnet import FineTuning_Resnet18, resnet18_baseline
 
@@ -37,3 +38,13 @@ def _resnet18_finetune(**kwargs) -> nn.Module:
 )
 def _ae_classifier(**kwargs) -> nn.Module:
     return AEClassifier(**kwargs)
+
+
+@register_detector(
+    "efficientnet-lite0", input_size=256, resize="squash", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    output="sigmoid", head=("classifier",), loss="bce",
+    description="timm tf_efficientnet_lite0, one logit, 256x256 (the built-in default's architecture)",
+)
+def _efficientnet_lite0(*, pretrained_backbone: bool = False, backbone_weights=None, **kwargs) -> nn.Module:
+    kwargs.setdefault("num_classes", 1)
+    return create_timm("tf_efficientnet_lite0", pretrained=pretrained_backbone, weights=backbone_weights, **kwargs)

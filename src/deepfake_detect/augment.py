@@ -1,0 +1,106 @@
+"""Training augmentations, applied to images already at the detector's input size.
+
+Presets: ``"camp"`` (horizontal and vertical flips, the camp baseline's), ``"default"``
+(flip, random resized crop, small rotation, colour jitter, JPEG re-compression, Gaussian
+blur: the artefacts a detector meets in the wild), ``"none"``. A callable
+``f(image: PIL.Image, rng: numpy.random.Generator) -> PIL.Image`` (or a one-argument
+callable such as a torchvision transform on PIL images) is accepted too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+from collections.abc import Callable
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+
+from .errors import DeepfakeDetectError
+
+__all__ = ["Augment", "get_augment", "camp_augment", "default_augment", "PRESETS"]
+
+Augment = Callable[[Image.Image, np.random.Generator], Image.Image]
+
+
+def camp_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Random horizontal and vertical flips, each with probability 1/2."""
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    return img
+
+
+def default_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Flip; resized crop (70-100 % area); rotation up to 10 degrees; colour jitter;
+    JPEG re-compression at quality 40-95; Gaussian blur. Output keeps the input size."""
+    w, h = img.size
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if rng.random() < 0.5:
+        area = rng.uniform(0.7, 1.0)
+        ratio = np.exp(rng.uniform(np.log(0.9), np.log(1.1)))
+        cw = int(round(min(w, w * np.sqrt(area * ratio))))
+        ch = int(round(min(h, h * np.sqrt(area / ratio))))
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        img = img.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    if rng.random() < 0.3:
+        img = img.rotate(float(rng.uniform(-10, 10)), resample=Image.Resampling.BILINEAR,
+                         fillcolor=tuple(int(c) for c in np.asarray(img).reshape(-1, 3).mean(0)))
+    if rng.random() < 0.5:
+        for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            img = enhance(img).enhance(float(rng.uniform(0.8, 1.2)))
+    if rng.random() < 0.3:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=int(rng.integers(40, 96)))
+        buf.seek(0)
+        img = Image.open(buf).convert("RGB")
+    if rng.random() < 0.2:
+        img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.1, 1.5))))
+    return img
+
+
+def _none(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    return img
+
+
+PRESETS: dict[str, Augment] = {"none": _none, "camp": camp_augment, "default": default_augment}
+
+
+def get_augment(augment: Union[str, Callable[..., Any], None]) -> Augment | None:
+    """Resolve a preset name or a callable; ``None``/``"none"`` -> ``None`` (no augmentation)."""
+    if augment is None or augment == "none":
+        return None
+    if isinstance(augment, str):
+        if augment not in PRESETS:
+            raise DeepfakeDetectError(f"augment={augment!r}: expected one of {sorted(PRESETS)} or a callable")
+        return PRESETS[augment]
+    if not callable(augment):
+        raise DeepfakeDetectError(f"augment={augment!r}: expected a preset name or a callable")
+    try:
+        n_args = len([p for p in inspect.signature(augment).parameters.values()
+                      if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+    except (TypeError, ValueError):
+        n_args = 1
+    if n_args >= 2:
+        return augment
+    return lambda img, rng: augment(img)
+
+
+def apply_augment(augment: Augment, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Augment an (H, W, 3) uint8 array; the result has the same shape."""
+    h, w = image.shape[:2]
+    out = augment(Image.fromarray(image), rng)
+    if isinstance(out, Image.Image):
+        if out.mode != "RGB":
+            out = out.convert("RGB")
+        if out.size != (w, h):
+            out = out.resize((w, h), Image.Resampling.BILINEAR)
+        return np.array(out, dtype=np.uint8)
+    arr = np.asarray(out)
+    if arr.shape != image.shape or arr.dtype != np.uint8:
+        raise DeepfakeDetectError(f"augment returned {type(out).__name__} {getattr(arr, 'shape', '')}; "
+                                  f"expected a PIL image or a uint8 array of shape {image.shape}")
+    return arr

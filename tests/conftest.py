@@ -1,0 +1,56 @@
+"""Shared fixtures: small generated images; nothing from the network or outside the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite never needs the network
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def face_like(seed: int, size: int = 64, fake: bool = False) -> Image.Image:
+    """A small synthetic 'face': skin-toned ellipse, eyes, mouth on a random background.
+
+    ``fake=True`` adds a periodic high-frequency pattern, an easy artefact to learn."""
+    rng = np.random.default_rng(seed)
+    bg = tuple(int(v) for v in rng.integers(0, 255, 3))
+    img = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(img)
+    skin = tuple(int(v) for v in rng.integers([150, 100, 80], [255, 200, 170]))
+    m = size // 8
+    d.ellipse([m + int(rng.integers(-2, 3)), m, size - m, size - m // 2], fill=skin)
+    for ex in (0.38, 0.62):
+        d.ellipse([int(size * ex) - 3, int(size * 0.42) - 2, int(size * ex) + 3, int(size * 0.42) + 2], fill=(30, 30, 30))
+    d.line([int(size * 0.4), int(size * 0.7), int(size * 0.6), int(size * 0.7)], fill=(120, 30, 30), width=2)
+    arr = np.asarray(img).astype(np.int16)
+    arr += rng.integers(-8, 9, arr.shape, dtype=np.int16)
+    if fake:
+        yy, xx = np.mgrid[0:size, 0:size]
+        arr += (((xx + yy) % 2) * 24 - 12)[..., None].astype(np.int16)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A folder with real/ and fake/ subfolders of 8 JPEGs each (64x64)."""
+    root = tmp_path / "data"
+    for label, sub in ((0, "real"), (1, "fake")):
+        (root / sub).mkdir(parents=True)
+        for i in range(8):
+            face_like(100 * label + i, fake=bool(label)).save(root / sub / f"{sub}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture
+def jpeg_files(tmp_path: Path) -> list[Path]:
+    out = []
+    for i in range(5):
+        p = tmp_path / f"img_{i}.jpg"
+        face_like(i, size=96).save(p, quality=90)
+        out.append(p)
+    return out
