@@ -182,7 +182,9 @@ def _from_dataset(dataset: Any) -> LabeledData:
     n = len(dataset)
     if n == 0:
         raise DataError(f"dataset {type(dataset).__name__} is empty")
-    targets = getattr(dataset, "targets", None) or getattr(dataset, "labels", None)
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        targets = getattr(dataset, "labels", None)
     if targets is not None and len(targets) == n:
         labels = [_check_label(t, f"dataset {type(dataset).__name__} index {i}") for i, t in enumerate(targets)]
     else:  # read each item once to learn its label

@@ -29,14 +29,29 @@ def create_timm(
     """
     model = timm.create_model(architecture, pretrained=False, **timm_kwargs)
     if weights is None and not pretrained:
+        _init_classifier(model)
         return model
     head = _head_names(model)
-    if weights is not None:
-        load_matching_weights(model, read_state_dict(weights), source=str(weights), head=head)
-        return model
-    path = _fetch_pretrained(architecture)
-    load_matching_weights(model, read_state_dict(path), source=path, head=head)
+    source = str(weights) if weights is not None else _fetch_pretrained(architecture)
+    left = load_matching_weights(model, read_state_dict(source), source=source, head=head)
+    if left:  # the classifier was not in the file (another number of classes)
+        _init_classifier(model)
     return model
+
+
+def _init_classifier(model: nn.Module) -> None:
+    """Small weights and zero bias for a fresh linear classifier.
+
+    Some timm families initialise classifiers for 1000 classes (EfficientNet: uniform in
+    +-1/sqrt(out_features)); with one output that gives logits in the tens and a first
+    epoch spent undoing them. Starting near P(fake) = 0.5 trains faster and more stably.
+    """
+    get = getattr(model, "get_classifier", None)
+    classifier = get() if callable(get) else None
+    if isinstance(classifier, nn.Linear):
+        nn.init.normal_(classifier.weight, std=0.01)
+        if classifier.bias is not None:
+            nn.init.zeros_(classifier.bias)
 
 
 def _head_names(model: nn.Module) -> tuple[str, ...]:

@@ -1,0 +1,285 @@
+"""Speed and memory, side by side in one run, on the same images and the same weights.
+
+    python benchmarks/speed.py ../shared/data/ffhq-stylegan [--quick]
+
+Measures, for every registry entry at its input size: the camp notebook's predict loop
+(Dataset + torchvision Resize/ToTensor/Normalize, DataLoader batch 40 with 2 workers,
+no_grad, softmax/sigmoid) vs ``Detector.predict`` vs the bare model forward on a ready
+tensor (channels_last, inference_mode); fine-tuning img/s of the camp train loop vs
+``Detector.finetune``; frozen-backbone epoch times; predict's peak memory over 500 vs 5,000
+images; and the first-call latency of ``load_detector()`` + one prediction. Writes
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DOCS, git_rev, machine, table  # noqa: E402
+
+from deepfake_detect import load_detector  # noqa: E402
+from deepfake_detect.data import LabelFile  # noqa: E402
+
+
+class CampDataset(torch.utils.data.Dataset):
+    """The camp notebook's dataset: open with PIL, convert RGB, apply torchvision transforms."""
+
+    def __init__(self, paths, labels, transform):
+        self.paths, self.labels, self.transform = paths, labels, transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        img = Image.open(self.paths[i]).convert("RGB")
+        return self.transform(img), torch.tensor(self.labels[i])
+
+
+def camp_transform(det, train: bool):
+    from torchvision import transforms
+
+    h, w = det.config.input_size
+    steps = [transforms.Resize((h, w))]
+    if train:
+        steps += [transforms.RandomHorizontalFlip(), transforms.RandomVerticalFlip()]
+    steps += [transforms.ToTensor(), transforms.Normalize(det.config.mean, det.config.std)]
+    return transforms.Compose(steps)
+
+
+def camp_predict(det, paths) -> tuple[float, np.ndarray]:
+    loader = torch.utils.data.DataLoader(CampDataset(paths, [0] * len(paths), camp_transform(det, False)),
+                                         batch_size=40, shuffle=False, num_workers=2)
+    model = det.model.eval()
+    out = []
+    t = time.perf_counter()
+    with torch.no_grad():
+        for x, _ in loader:
+            out.append(det.scores_from_output(model(x)).numpy())
+    return len(paths) / (time.perf_counter() - t), np.concatenate(out)
+
+
+def bare_forward(det, n: int, batch: int) -> float:
+    fast_model = det._inference_model()  # noqa: SLF001 - the same optimised module predict uses
+    plain = det.model.eval()
+    h, w = det.config.input_size
+    x = torch.randn(batch, 3, h, w).contiguous(memory_format=torch.channels_last)
+    best = {}
+    for name, m in (("plain", plain), ("optimised", fast_model)):
+        with torch.inference_mode():
+            m(x)
+            t = time.perf_counter()
+            done = 0
+            while done < n:
+                m(x)
+                done += batch
+        best[name] = done / (time.perf_counter() - t)
+    return best["plain"], best["optimised"]
+
+
+def predict_rows(paths: list[Path], quick: bool) -> tuple[list[list[object]], dict]:
+    rows, raw = [], {}
+    for name in ("efficientnet-lite0", "resnet18-baseline", "resnet18-finetune", "ae-classifier"):
+        n = 48 if name == "ae-classifier" else (120 if quick else 400)
+        det = load_detector(name)
+        sub = paths[:n]
+        camp_rate, camp_scores = camp_predict(det, sub)
+        det.predict(sub[:4], batch_size=32)  # warm-up: builds the optimised model once
+        t = time.perf_counter()
+        lib_scores = det.predict(sub, batch_size=32)
+        lib_rate = n / (time.perf_counter() - t)
+        plain_rate, bare_rate = bare_forward(det, n, 32)
+        diff = float(np.abs(camp_scores - lib_scores).max())
+        raw[name] = dict(camp=camp_rate, library=lib_rate, bare_plain=plain_rate, bare_optimised=bare_rate, n=n,
+                         max_abs_score_diff_vs_camp=diff)
+        h, w = det.config.input_size
+        rows.append([name, f"{h}x{w}", n, camp_rate, lib_rate, plain_rate, bare_rate,
+                     f"{lib_rate / camp_rate:.2f}x", f"{lib_rate / bare_rate:.2f}x", f"{diff:.1e}"])
+        print(rows[-1], file=sys.stderr)
+    return rows, raw
+
+
+def camp_train(det, paths, labels, batch: int, steps: int) -> float:
+    loader = torch.utils.data.DataLoader(CampDataset(paths, labels, camp_transform(det, True)), batch_size=batch,
+                                         shuffle=True, num_workers=2)
+    model = det.model.train()
+    opt = torch.optim.Adam(model.parameters(), 5e-3)
+    ce = nn.CrossEntropyLoss()
+    seen, t = 0, None
+    for i, (x, y) in enumerate(loader):
+        if i == 1:
+            t, seen = time.perf_counter(), 0  # the first step (worker start-up) is not timed
+        out = model(x)
+        loss = ce(out, y) if det.config.output == "softmax" else nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen += len(y)
+        if i >= steps:
+            break
+    return seen / (time.perf_counter() - t)
+
+
+def finetune_rows(data: LabelFile, quick: bool) -> tuple[list[list[object]], dict]:
+    rows, raw = [], {}
+    n = 200 if quick else 400
+    idx = list(range(0, len(data), max(1, len(data) // n)))[:n]
+    sub = data.subset(idx)
+    for name, batch in (("resnet18-baseline", 40), ("efficientnet-lite0", 32)):
+        det = load_detector(name)
+        camp = camp_train(det, sub.items, sub.labels.tolist(), batch, steps=len(sub) // batch - 1)
+        det = load_detector(name)
+        res = det.finetune(sub, epochs=2, batch_size=batch, augment="camp", progress=False, num_workers=2)
+        lib = res.history[-1]["img_per_s"]
+        raw[name] = dict(camp=camp, library_epoch2=lib, library_epoch1=res.history[0]["img_per_s"], n=len(sub), batch=batch)
+        rows.append([name, batch, len(sub), camp, res.history[0]["img_per_s"], lib, f"{lib / camp:.2f}x"])
+        print(rows[-1], file=sys.stderr)
+    return rows, raw
+
+
+def frozen_rows(data: LabelFile, quick: bool) -> tuple[list[list[object]], dict]:
+    n = 200 if quick else 600
+    idx = list(range(0, len(data), max(1, len(data) // n)))[:n]
+    sub = data.subset(idx)
+    det = load_detector("resnet18-finetune")
+    res = det.finetune(sub, epochs=4, batch_size=32, progress=False)
+    secs = [h["seconds"] for h in res.history]
+    row = [len(sub)] + secs + [f"{secs[0] / max(np.mean(secs[1:]), 1e-9):.0f}x"]
+    return [row], {"n": len(sub), "epoch_seconds": secs}
+
+
+MEMORY_SCRIPT = r"""
+import resource, sys, json
+from pathlib import Path
+from deepfake_detect import load_detector
+paths = [Path(p) for p in json.loads(sys.argv[1])]
+n = int(sys.argv[2])
+det = load_detector("resnet18-finetune")
+det.predict(paths[:8])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+items = [paths[i % len(paths)] for i in range(n)]
+scores = det.predict(items, batch_size=32)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"n": n, "rss_before_mib": base / 1024, "peak_rss_mib": peak / 1024}))
+"""
+
+
+def memory_rows(paths: list[Path], quick: bool) -> tuple[list[list[object]], dict]:
+    rows, raw = [], {}
+    for n in (500, 2000 if quick else 5000):
+        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, json.dumps([str(p) for p in paths]), str(n)],
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        raw[n] = r
+        rows.append([n, r["rss_before_mib"], r["peak_rss_mib"], r["peak_rss_mib"] - r["rss_before_mib"]])
+        print(rows[-1], file=sys.stderr)
+    return rows, raw
+
+
+LATENCY_SCRIPT = r"""
+import time; t0 = time.perf_counter()
+from deepfake_detect import load_detector
+t1 = time.perf_counter(); d = load_detector(); t2 = time.perf_counter()
+s = d.predict("examples/images/astronaut.jpg"); t3 = time.perf_counter()
+import json; print(json.dumps({"import": t1 - t0, "load_detector": t2 - t1, "first_predict": t3 - t2, "total": t3 - t0}))
+"""
+
+
+def latency_rows() -> tuple[list[list[object]], dict]:
+    root = Path(__file__).resolve().parent.parent
+    runs = []
+    for _ in range(3):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", LATENCY_SCRIPT], capture_output=True, text=True, check=True, cwd=root)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r["process"] = time.perf_counter() - t
+        runs.append(r)
+    best = min(runs, key=lambda r: r["total"])
+    return [[best["import"], best["load_detector"], best["first_predict"], best["total"], best["process"]]], {"runs": runs}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path, help="ffhq-stylegan folder (train/, val/, labels)")
+    ap.add_argument("--quick", action="store_true", help="fewer images (a smoke run)")
+    ap.add_argument("--out", type=Path, default=DOCS / "benchmarks.md")
+    args = ap.parse_args()
+    train = LabelFile(args.data / "train_label.txt", args.data / "train")
+    val = LabelFile(args.data / "val_label.txt", args.data / "val")
+    paths = list(val.items) + list(train.items)
+    t0 = time.perf_counter()
+    pred, pred_raw = predict_rows(paths, args.quick)
+    ft, ft_raw = finetune_rows(train, args.quick)
+    frozen, frozen_raw = frozen_rows(train, args.quick)
+    mem, mem_raw = memory_rows(paths, args.quick)
+    lat, lat_raw = latency_rows()
+    minutes = (time.perf_counter() - t0) / 60
+    cmd = "python benchmarks/speed.py ../shared/data/ffhq-stylegan" + (" --quick" if args.quick else "")
+    doc = f"""# Benchmarks: speed and memory
+
+Measured side by side in one run by `{cmd}` (commit {git_rev()}, {minutes:.1f} minutes).
+Machine: {machine()}. Images: the ffhq-stylegan 256x256 JPEGs (val then train split).
+Numbers are from one run on a shared 2-core machine; expect a few percent of noise.
+
+## Predict throughput (img/s)
+
+"camp loop": the camp notebook's inference (Dataset + torchvision Resize/ToTensor/Normalize,
+DataLoader batch 40 with 2 workers, `no_grad`, NCHW float32). "predict": `Detector.predict`
+(batch 32). "bare": the model's forward on a ready random tensor, batch 32, `inference_mode`,
+channels_last, as is (plain) and after the library's inference optimisation (BatchNorm folded
+into convolutions). The last column is the largest difference between the camp loop's scores
+and `predict`'s on the same images (the same preprocessing: the scores must agree).
+
+{table(["detector", "input", "images", "camp loop", "predict", "bare (plain)", "bare (optimised)", "predict / camp", "predict / bare optimised", "max score diff"], pred)}
+
+## Fine-tuning throughput (img/s)
+
+The camp train loop (torchvision Resize + flips in a DataLoader with 2 workers, Adam) vs
+`Detector.finetune(augment="camp", num_workers=2)` on the same images and batch size. The
+library's first epoch decodes and resizes every image once; later epochs read them from the
+uint8 cache.
+
+{table(["detector", "batch", "images", "camp loop", "finetune epoch 1", "finetune epoch 2", "epoch 2 / camp"], ft)}
+
+## Frozen-backbone fine-tuning (`resnet18-finetune`), seconds per epoch
+
+With the backbone frozen and no augmentation the backbone's features are computed once, in
+the first epoch; later epochs train only the head on the cached features.
+
+{table(["images", "epoch 1", "epoch 2", "epoch 3", "epoch 4", "epoch 1 / later"], frozen)}
+
+## Peak memory of `predict` (resnet18-finetune, MiB of resident memory)
+
+Scoring streams the inputs: at most two batches are decoded at a time.
+
+{table(["images", "RSS after loading", "peak RSS", "growth"], mem)}
+
+## First-call latency (seconds; what a CLI user waits for)
+
+A fresh process: import, `load_detector()` (the built-in default), one prediction. Best of 3.
+
+{table(["import", "load_detector()", "first predict", "total in Python", "whole process"], lat)}
+
+<details><summary>Raw numbers</summary>
+
+```json
+{json.dumps(dict(predict=pred_raw, finetune=ft_raw, frozen=frozen_raw, memory=mem_raw, latency=lat_raw), indent=1)}
+```
+</details>
+"""
+    args.out.write_text(doc)
+    print(doc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""The ``deepfake-detect`` command line. Results go to stdout, progress and messages to stderr.
+
+Exit codes: 0 success, 1 failure (a one-line error; ``--debug`` shows the traceback),
+2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+EPILOG = "Docs: https://github.com/deepfake-detect/deepfake-detect/tree/main/docs"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_model(p: argparse.ArgumentParser, required: bool = False, default_help: str = "the built-in default") -> None:
+    p.add_argument("--model", "-m", required=required, metavar="NAME|FOLDER|REPO",
+                   help=f"registry name, timm:<arch>, save_pretrained folder, or Hub repo id (default: {default_help})")
+    p.add_argument("--weights", metavar="FILE", help=".safetensors or state-dict .pt/.pth to load into the model")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="deepfake-detect", description="Deepfake face-image detectors: predict, "
+                     "fine-tune, evaluate, and write challenge submissions.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"deepfake-detect {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("models", help="list registry entries (and timm architectures) under the parameter limit",
+                       description="List registered detectors with parameter counts and input sizes; with --timm, "
+                       "timm architectures under the limit, largest first.")
+    p.add_argument("--timm", metavar="PATTERN", help="list timm architectures matching PATTERN (e.g. 'convnext*')")
+    p.add_argument("--max-params", type=int, default=200_000_000, help="the limit (default: 200000000)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("predict", help="P(fake) for images or folders; a table, or a submission CSV with --out",
+                       description="Score images. Prints a table (img_name, y_pred, verdict) or, with --out, "
+                       "writes the challenge CSV 'img_name,y_pred'. Folders are scanned recursively.")
+    p.add_argument("paths", nargs="+", help="image files and/or folders")
+    _add_model(p)
+    p.add_argument("--out", "-o", metavar="CSV", help="write img_name,y_pred here instead of a table")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--errors", choices=("raise", "skip"), default="raise",
+                   help="skip: list unreadable images on stderr and leave them out of the output")
+    p.add_argument("--crop-faces", action="store_true", help="crop the largest face first (extra 'face')")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("finetune", help="fine-tune a detector on labelled images",
+                       description="Fine-tune on a challenge label file + image folder, or a folder with "
+                       "real/ and fake/ subfolders. Writes last/ and best/ checkpoints to --out after every epoch.")
+    p.add_argument("--train", required=True, metavar="LABELS|FOLDER", help="label file (with --train-dir) or real/fake folder")
+    p.add_argument("--train-dir", metavar="DIR", help="image folder of the --train label file")
+    p.add_argument("--val", metavar="LABELS|FOLDER", help="validation label file (with --val-dir) or real/fake folder")
+    p.add_argument("--val-dir", metavar="DIR")
+    _add_model(p, required=True)
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--out", required=True, metavar="FOLDER", help="checkpoint folder (load it with --model FOLDER)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per recipe)")
+    p.add_argument("--augment", default="auto", help="auto, default, camp or none")
+    p.add_argument("--synth-fakes", type=float, default=0.0, help="self-blended fakes per real image per epoch")
+    p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--backbone-weights", metavar="FILE", help="local ImageNet weights for the backbone")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="AUC, TPR@FPR=1e-3, ACC, AP, EER on labelled images",
+                       description="Score labelled images and print the challenge's metrics (JSON with --json).")
+    _add_model(p)
+    p.add_argument("--labels", metavar="LABELS|FOLDER", required=True, help="label file (with --images) or real/fake folder")
+    p.add_argument("--images", metavar="DIR", help="image folder of the label file")
+    p.add_argument("--plot", metavar="PNG", help="write the ROC curve here")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--errors", choices=("raise", "skip"), default="raise")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="a detector's config, parameter count, preprocessing and weight source",
+                       description="Show what a detector is: config, parameters, preprocessing, weights.")
+    p.add_argument("model", nargs="?", default=None, help="NAME|FOLDER|REPO (default: the built-in default)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("explain", help="a heatmap of what made the detector say fake",
+                       description="Write a heatmap (Grad-CAM, input-gradient saliency, or the reconstruction "
+                       "residual for ae-classifier) blended over the image.")
+    p.add_argument("image")
+    _add_model(p)
+    p.add_argument("--out", "-o", required=True, metavar="PNG")
+    p.add_argument("--method", choices=("auto", "gradcam", "saliency", "residual"), default="auto")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("robustness", help="AUC under JPEG, blur, resize, noise, FGSM and PGD",
+                       description="Sweep perturbations over labelled images; prints a table, writes a plot.")
+    _add_model(p)
+    p.add_argument("--labels", required=True, metavar="LABELS|FOLDER")
+    p.add_argument("--images", metavar="DIR")
+    p.add_argument("--perturbations", nargs="*", metavar="NAME", help="subset (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="use at most N images (stratified)")
+    p.add_argument("--plot", metavar="PNG")
+    p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
+    p.set_defaults(func=cmd_robustness)
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from . import load_detector
+
+    return load_detector(args.model, weights=getattr(args, "weights", None), device=getattr(args, "device", None))
+
+
+def _data(labels: str, images: str | None):
+    from .data import LabelFile
+    from .errors import DataError
+
+    if images:
+        return LabelFile(labels, images)
+    if Path(labels).is_file():
+        raise DataError(f"{labels} is a label file: also give its image folder (--images/--train-dir/--val-dir)")
+    return labels
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .guard import count_parameters, list_timm_models
+    from .registry import get_entry, list_detectors
+
+    if args.timm:
+        rows = list_timm_models(args.timm, max_params=args.max_params)
+        print(f"{'model':<40} {'parameters':>14}")
+        for name, n in rows:
+            print(f"{'timm:' + name:<40} {n:>14,}")
+        print(f"{len(rows)} timm architecture(s) matching {args.timm!r} under {args.max_params:,} parameters",
+              file=sys.stderr)
+        return 0
+    print(f"{'name':<20} {'parameters':>12} {'input':>9} {'under limit':>12}  description")
+    for name in list_detectors():
+        entry = get_entry(name)
+        n = count_parameters(name)
+        h, w = entry.config.input_size
+        print(f"{name:<20} {n:>12,} {f'{h}x{w}':>9} {'yes' if n <= args.max_params else 'NO':>12}  {entry.description}")
+    print("default: built-in detector (efficientnet-lite0 weights shipped in the package); "
+          "any timm architecture as timm:<name>", file=sys.stderr)
+    return 0
+
+
+def _report_skipped(caught: list[warnings.WarningMessage]) -> None:
+    from .detector import SkippedImagesWarning
+
+    for w in caught:
+        if isinstance(w.message, SkippedImagesWarning):
+            for err in w.message.errors:
+                print(f"skipped: {err}", file=sys.stderr)
+        else:
+            print(f"warning: {w.message}", file=sys.stderr)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .submission import image_names, write_submission
+
+    detector = _load(args)
+    inputs, names = image_names(args.paths)
+    if not inputs:
+        print("error: no image files found in " + ", ".join(args.paths), file=sys.stderr)
+        return 1
+    kwargs: dict[str, Any] = dict(batch_size=args.batch_size, errors=args.errors,
+                                  progress=None if not args.no_progress else False)
+    if args.crop_faces:
+        kwargs["crop_faces"] = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = detector.predict(inputs, **kwargs)
+    _report_skipped(caught)
+    if args.out:
+        rows = write_submission(names, scores, args.out)
+        print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+        return 0
+    width = max([len("img_name")] + [len(n) for n in names])
+    print(f"{'img_name':<{width}}  {'y_pred':>7}  verdict")
+    for name, s in zip(names, scores):
+        if s != s:  # NaN: skipped
+            continue
+        verdict = "fake" if s >= detector.config.threshold else "real"
+        print(f"{name:<{width}}  {s:7.4f}  {verdict}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from . import load_detector
+
+    kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
+    out = Path(args.out)
+    if args.resume and (out / "last" / "config.json").is_file():
+        detector = load_detector(out / "last", device=args.device)
+    else:
+        detector = load_detector(args.model, weights=args.weights, device=args.device, **kwargs)
+    train = _data(args.train, args.train_dir)
+    val = _data(args.val, args.val_dir) if args.val else None
+    result = detector.finetune(
+        train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment,
+        synth_fakes=args.synth_fakes, freeze_backbone=args.freeze_backbone, seed=args.seed,
+        output_dir=out, resume=args.resume, device=args.device, progress=not args.no_progress,
+    )
+    if result.interrupted:
+        print(f"interrupted; continue with: deepfake-detect finetune ... --out {out} --resume", file=sys.stderr)
+        return 130
+    summary = {"epochs": len(result.history), "best": result.best, "output_dir": str(out)}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    detector = _load(args)
+    data = _data(args.labels, args.images)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = detector.evaluate(data, batch_size=args.batch_size, errors=args.errors, plot=args.plot,
+                                    progress=None if not args.no_progress else False)
+    _report_skipped(caught)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for k, v in metrics.items():
+            print(f"{k:<18} {v:.6f}" if isinstance(v, float) else f"{k:<18} {v}")
+    if args.plot:
+        print(f"wrote ROC curve to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import load_detector
+
+    detector = load_detector(args.model)
+    cfg = detector.config
+    info = {
+        "source": detector.source,
+        "architecture": cfg.architecture,
+        "parameters": detector.num_params,
+        "input_size": list(cfg.input_size),
+        "preprocessing": {"resize": cfg.resize, "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation,
+                          "mean": list(cfg.mean), "std": list(cfg.std)},
+        "output": cfg.output,
+        "threshold": cfg.threshold,
+        "model_kwargs": cfg.model_kwargs,
+        "library_version": cfg.library_version,
+        "metadata": cfg.metadata,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:<16} {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import save_overlay
+
+    detector = _load(args)
+    heat = detector.explain(args.image, method=args.method)
+    save_overlay(args.image, heat, args.out)
+    score = float(detector.predict(args.image)[0])
+    print(f"{args.image}: P(fake) = {score:.4f}; heatmap written to {args.out}")
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from .robustness import plot_sweep, sweep
+
+    detector = _load(args)
+    data = _data(args.labels, args.images)
+    rows = sweep(detector, data, perturbations=args.perturbations or None, limit=args.limit)
+    print(f"{'perturbation':<14} {'level':>8} {'auc':>8} {'acc':>8}")
+    for r in rows:
+        print(f"{r['perturbation']:<14} {r['level']!s:>8} {r['auc']:8.4f} {r['acc']:8.4f}")
+    if args.plot:
+        plot_sweep(rows, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import DeepfakeDetectError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (DeepfakeDetectError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"deepfake-detect {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # an unexpected failure still gets one line; --debug shows where
+        if args.debug:
+            raise
+        print(f"deepfake-detect {args.command}: error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    finally:
+        if args.debug:
+            print(f"[{time.perf_counter() - start:.2f} s]", file=sys.stderr)

@@ -1,0 +1,73 @@
+"""Challenge submissions: ``img_name,y_pred`` with y_pred = P(fake)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data.datasets import LabeledData
+from .data.images import list_images
+from .errors import DataError
+from .weights import atomic_path
+
+if TYPE_CHECKING:
+    from .detector import Detector
+
+__all__ = ["image_names", "write_submission", "predict_submission"]
+
+
+def image_names(source: Any) -> tuple[list[Any], list[str]]:
+    """``(inputs, names)`` for a folder (names relative to it), a label file (its
+    ``img_name`` column), or a list of paths (file names)."""
+    if isinstance(source, LabeledData):
+        return [source.image(i) for i in range(len(source))], list(source.names)
+    if isinstance(source, (str, os.PathLike)):
+        source = [source]
+    inputs: list[Any] = []
+    names: list[str] = []
+    for item in source:
+        path = Path(item)
+        if path.is_dir():
+            files = list_images(path)
+            inputs += files
+            names += [f.relative_to(path).as_posix() for f in files]
+        else:
+            inputs.append(path)
+            names.append(path.name)
+    return inputs, names
+
+
+def write_submission(names: list[str], scores: np.ndarray, path: str | os.PathLike[str], *,
+                     skip_nan: bool = True) -> int:
+    """Write ``img_name,y_pred`` rows atomically; rows whose score is NaN (unreadable images
+    under ``errors="skip"``) are left out when ``skip_nan``. Returns the number of rows."""
+    if len(names) != len(scores):
+        raise DataError(f"{len(names)} names but {len(scores)} scores")
+    rows = 0
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["img_name", "y_pred"])
+        for name, score in zip(names, scores):
+            if skip_nan and np.isnan(score):
+                continue
+            writer.writerow([name, f"{float(score):.6f}"])
+            rows += 1
+    return rows
+
+
+def predict_submission(detector: "Detector", source: Any, path: str | os.PathLike[str], **predict_kwargs: Any
+                       ) -> tuple[list[str], np.ndarray]:
+    """Score a folder, a :class:`~deepfake_detect.data.LabelFile` or paths, and write the CSV.
+
+    With ``errors="skip"`` unreadable images are left out of the CSV (and reported by a
+    :class:`~deepfake_detect.SkippedImagesWarning`). Returns ``(names, scores)``.
+    """
+    inputs, names = image_names(source)
+    scores = detector.predict(inputs, **predict_kwargs)
+    write_submission(names, scores, path)
+    return names, scores

@@ -1,0 +1,372 @@
+"""Pseudo-fakes from real faces: Self-Blended Images (SBI).
+
+After Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended Images", CVPR 2022: a real
+face is blended with a slightly altered copy of itself inside a soft face-shaped mask. The
+result carries the generic traces of face swapping (a blending boundary, a colour and
+sharpness mismatch, a small misalignment) without any identity change, so a detector trained
+on ``real vs. self-blended`` learns those traces rather than one generator's fingerprints.
+
+This is an independent implementation in numpy and Pillow (OpenCV is used only, if
+installed, to find the face with a Haar cascade):
+
+* :func:`self_blend` turns one RGB image into ``(pseudo_fake, mask)``;
+* :class:`SelfBlendedDataset` wraps a list of real images as a dataset of pseudo-fakes
+  (label 1), generated on the fly and reproducible per ``(seed, epoch, index)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+from torch.utils.data import Dataset
+
+from .data.images import load_image
+from .errors import DataError
+
+__all__ = ["self_blend", "SelfBlendedDataset", "BLEND_RATIOS"]
+
+#: The blend ratio (maximum mask value) is drawn uniformly from these; full blends are the
+#: most frequent.
+BLEND_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+
+Box = tuple[float, float, float, float]
+_NO_FACE = object()  # detection ran and found nothing
+
+
+# --------------------------------------------------------------------------------------------
+# face box
+
+
+_local = threading.local()
+
+
+def _cascade() -> Any:
+    """The OpenCV frontal-face Haar cascade (one per thread), or None without OpenCV."""
+    if not hasattr(_local, "cascade"):
+        _local.cascade = None
+        try:
+            import cv2  # optional: the 'face' extra
+        except Exception:  # ImportError, or a broken binary install
+            return None
+        try:
+            path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+            cascade = cv2.CascadeClassifier(path)
+            if not cascade.empty():
+                _local.cascade = cascade
+        except Exception:
+            pass
+    return _local.cascade
+
+
+def _detect_face(rgb: np.ndarray) -> Box | None:
+    """The largest frontal face found by the Haar cascade, as ``(x0, y0, x1, y1)``; None if
+    OpenCV is not installed, the image is too small, or no face is found."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < 48:
+        return None
+    cascade = _cascade()
+    if cascade is None:
+        return None
+    import cv2
+
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    side = int(0.3 * min(h, w))
+    try:
+        faces = cascade.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=5, minSize=(side, side))
+    except Exception:
+        return None
+    if len(faces) == 0:
+        return None
+    x, y, bw, bh = max((tuple(int(v) for v in f) for f in faces), key=lambda f: f[2] * f[3])
+    return float(x), float(y), float(x + bw), float(y + bh)
+
+
+def _check_box(face_box: Any, w: int, h: int) -> Box:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in face_box)
+    except (TypeError, ValueError):
+        raise DataError(f"face_box must be four numbers (x0, y0, x1, y1), got {face_box!r}") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise DataError(f"face_box must be finite numbers, got {face_box!r}")
+    cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
+    if not (x1 > x0 and y1 > y0):
+        raise DataError(f"face_box {face_box!r} is empty: expected x0 < x1 and y0 < y1 (pixels)")
+    if not (cx1 > cx0 and cy1 > cy0):
+        raise DataError(f"face_box {face_box!r} lies outside the {w}x{h} image")
+    return x0, y0, x1, y1
+
+
+# --------------------------------------------------------------------------------------------
+# mask
+
+
+def _face_mask(w: int, h: int, box: Box | None, detected: bool, rng: np.random.Generator) -> np.ndarray:
+    """A deformed, blurred ellipse over the face, float32 (h, w) with maximum 1 (or all 0)."""
+    if box is not None:
+        x0, y0, x1, y1 = box
+        bw, bh = x1 - x0, y1 - y0
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        ax, ay = bw / 2, bh / 2
+        if detected:  # Haar boxes stop around the chin and brows: reach a little lower
+            cy += 0.05 * bh
+            ay *= 1.1
+        cx += rng.uniform(-0.03, 0.03) * bw
+        cy += rng.uniform(-0.03, 0.03) * bh
+        ax *= rng.uniform(0.9, 1.05)
+        ay *= rng.uniform(0.9, 1.05)
+    else:  # aligned face crop (FFHQ-like): the face fills the centre
+        cx = w * (0.5 + rng.uniform(-0.02, 0.02))
+        cy = h * (0.55 + rng.uniform(-0.03, 0.03))
+        ax = 0.3 * w * rng.uniform(0.85, 1.1)
+        ay = 0.4 * h * rng.uniform(0.85, 1.1)
+    # dilation / erosion of the whole region
+    grow = rng.uniform(0.85, 1.1)
+    ax, ay = max(ax * grow, 0.5), max(ay * grow, 0.5)
+    angle = math.radians(rng.uniform(-10.0, 10.0))
+    ca, sa = math.cos(angle), math.sin(angle)
+
+    xs = (np.arange(w, dtype=np.float32) + 0.5 - cx)[None, :]
+    ys = (np.arange(h, dtype=np.float32) + 0.5 - cy)[:, None]
+    u = (xs * ca + ys * sa) / ax
+    v = (ys * ca - xs * sa) / ay
+    rho = np.sqrt(u * u + v * v)
+    if rng.random() < 0.7:  # elastic: a smooth random wobble of the outline
+        theta = np.arctan2(v, u)
+        boundary = np.ones_like(theta)
+        for k in range(2, 6):
+            amp = rng.uniform(0.0, 0.12) / k
+            boundary += amp * np.cos(k * theta + rng.uniform(0.0, 2 * math.pi))
+        inside = rho <= boundary
+    else:
+        inside = rho <= 1.0
+    # a random skew of the mask towards one side
+    if rng.random() < 0.3:
+        side = rng.integers(4)
+        cut = rng.uniform(0.55, 0.9)
+        inside &= (u if side < 2 else v) * (1 if side % 2 else -1) <= cut * 1.2
+
+    mask = Image.fromarray(inside.astype(np.uint8) * 255, "L")
+    scale = min(w, h)
+    mask = mask.filter(ImageFilter.GaussianBlur(max(0.3, rng.uniform(0.01, 0.05) * scale)))
+    if rng.random() < 0.5:  # keep the soft edge inside the region (as an erosion), blur again
+        arr = np.asarray(mask)
+        mask = Image.fromarray(np.where(arr >= 250, 255, 0).astype(np.uint8), "L")
+        mask = mask.filter(ImageFilter.GaussianBlur(max(0.3, rng.uniform(0.01, 0.04) * scale)))
+    out = np.asarray(mask, dtype=np.float32) / 255.0
+    peak = float(out.max())
+    if peak > 0:
+        out /= peak
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the altered copy
+
+
+def _colour(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    arr = np.asarray(img, dtype=np.float32)
+    if rng.random() < 0.5:  # per-channel shift
+        arr = arr + rng.uniform(-20.0, 20.0, 3).astype(np.float32)
+    # brightness and contrast, always
+    mean = float(arr.mean())
+    contrast = rng.uniform(0.85, 1.15)
+    brightness = rng.uniform(-0.1, 0.1) * 255.0
+    arr = (arr - mean) * contrast + mean + brightness
+    img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
+    if rng.random() < 0.5:  # hue and saturation
+        hsv = np.asarray(img.convert("HSV")).astype(np.int16)
+        hsv[..., 0] = (hsv[..., 0] + int(rng.integers(-6, 7))) % 256
+        hsv[..., 1] = np.clip(np.rint(hsv[..., 1] * rng.uniform(0.85, 1.15)), 0, 255)
+        img = Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
+    return img
+
+
+def _sharpness(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = img.size
+    scale = max(1.0, min(w, h) / 256.0)
+    kind = rng.integers(3)
+    if kind == 0:  # blur
+        return img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.3) * scale))
+    if kind == 1:  # down- and up-scaling (loss of detail)
+        f = rng.uniform(0.4, 0.75)
+        small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR)
+        return small.resize((w, h), Image.Resampling.BILINEAR)
+    return ImageEnhance.Sharpness(img).enhance(rng.uniform(1.8, 3.5))
+
+
+def _geometric(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Scale by 0.95-1.05 about the centre and shift by up to 3 % (edges replicated)."""
+    w, h = img.size
+    s = rng.uniform(0.95, 1.05)
+    tx, ty = rng.uniform(-0.03, 0.03) * w, rng.uniform(-0.03, 0.03) * h
+    pad = int(math.ceil(0.1 * max(w, h))) + 2
+    padded = Image.fromarray(np.pad(np.asarray(img), ((pad, pad), (pad, pad), (0, 0)), mode="edge"), "RGB")
+    cx, cy = w / 2.0, h / 2.0
+    # output pixel p maps to input (p - c - t) / s + c, shifted by the padding
+    data = (1 / s, 0.0, (-cx - tx) / s + cx + pad, 0.0, 1 / s, (-cy - ty) / s + cy + pad)
+    return padded.transform((w, h), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR)
+
+
+def _alter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    return _geometric(_sharpness(_colour(img, rng), rng), rng)
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def _blend(
+    img: Image.Image,
+    rng: np.random.Generator,
+    box: Box | None,
+    detected: bool,
+    transformed: str,
+) -> tuple[Image.Image, np.ndarray]:
+    w, h = img.size
+    original = np.asarray(img)
+    if transformed == "random":
+        transformed = "source" if rng.random() < 0.5 else "target"
+    altered = np.asarray(_alter(img, rng))
+    source, target = (altered, original) if transformed == "source" else (original, altered)
+    mask = _face_mask(w, h, box, detected, rng)
+    mask *= float(rng.choice(BLEND_RATIOS))
+    m = mask[..., None]
+    blended = np.rint(source.astype(np.float32) * m + target.astype(np.float32) * (1.0 - m))
+    out = np.where(m > 0, np.clip(blended, 0, 255).astype(np.uint8), target)
+    return Image.fromarray(out, "RGB"), mask
+
+
+def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def _check_transformed(transformed: str) -> str:
+    if transformed not in ("random", "source", "target"):
+        raise ValueError(f"transformed must be 'random', 'source' or 'target', got {transformed!r}")
+    return transformed
+
+
+def self_blend(
+    image: Image.Image,
+    *,
+    rng: np.random.Generator | int | None = None,
+    face_box: Sequence[float] | None = None,
+    transformed: Literal["random", "source", "target"] = "random",
+) -> tuple[Image.Image, np.ndarray]:
+    """Make a self-blended pseudo-fake of a real face image.
+
+    The *source* (the face pasted in) and the *target* (the background it is pasted onto) are
+    both ``image``; one of them is altered: brightness/contrast always, with probability 1/2
+    each an RGB channel shift and a hue/saturation shift, then one sharpness change (Gaussian
+    blur, down-and-up scaling, or sharpening), then a small geometric transform (scale
+    0.95-1.05 about the centre, shift up to 3 % of the size). The blend is
+    ``source * mask + target * (1 - mask)``.
+
+    The mask is an ellipse over the face, found from, in order: ``face_box``; else the
+    largest face OpenCV's frontal-face Haar cascade finds (only if ``cv2`` is installed, the
+    ``face`` extra); else the centre of an aligned face crop (centre ``(0.5 W, 0.55 H)``,
+    semi-axes ``0.3 W x 0.4 H``), each randomised a little. Its outline is then deformed
+    (a random smooth wobble, a random growth or shrinkage, sometimes a cut on one side),
+    blurred with a Gaussian of random width, scaled to a maximum of 1 and multiplied by a
+    blend ratio drawn from :data:`BLEND_RATIOS`.
+
+    Args:
+        image: the real face, a PIL image (any mode is converted to RGB; a path or ``uint8``
+            HWC array is accepted too, read with :func:`deepfake_detect.data.load_image`).
+        rng: a numpy Generator (or an int seed); the same seed gives the same result.
+            ``None``: fresh randomness.
+        face_box: ``(x0, y0, x1, y1)`` in pixels; the mask is the ellipse inscribed in it
+            (randomised by a few percent).
+        transformed: which side is altered: ``"random"`` (either, with probability 1/2, as
+            in the paper), ``"source"`` (the pasted face; then every pixel where
+            ``mask == 0`` is exactly the original) or ``"target"`` (the background).
+
+    Returns:
+        ``(fake, mask)``: an RGB image of the input's size and the float32 ``(H, W)`` blend
+        mask in ``[0, 1]`` (the weight of the source at each pixel).
+
+    Raises:
+        ImageLoadError: ``image`` cannot be read or converted to RGB.
+        DataError: ``face_box`` is not four numbers or lies outside the image.
+    """
+    img = load_image(image)
+    rng = _as_rng(rng)
+    _check_transformed(transformed)
+    w, h = img.size
+    if face_box is not None:
+        return _blend(img, rng, _check_box(face_box, w, h), False, transformed)
+    box = _detect_face(np.asarray(img))
+    return _blend(img, rng, box, box is not None, transformed)
+
+
+class SelfBlendedDataset(Dataset):
+    """Real face images turned into self-blended pseudo-fakes, generated on the fly.
+
+    ``dataset[i]`` is ``(fake: PIL.Image, 1)``, made by :func:`self_blend` from
+    ``real_images[i]`` with a Generator seeded from ``(seed, epoch, i)``: the same item is
+    the same image within an epoch, and a different blend in the next one after
+    :meth:`set_epoch`. Mix it with real images (label 0) for SBI training, e.g.
+    ``ConcatDataset([reals, SelfBlendedDataset(real_paths)])``.
+
+    Face boxes found by the Haar cascade are cached per index (per process).
+
+    Args:
+        real_images: image paths, PIL images or ``uint8`` arrays.
+        seed: a non-negative int.
+        transformed: passed to :func:`self_blend`.
+    """
+
+    def __init__(
+        self,
+        real_images: Sequence[str | os.PathLike[str] | Image.Image | np.ndarray],
+        *,
+        seed: int = 0,
+        transformed: Literal["random", "source", "target"] = "random",
+    ) -> None:
+        self.images = list(real_images)
+        if int(seed) < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
+        self.seed = int(seed)
+        self.epoch = 0
+        self.transformed = _check_transformed(transformed)
+        self._boxes: dict[int, Any] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch: each epoch draws new blends, reproducibly."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch}")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def targets(self) -> list[int]:
+        """Every label: 1 (fake)."""
+        return [1] * len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        n = len(self.images)
+        i = int(index)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} out of range for {n} images")
+        img = load_image(self.images[i])
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        box = self._boxes.get(i)
+        if box is None:
+            box = _detect_face(np.asarray(img))
+            self._boxes[i] = _NO_FACE if box is None else box
+        elif box is _NO_FACE:
+            box = None
+        fake, _ = _blend(img, rng, box, box is not None, self.transformed)
+        return fake, 1

@@ -1,0 +1,105 @@
+"""The command line, end to end in subprocesses, on small generated images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import face_like
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "deepfake_detect", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_version_and_help():
+    from deepfake_detect import __version__
+
+    assert run("--version").stdout.strip() == f"deepfake-detect {__version__}"
+    for sub in ("models", "predict", "finetune", "evaluate", "info", "explain", "robustness"):
+        proc = run(sub, "--help")
+        assert proc.returncode == 0 and f"usage: deepfake-detect {sub}" in proc.stdout, sub
+
+
+def test_bad_arguments_give_one_line_and_exit_2():
+    for args in (("predict",), ("nonsense",), ("predict", "x.jpg", "--batch-size", "many"), ("finetune", "--epochs", "1")):
+        proc = run(*args)
+        assert proc.returncode == 2, args
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_failures_give_one_line_and_exit_1(tmp_path):
+    proc = run("predict", str(tmp_path / "missing.jpg"))
+    assert proc.returncode == 1 and "missing.jpg" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    proc = run("predict", str(tmp_path), "--model", "resnet18-finetun")
+    assert proc.returncode == 1 and "resnet18-finetune" in proc.stderr
+    proc = run("--debug", "predict", str(tmp_path / "missing.jpg"))
+    assert "Traceback" in proc.stderr
+
+
+def test_predict_folder_writes_one_row_per_image(tmp_path):
+    folder = tmp_path / "imgs"
+    (folder / "nested").mkdir(parents=True)
+    for i in range(3):
+        face_like(i, 80).save(folder / f"face_{i}.jpg")
+    face_like(9, 80).save(folder / "nested" / "deep.png")
+    out = tmp_path / "submit.csv"
+    proc = run("predict", str(folder), "--out", str(out), check=True)
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["img_name", "y_pred"]
+    assert [r[0] for r in rows[1:]] == ["face_0.jpg", "face_1.jpg", "face_2.jpg", "nested/deep.png"]
+    assert all(0.0 <= float(r[1]) <= 1.0 for r in rows[1:])
+    assert proc.stdout == ""  # results went to the file, messages to stderr
+    table = run("predict", str(folder), check=True).stdout.splitlines()
+    assert table[0].split() == ["img_name", "y_pred", "verdict"] and len(table) == 5
+
+
+def test_predict_errors_skip_lists_bad_files(tmp_path):
+    face_like(1, 64).save(tmp_path / "good.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    proc = run("predict", str(tmp_path), "--errors", "skip", "--out", str(tmp_path / "s.csv"), check=True)
+    assert "bad.jpg" in proc.stderr and "empty" in proc.stderr
+    assert (tmp_path / "s.csv").read_text().splitlines()[1].startswith("good.jpg,")
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 2
+    assert run("predict", str(tmp_path)).returncode == 1
+
+
+def test_models_info_and_evaluate(tmp_path, image_folder):
+    proc = run("models", check=True)
+    assert "resnet18-baseline" in proc.stdout and "11,177,538" in proc.stdout and "62,565,630" in proc.stdout
+    proc = run("models", "--timm", "resnet1*", check=True)
+    assert "timm:resnet18 " in proc.stdout
+    info = json.loads(run("info", "resnet18-finetune", "--json", check=True).stdout)
+    assert info["parameters"] == 11_177_025 and info["input_size"] == [224, 224]
+    proc = run("evaluate", "--model", "resnet18-finetune", "--labels", str(image_folder), "--json",
+               "--plot", str(tmp_path / "roc.png"), check=True)
+    metrics = json.loads(proc.stdout)
+    assert metrics["n"] == 16 and 0 <= metrics["auc"] <= 1
+    assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_finetune_then_predict_with_the_checkpoint(tmp_path, image_folder):
+    out = tmp_path / "run"
+    proc = run("finetune", "--train", str(image_folder), "--val", str(image_folder), "--model", "resnet18-finetune",
+               "--epochs", "1", "--batch-size", "8", "--out", str(out), "--no-progress", check=True)
+    summary = json.loads(proc.stdout)
+    assert summary["epochs"] == 1 and summary["best"]["epoch"] == 1
+    proc = run("predict", str(image_folder / "real"), "--model", str(out), check=True)
+    assert len(proc.stdout.splitlines()) == 9
+    proc = run("finetune", "--train", str(image_folder), "--model", "resnet18-finetune", "--epochs", "2",
+               "--out", str(out), "--resume", "--no-progress", check=True)
+    assert json.loads(proc.stdout)["epochs"] == 2

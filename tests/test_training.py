@@ -1,0 +1,240 @@
+"""Fine-tuning and evaluation from user code: data formats, losses, freezing, resume, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import deepfake_detect as dd
+from deepfake_detect import load_detector
+from deepfake_detect.data import LabelFile, stratified_split
+from deepfake_detect.training import CHECKPOINT_BEST, CHECKPOINT_LAST
+
+from conftest import TINY, face_like
+
+
+def _pairs(folder: Path) -> list[tuple[Path, int]]:
+    return [(p, 0) for p in sorted((folder / "real").iterdir())] + [(p, 1) for p in sorted((folder / "fake").iterdir())]
+
+
+def _label_file(folder: Path) -> LabelFile:
+    flat = folder.parent / "flat"
+    flat.mkdir(exist_ok=True)
+    rows = ["img_name,target"]
+    for p, y in _pairs(folder):
+        (flat / p.name).write_bytes(p.read_bytes())
+        rows.append(f"{p.name},{y}")
+    (folder.parent / "labels.txt").write_text("\n".join(rows) + "\n")
+    return LabelFile(folder.parent / "labels.txt", flat)
+
+
+class _TorchDataset(torch.utils.data.Dataset):
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        path, label = self.pairs[i]
+        return Image.open(path).convert("RGB"), label
+
+
+def test_every_data_format_trains_and_evaluates(image_folder):
+    pairs = _pairs(image_folder)
+    zero_one = image_folder.parent / "zo"
+    for sub, label in (("real", "0"), ("fake", "1")):
+        (zero_one / label).mkdir(parents=True)
+        for p in (image_folder / sub).iterdir():
+            (zero_one / label / p.name).write_bytes(p.read_bytes())
+    formats = {
+        "folder": image_folder, "0/1 folder": zero_one, "pairs": pairs,
+        "label file": _label_file(image_folder), "dataset": _TorchDataset(pairs),
+    }
+    for name, data in formats.items():
+        det = load_detector(TINY)
+        result = det.finetune(data, data, epochs=2, batch_size=8, progress=False, num_workers=0)
+        assert [h["epoch"] for h in result.history] == [1, 2], name
+        assert all(np.isfinite(h["train_loss"]) for h in result.history), name
+        assert set(result.history[0]["val"]) >= {"auc", "tpr_at_fpr_1e-3", "acc", "ap", "eer", "logloss", "n"}
+        assert result.best["epoch"] in (1, 2) and result.history[0]["val"]["n"] == 16
+        metrics = det.evaluate(data)
+        assert metrics["n"] == 16 and 0.0 <= metrics["auc"] <= 1.0, name
+
+
+def test_training_learns_an_easy_artefact(image_folder):
+    torch.manual_seed(0)
+    det = load_detector(TINY)
+    result = det.finetune(image_folder, image_folder, epochs=10, batch_size=8, lr=1e-2, augment="none",
+                          progress=False, num_workers=0)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.best["auc"] > 0.85
+    assert det.evaluate(image_folder)["auc"] == pytest.approx(result.best["auc"], abs=1e-6)  # holds the best weights
+
+
+def test_losses_follow_the_head(image_folder):
+    pairs = _pairs(image_folder)[:2] + _pairs(image_folder)[-2:]
+    for name in ("resnet18-baseline", "ae-classifier"):  # cross-entropy on 2 logits; AELoss on (logit, x_hat)
+        det = load_detector(name)
+        assert det.entry.loss == {"resnet18-baseline": "cross_entropy", "ae-classifier": "ae"}[name]
+        before = {k: v.clone() for k, v in det.model.state_dict().items()}
+        result = det.finetune(pairs, epochs=1, batch_size=4, progress=False, num_workers=0, augment="none")
+        assert np.isfinite(result.history[0]["train_loss"])
+        assert any(not torch.equal(before[k], v) for k, v in det.model.state_dict().items())
+    assert load_detector("resnet18-finetune").entry.loss == "bce"
+
+
+def test_a_custom_loss_callable_is_used(image_folder):
+    calls = []
+
+    def loss(output, labels, inputs):
+        calls.append(len(labels))
+        return torch.nn.functional.binary_cross_entropy_with_logits(output[:, 0], labels)
+
+    load_detector(TINY).finetune(image_folder, epochs=1, batch_size=8, loss=loss, progress=False, num_workers=0)
+    assert sum(calls) == 16
+
+
+def test_frozen_backbone_stays_frozen_bn_statistics_included(image_folder):
+    det = load_detector("resnet18-finetune")
+    assert det.entry.freeze_backbone
+    before = {k: v.clone() for k, v in det.model.state_dict().items()}
+    result = det.finetune(image_folder, epochs=3, batch_size=8, progress=False, num_workers=0)
+    after = det.model.state_dict()
+    for k, v in after.items():
+        if k.startswith("features_extractor."):
+            assert torch.equal(before[k], v), f"{k} changed"
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
+    # the features were cached after the first epoch
+    assert result.history[1]["seconds"] < result.history[0]["seconds"]
+    # and the cached path gives the same loss trajectory as recomputing the features
+    det2 = load_detector("resnet18-finetune")
+    det2.model.load_state_dict(before)
+    res2 = det2.finetune(image_folder, epochs=3, batch_size=8, progress=False, num_workers=0, augment="camp",
+                         freeze_backbone=True)
+    assert all(torch.equal(before[k], v) for k, v in det2.model.state_dict().items() if k.startswith("features_extractor."))
+    assert np.isfinite(res2.history[-1]["train_loss"])
+
+
+def test_unfrozen_training_changes_the_backbone(image_folder):
+    det = load_detector(TINY)
+    before = det.model.features[0].weight.clone()
+    det.finetune(image_folder, epochs=1, batch_size=8, progress=False, num_workers=0, freeze_backbone=False)
+    assert not torch.equal(before, det.model.features[0].weight)
+
+
+def test_checkpoints_and_history_are_written(tmp_path, image_folder):
+    out = tmp_path / "run"
+    det = load_detector(TINY)
+    result = det.finetune(image_folder, image_folder, epochs=2, batch_size=8, output_dir=out, progress=False)
+    assert (out / CHECKPOINT_LAST / "config.json").is_file() and (out / CHECKPOINT_LAST / "training_state.pt").is_file()
+    assert (out / CHECKPOINT_BEST / "model.safetensors").is_file()
+    lines = [json.loads(l) for l in (out / "history.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2]
+    best = load_detector(out)  # the output dir loads its best checkpoint
+    np.testing.assert_allclose(best.predict(image_folder), det.predict(image_folder), atol=1e-6)
+    assert best.config.metadata["metrics"]["auc"] == pytest.approx(result.best["auc"])
+    with pytest.raises(dd.TrainingError, match="resume=True"):
+        load_detector(TINY).finetune(image_folder, epochs=1, output_dir=out, progress=False)
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, image_folder):
+    kwargs = dict(epochs=4, batch_size=6, lr=1e-2, augment="default", synth_fakes=0.5, progress=False, num_workers=2,
+                  ema=0.9)
+    torch.manual_seed(0)
+    full = load_detector(TINY)
+    full_result = full.finetune(image_folder, image_folder, output_dir=tmp_path / "full", **kwargs)
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    part = load_detector(TINY)
+    first = part.finetune(image_folder, image_folder, output_dir=tmp_path / "part", callbacks=[stop_after_two], **kwargs)
+    assert first.interrupted and [h["epoch"] for h in first.history] == [1, 2]
+    resumed = load_detector(tmp_path / "part" / CHECKPOINT_LAST)
+    second = resumed.finetune(image_folder, image_folder, output_dir=tmp_path / "part", resume=True, **kwargs)
+    assert [h["epoch"] for h in second.history] == [1, 2, 3, 4]
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=1e-6, msg=k)
+    assert second.best["epoch"] == full_result.best["epoch"]
+    assert second.best["auc"] == pytest.approx(full_result.best["auc"], abs=1e-6)
+
+
+def test_stratified_split_keeps_the_ratio(image_folder):
+    train, val = stratified_split(image_folder, 0.25, seed=3)
+    assert len(train) + len(val) == 16 and val.labels.sum() == 2 and len(val) == 4
+    again, _ = stratified_split(image_folder, 0.25, seed=3)
+    assert again.names == train.names
+
+
+def test_data_is_checked_before_training(tmp_path, image_folder):
+    det = load_detector(TINY)
+    pairs = _pairs(image_folder) + [(tmp_path / "missing.png", 1)]
+    with pytest.raises(dd.DataError, match="missing.png"):
+        det.finetune(pairs, epochs=1, output_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(dd.DataError, match="only label"):
+        det.finetune(_pairs(image_folder)[:8], epochs=1, progress=False)
+
+
+def test_self_blended_fakes_let_real_only_data_train(image_folder):
+    reals = [(p, 0) for p, y in _pairs(image_folder) if y == 0]
+    result = load_detector(TINY).finetune(reals, epochs=1, batch_size=8, synth_fakes=1.0, progress=False,
+                                          num_workers=0, augment="none")
+    assert np.isfinite(result.history[0]["train_loss"])
+
+
+def test_submission_csv_for_a_folder_and_a_label_file(tmp_path, image_folder):
+    from deepfake_detect.submission import predict_submission
+
+    det = load_detector(TINY)
+    names, scores = predict_submission(det, image_folder / "real", tmp_path / "submit.csv")
+    lines = (tmp_path / "submit.csv").read_text().splitlines()
+    assert lines[0] == "img_name,y_pred" and len(lines) == 9
+    assert lines[1].split(",")[0] == "real_00.png"
+    lf = _label_file(image_folder)
+    names, _ = predict_submission(det, lf, tmp_path / "submit2.csv")
+    assert names == lf.names
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import sys, json
+    sys.path.insert(0, {tests!r})
+    import conftest  # registers test-tiny
+    import torch
+    from deepfake_detect import load_detector
+    torch.manual_seed(0)
+    det = load_detector("test-tiny")
+    res = det.finetune({data!r}, {data!r}, epochs=2, batch_size=4, output_dir={out!r}, progress=False, num_workers=0)
+    import torch.distributed as dist
+    print("RESULT", json.dumps({{"best": res.best, "epochs": len(res.history)}}))
+""")
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(tmp_path, image_folder):
+    script = tmp_path / "ddp.py"
+    out = tmp_path / "ddp_run"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(image_folder), out=str(out)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+                           str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(l.split("RESULT ", 1)[1]) for l in proc.stdout.splitlines() if l.startswith("RESULT")]
+    assert len(results) == 2 and results[0] == results[1]  # both ranks agree on the gathered metrics
+    assert results[0]["epochs"] == 2 and results[0]["best"]["n"] == 16
+    assert (out / CHECKPOINT_BEST / "model.safetensors").is_file()
+    history = (out / "history.jsonl").read_text().splitlines()
+    assert len(history) == 2  # written once, by rank 0
