@@ -229,7 +229,7 @@ def test_torchrun_two_processes_on_cpu(tmp_path, image_folder):
     out = tmp_path / "ddp_run"
     script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(image_folder), out=str(out)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(l.split("RESULT ", 1)[1]) for l in proc.stdout.splitlines() if l.startswith("RESULT")]
