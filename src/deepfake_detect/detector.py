@@ -350,10 +350,19 @@ def _as_local_folder(name: str) -> Path | None:
             return path
         from .training import CHECKPOINT_BEST
 
-        if (path / CHECKPOINT_BEST / CONFIG_NAME).is_file():  # a finetune output_dir: its best checkpoint
-            return path / CHECKPOINT_BEST
+        for best in (path / CHECKPOINT_BEST, _moved_aside(path / CHECKPOINT_BEST)):
+            if (best / CONFIG_NAME).is_file():  # a finetune output_dir: its best checkpoint
+                return best
         raise ConfigError(f"folder {path} has no {CONFIG_NAME}; it was not written by save_pretrained or finetune")
+    if not path.exists() and (_moved_aside(path) / CONFIG_NAME).is_file():
+        return _moved_aside(path)
     return None
+
+
+def _moved_aside(checkpoint: Path) -> Path:
+    """Where finetune's atomic folder swap keeps the previous checkpoint between its two
+    renames; a process killed there leaves it (read here, restored by the next finetune)."""
+    return checkpoint.with_name(f".{checkpoint.name}.old")
 
 
 def _looks_local(name: str) -> bool:

@@ -11,6 +11,7 @@ with the same schedule and ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ from .augment import apply_augment, get_augment
 from .data.datasets import LabeledData, as_labeled_data
 from .distributed import DistContext
 from .errors import DataError, DeepfakeDetectError, ImageLoadError, TrainingError
-from .weights import load_weights, read_state_dict
+from .weights import atomic_path, load_weights, read_state_dict, refusal_reason
 
 if TYPE_CHECKING:
     from .detector import Detector
@@ -253,6 +254,21 @@ def _recover_dir(dest: Path) -> None:
         os.replace(old, dest)
 
 
+def _read_training_state(path: Path) -> dict[str, Any]:
+    """``training_state.pt`` via ``torch.load(weights_only=True)``: tensors and plain containers,
+    never code. Raises TrainingError for a corrupt, foreign or malicious file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise TrainingError(f"cannot resume: {path} is not a readable training state ({refusal_reason(e)}). "
+                            "Start a new run in another output_dir") from None
+    keys = ("epoch", "optimizer", "scheduler", "rng", "history")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise TrainingError(f"cannot resume: {path} is not a training state written by finetune "
+                            f"(expected the keys {list(keys)}); start a new run in another output_dir")
+    return state
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -458,7 +474,7 @@ def finetune(
     train_model: nn.Module = model
     if dist_ctx.enabled:
         train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False)
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     out_dir = Path(output_dir) if output_dir is not None else None
     result = TrainResult(output_dir=out_dir)
@@ -472,7 +488,7 @@ def finetune(
             raise TrainingError(f"{out_dir} already holds a checkpoint ({state_file}); pass resume=True "
                                 "to continue it, or choose another output_dir")
         if resume and state_file.exists():
-            state = torch.load(state_file, map_location="cpu", weights_only=True)
+            state = _read_training_state(state_file)
             load_weights(model, read_state_dict(out_dir / CHECKPOINT_LAST / "model.safetensors"),
                          source=str(out_dir / CHECKPOINT_LAST))
             opt.load_state_dict(state["optimizer"])
@@ -635,15 +651,17 @@ def _save_checkpoints(detector, eval_model, out_dir, record, result, improved, o
 
     def write_last(folder: Path) -> None:
         Detector(model, view.config, source=detector.source).save_pretrained(folder)
-        torch.save(state, folder / STATE_NAME)
+        buffer = io.BytesIO()  # torch.save to a file reports a full disk as RuntimeError; write() gives OSError
+        torch.save(state, buffer)
+        with atomic_path(folder / STATE_NAME) as tmp:  # flushed to disk like the weights
+            tmp.write_bytes(buffer.getbuffer())
 
     try:
         if improved:
             _write_dir_atomically(out_dir / CHECKPOINT_BEST, view.save_pretrained)
         _write_dir_atomically(out_dir / CHECKPOINT_LAST, write_last)
-        with open(out_dir / HISTORY_NAME, "w", encoding="utf-8") as f:
-            for rec in result.history:
-                f.write(json.dumps(rec) + "\n")
+        with atomic_path(out_dir / HISTORY_NAME) as tmp:  # a crash or full disk never leaves half a file
+            tmp.write_text("".join(json.dumps(rec) + "\n" for rec in result.history), encoding="utf-8")
     except OSError as e:
         raise TrainingError(f"could not write the checkpoint of epoch {epoch} to {out_dir}: {e}. "
                             "The previous checkpoint is kept; free space and resume with resume=True") from e

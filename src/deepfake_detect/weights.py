@@ -54,7 +54,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         except pickle.UnpicklingError as e:
             raise WeightsError(
                 f"weights file {path} holds more than tensors and was refused "
-                f"(only torch.load(weights_only=True) is used): {str(e).splitlines()[0]}. "
+                f"(only torch.load(weights_only=True) is used): {refusal_reason(e)}. "
                 "Save a plain state dict (torch.save(model.state_dict(), path)) or convert "
                 "it to safetensors"
             ) from None
@@ -66,6 +66,18 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"saved as one of {PICKLE_SUFFIXES}"
         )
     return _unwrap(state, path)
+
+
+def refusal_reason(e: BaseException) -> str:
+    """What a ``torch.load(weights_only=True)`` error says was refused, without torch's advice
+    to load the file unsafely (``weights_only=False``)."""
+    text = str(e)
+    at = text.find("WeightsUnpickler error:")
+    if at >= 0:
+        text = text[at:].split("Check the documentation")[0].split(" Please use")[0]
+        return " ".join(text.split()).rstrip(".")
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(e).__name__)
+    return "weights-only load failed" if first.startswith("Weights only load failed") else first.rstrip(".")
 
 
 def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:
@@ -161,6 +173,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield tmp_path
         with open(tmp_path, "rb") as f:
@@ -184,8 +199,10 @@ def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: s
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
         tensors[k] = v.contiguous().clone()
+    from safetensors import SafetensorError
+
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
-    except OSError as e:
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as a SafetensorError
         raise WeightsError(f"could not write weights to {path}: {e}") from e

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,23 +63,36 @@ def read_label_file(labels_csv: str | os.PathLike[str]) -> list[tuple[str, int]]
             file, an empty file, missing columns, a target other than 0/1, or duplicate names.
     """
     path = Path(labels_csv)
+    if path.is_dir():
+        raise DataError(f"label file {path} is a folder, not a file")
     if not path.is_file():
         raise DataError(f"label file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"label file {path} is not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise DataError(f"label file {path} cannot be read ({e.strerror or e})") from None
     if not text.strip():
         raise DataError(f"label file {path} is empty; expected a header 'img_name,target' and one row per image")
-    reader = csv.reader(text.splitlines())
+    try:
+        return _parse_label_rows(path, text)
+    except csv.Error as e:  # e.g. a field over csv's size limit
+        raise DataError(f"label file {path} is not a readable CSV file ({e})") from None
+
+
+def _parse_label_rows(path: Path, text: str) -> list[tuple[str, int]]:
+    reader = csv.reader(io.StringIO(text, newline=""))  # line_num then counts the lines an editor shows
     header = [h.strip() for h in next(reader)]
     missing = [c for c in ("img_name", "target") if c not in header]
     if missing:
-        raise DataError(f"label file {path}: header {header} lacks column(s) {missing}; expected 'img_name,target'")
+        raise DataError(f"label file {path}, line 1: header {header} lacks column(s) {missing}; "
+                        "expected 'img_name,target'")
     i_name, i_target = header.index("img_name"), header.index("target")
     rows: list[tuple[str, int]] = []
     seen: dict[str, int] = {}
-    for line_no, row in enumerate(reader, start=2):
+    for row in reader:
+        line_no = reader.line_num  # the last line of the row (a quoted field may span lines)
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) <= max(i_name, i_target):

@@ -14,7 +14,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageLoadError
 
-__all__ = ["ImageInput", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "list_images", "load_image", "describe"]
+__all__ = [
+    "ImageInput", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "REFUSED_FORMATS", "list_images", "load_image", "describe",
+]
 
 #: File suffixes treated as images when a folder is scanned (lower case).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -23,6 +25,12 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", 
 #: files are refused before decoding so a decompression bomb cannot exhaust memory.
 #: Override per call with ``max_pixels=`` (``Detector.predict(..., max_pixels=...)``).
 MAX_IMAGE_PIXELS = 64_000_000
+
+#: PIL formats never opened, whatever the file is called: PIL has EPS files rendered by the
+#: Ghostscript interpreter (a PostScript program from the file would run) and WMF/EMF files
+#: by the operating system's renderer. Every other format PIL can read is accepted.
+REFUSED_FORMATS = frozenset({"EPS", "WMF"})
+_REFUSED_MAGIC = (b"%!PS", b"\xc5\xd0\xd3\xc6", b"\xd7\xcd\xc6\x9a", b"\x01\x00\x00\x00")
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, Any]  # Any: a torch.Tensor
 
@@ -66,14 +74,16 @@ def load_image(
         source: a file path, a PIL image, or an HWC/HW ``uint8`` numpy array.
         draft_size: ``(width, height)`` the image will be resized to; JPEG files are then
             decoded at the smallest DCT scale that is still at least this large (faster).
-        max_pixels: refuse images with more pixels than this (``None``: no limit).
+        max_pixels: refuse images with more pixels than this, from the header, before decoding
+            (``None``: no limit of this library's own; PIL's check still refuses more than
+            ``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 million pixels).
 
     Applies the EXIF orientation, takes the first frame of animations, and converts every
     mode (1, L, LA, P, PA, RGBA, CMYK, YCbCr, LAB, HSV, I;16, I, F) to 8-bit RGB.
 
     Raises:
         ImageLoadError: naming the file and why (missing, empty, not an image, truncated,
-            too many pixels, unreadable).
+            too many pixels, unreadable, or a format in :data:`REFUSED_FORMATS`).
     """
     if isinstance(source, Image.Image):
         return _to_rgb(source, describe(source))
@@ -97,15 +107,22 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path, formats=_open_formats())
     except UnidentifiedImageError:
-        raise ImageLoadError(name, f"not an image file (starts with {_head(path)!r})") from None
+        head = _head(path)
+        if head.startswith(_REFUSED_MAGIC):
+            raise ImageLoadError(name, "looks like an EPS/PostScript or WMF/EMF file: these are not read, as PIL "
+                                 "would have them rendered by an external program") from None
+        raise ImageLoadError(name, f"not an image file (starts with {head!r})") from None
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(name, f"refused as a possible decompression bomb ({e})") from None
+        raise ImageLoadError(name, f"refused as a possible decompression bomb ({e}); this is PIL's own limit, "
+                             "raise PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels= to read it") from None
     except PermissionError:
         raise ImageLoadError(name, "permission denied") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageLoadError(name, f"unreadable image ({e})") from None
+    except Exception as e:  # PIL's plugins raise many other types (RuntimeError, ...) for malformed files
+        raise ImageLoadError(name, f"unreadable image ({_reason(e)})") from e
     with img:
         w, h = img.size
         if w <= 0 or h <= 0:
@@ -127,6 +144,17 @@ def load_image(
             if "truncated" in reason:
                 reason = f"file is truncated ({reason})"
             raise ImageLoadError(name, f"cannot decode image: {reason}") from None
+        except Exception as e:  # struct.error, TypeError, RuntimeError, ... from a malformed file
+            raise ImageLoadError(name, f"cannot decode image: {_reason(e)}") from e
+
+
+def _reason(e: Exception) -> str:
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def _open_formats() -> list[str]:
+    Image.init()  # registers every plugin, including any a user installed (HEIF, ...)
+    return [f for f in Image.ID if f not in REFUSED_FORMATS]
 
 
 def _rotated(img: Image.Image) -> bool:
