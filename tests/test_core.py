@@ -246,6 +246,8 @@ def test_predict_batches_and_single_calls_agree(jpeg_files):
 
 
 def test_fast_path_matches_the_plain_float32_forward(jpeg_files):
+    many = jpeg_files * 7  # enough images for predict to take the optimised path
+    assert len(many) >= dd.detector.FAST_PATH_MIN_IMAGES
     for name in ("resnet18-baseline", "resnet18-finetune", "efficientnet-lite0"):
         det = load_detector(name)
         _perturb_batchnorm(det.model, 4)
@@ -254,16 +256,20 @@ def test_fast_path_matches_the_plain_float32_forward(jpeg_files):
         x = prep.to_tensor([prep.prepare(p) for p in jpeg_files]).contiguous()
         with torch.no_grad():
             plain = det.scores_from_output(det.model(x)).numpy()
-        np.testing.assert_allclose(det.predict(jpeg_files), plain, atol=1e-4)
+        np.testing.assert_allclose(det.predict_tensor(x, optimize=True).numpy(), plain, atol=1e-4)
+        np.testing.assert_allclose(det.predict(many), np.tile(plain, 7), atol=1e-4)
+        np.testing.assert_allclose(det.predict(jpeg_files), plain, atol=1e-4)  # small jobs: the plain model
 
 
 def test_fast_model_follows_weight_changes(jpeg_files):
     det = load_detector("resnet18-finetune")
-    first = det.predict(jpeg_files)
+    many = jpeg_files * 7
+    first = det.predict(many)
     with torch.no_grad():
         det.model.classifier.bias.add_(3.0)
-    second = det.predict(jpeg_files)
+    second = det.predict(many)
     assert np.all(second > first)
+    np.testing.assert_allclose(det.predict(jpeg_files), second[: len(jpeg_files)], atol=1e-4)
 
 
 def test_unreadable_image_raises_or_is_skipped(tmp_path, jpeg_files):

@@ -31,6 +31,9 @@ __all__ = ["Detector", "load_detector", "SkippedImagesWarning", "CONFIG_NAME", "
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 DEFAULT_DETECTOR_DIR = Path(__file__).parent / "weights" / "default"
+#: Below this many images, ``predict`` skips building the optimised model (its set-up costs
+#: more than it saves on a few images).
+FAST_PATH_MIN_IMAGES = 32
 
 
 class SkippedImagesWarning(UserWarning):
@@ -95,9 +98,13 @@ class Detector:
             return torch.softmax(logits.reshape(logits.shape[0], -1), dim=1)[:, 1]
         return torch.sigmoid(logits.reshape(logits.shape[0], -1)[:, 0])
 
-    def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
-        """P(fake) for an already preprocessed (N, 3, H, W) batch, shape (N,), on the batch's device."""
-        model = self._inference_model()
+    def predict_tensor(self, batch: torch.Tensor, *, optimize: bool = True) -> torch.Tensor:
+        """P(fake) for an already preprocessed (N, 3, H, W) batch, shape (N,), on the batch's device.
+
+        ``optimize``: run the inference-optimised copy of the model (BatchNorm folded,
+        channels_last; built once per set of weights, which costs a fraction of a second).
+        """
+        model = self._inference_model(optimize)
         with torch.inference_mode():
             return self.scores_from_output(model(batch.to(self.device)))
 
@@ -154,7 +161,7 @@ class Detector:
                     skipped.append(p)
             if ok:
                 batch = prep.to_tensor([prepared[i] for i in ok])
-                out = self.predict_tensor(batch).cpu().numpy()
+                out = self.predict_tensor(batch, optimize=len(items) >= FAST_PATH_MIN_IMAGES).cpu().numpy()
                 scores[[start + i for i in ok]] = out
             bar.update(len(prepared))
         bar.close()
@@ -162,11 +169,15 @@ class Detector:
             warnings.warn(SkippedImagesWarning(skipped), stacklevel=2)
         return scores
 
-    def _inference_model(self) -> nn.Module:
-        """The model in eval mode, channels_last; rebuilt when any weight changes."""
+    def _inference_model(self, optimize: bool = True) -> nn.Module:
+        """The model in eval mode, BatchNorm folded and channels_last when ``optimize``;
+        rebuilt when any weight changes. Without ``optimize`` an up-to-date optimised copy
+        is still used if there is one, else the model itself."""
         from .fast import optimize_for_inference, weights_fingerprint
 
         key = weights_fingerprint(self.model)
+        if not optimize and (self._fast is None or self._fast[0] != key):
+            return self.model.eval()
         if self._fast is None or self._fast[0] != key:
             self.model.eval()
             self._fast = (key, optimize_for_inference(self.model))
