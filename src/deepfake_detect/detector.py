@@ -118,6 +118,7 @@ class Detector:
         num_workers: int | None = None,
         errors: str = "raise",
         max_pixels: int | None = MAX_IMAGE_PIXELS,
+        crop_faces: bool = False,
     ) -> np.ndarray:
         """P(fake) in [0, 1] for each input, in input order.
 
@@ -136,6 +137,10 @@ class Detector:
                 :class:`ImageLoadError`; ``"skip"`` gives NaN for it, scores the rest, and
                 issues a :class:`SkippedImagesWarning` listing what was skipped.
             max_pixels: largest image accepted (decompression-bomb guard).
+            crop_faces: score the largest face of each image (OpenCV Haar cascade, margin
+                0.3; see :func:`deepfake_detect.face.crop_face`, needs the ``face`` extra).
+                Images without a face are scored whole, and one
+                :class:`~deepfake_detect.face.NoFaceWarning` names them.
 
         Returns:
             ``numpy.ndarray`` of float32, shape (number of inputs,).
@@ -150,6 +155,10 @@ class Detector:
         scores = np.full(len(items), np.nan, dtype=np.float32)
         skipped: list[ImageLoadError] = []
         prep = self.preprocessor(max_pixels=max_pixels)
+        if crop_faces:
+            from .face import FaceCropPreprocessor
+
+            prep = FaceCropPreprocessor(prep)  # type: ignore[assignment]  # load, crop the face, then prepare
         bar = _progress(len(items), progress, desc="predict")
         for start, prepared in _prefetch_batches(items, prep, batch_size, num_workers):
             ok = [i for i, p in enumerate(prepared) if not isinstance(p, ImageLoadError)]
@@ -165,6 +174,8 @@ class Detector:
                 scores[[start + i for i in ok]] = out
             bar.update(len(prepared))
         bar.close()
+        if crop_faces:
+            prep.warn_not_found(items, stacklevel=3)  # type: ignore[attr-defined]
         if skipped:
             warnings.warn(SkippedImagesWarning(skipped), stacklevel=2)
         return scores
@@ -195,6 +206,28 @@ class Detector:
         from .training import evaluate
 
         return evaluate(self, data, **kwargs)
+
+    def explain(self, image: Any, *, method: str = "auto") -> np.ndarray:
+        """A heatmap (H, W) float32 in [0, 1] at the image's size of the evidence for "fake";
+        see :func:`deepfake_detect.explain.explain` for the methods."""
+        from .explain import explain
+
+        return explain(self, image, method=method)
+
+    def export_onnx(self, path: str | os.PathLike[str], *, dynamic_batch: bool = True) -> Path:
+        """Write an ONNX model (N, 3, H, W) normalised input -> P(fake) (N,), preprocessing in its
+        metadata; see :func:`deepfake_detect.export.export_onnx`."""
+        from .export import export_onnx
+
+        return export_onnx(self, path, dynamic_batch=dynamic_batch)
+
+    def predict_video(self, path: str | os.PathLike[str], *, num_frames: int = 16, aggregate: str = "mean",
+                      crop_faces: bool = True) -> float:
+        """P(fake) of a video: ``aggregate`` ("mean", "median", "max") of ``num_frames`` evenly
+        sampled (face-cropped) frames; see :func:`deepfake_detect.video.predict_video`."""
+        from .video import predict_video
+
+        return predict_video(self, path, num_frames=num_frames, aggregate=aggregate, crop_faces=crop_faces)
 
     # -- persistence -----------------------------------------------------------------
     def save_pretrained(self, folder: str | os.PathLike[str], *, dtype: torch.dtype | None = None) -> Path:

@@ -1,0 +1,338 @@
+"""Heatmaps of what made a detector say "fake": Grad-CAM, input-gradient saliency, and the
+reconstruction residual of ``ae-classifier``.
+
+    >>> from deepfake_detect import load_detector
+    >>> from deepfake_detect.explain import explain, save_overlay
+    >>> detector = load_detector("resnet18-finetune")
+    >>> heat = explain(detector, "face.jpg")           # (H, W) float32 in [0, 1]
+    >>> save_overlay("face.jpg", heat, "face_heat.png")
+
+Every method runs the detector's own preprocessing (resize policy, interpolation, mean/std)
+and explains the *fake logit*: the single logit of a sigmoid head, or ``logit[1] - logit[0]``
+of a 2-class softmax head (both are log-odds of P(fake)). The heatmap is brought back to the
+input image's original size; with the ``"crop"`` resize policy, the border the model never
+sees is 0. Heatmaps are scaled so that their maximum at the model's input resolution is 1 (0
+everywhere if the signal is 0; resizing to the original size may lower the peak a little):
+they show *where*, relative to the rest of the same image, not *how much*, and are not
+comparable across images.
+
+The model is left as it was: weights untouched, the same train/eval mode, no hooks left
+registered, ``requires_grad`` flags restored, no ``.grad`` on parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .data.images import describe, load_image
+from .errors import DeepfakeDetectError, ImageLoadError
+
+if TYPE_CHECKING:
+    from .detector import Detector
+
+__all__ = ["METHODS", "explain", "save_overlay", "colorize", "fake_logit"]
+
+#: Accepted values of ``method``.
+METHODS = ("auto", "gradcam", "saliency", "residual")
+
+
+def explain(detector: "Detector", image: Any, *, method: str = "auto", layer: str | None = None) -> np.ndarray:
+    """A heatmap of the evidence for "fake" in ``image``.
+
+    Args:
+        detector: the :class:`~deepfake_detect.Detector` to explain.
+        image: a file path, PIL image, HWC uint8 numpy array, or (3, H, W) float tensor in
+            [0, 1] (as :meth:`Detector.predict` accepts; one image).
+        method: ``"gradcam"`` (Grad-CAM on the last convolutional feature map; CNNs),
+            ``"saliency"`` (|d fake-logit / d pixel|, max over the RGB channels, lightly
+            Gaussian-smoothed; any differentiable detector), ``"residual"`` (mean over RGB
+            of |x - x_hat| in [0, 1] pixel units, from the model's own reconstruction;
+            ``ae-classifier`` and other models returning ``(logits, x_hat)``), or
+            ``"auto"``: residual for reconstruction models, Grad-CAM for CNNs (a model with
+            a ``Conv2d`` and no attention module), saliency otherwise.
+        layer: for Grad-CAM, the name (as in ``model.named_modules()``) of the module whose
+            (N, C, h, w) output to use; default: the last module whose output is a 4-D map
+            larger than 1x1 with as many channels as a convolution that ran before it
+            (e.g. ``layer4`` of a ResNet, ``bn2`` of an EfficientNet).
+
+    Returns:
+        ``numpy.ndarray`` of float32, shape (H, W) = the input image's original size, values
+        in [0, 1] (scaled to a maximum of 1 at the model's input size, unless all 0).
+
+    Raises:
+        ImageLoadError: an unreadable image.
+        DeepfakeDetectError: an unknown ``method``; ``"residual"`` for a model without a
+            reconstruction; ``"gradcam"`` for a model without a convolutional feature map.
+    """
+    if method not in METHODS:
+        raise DeepfakeDetectError(f"method={method!r}: expected one of {METHODS}")
+    img = _as_pil(image)
+    prep = detector.preprocessor(max_pixels=None)
+    x01 = _unit_tensor(prep.prepare(img))[None]  # (1, 3, h, w) RGB in [0, 1]
+    model = detector.model
+    if method == "auto":
+        method = "residual" if is_reconstruction_model(detector) else "gradcam" if is_cnn(model) else "saliency"
+    with _frozen(model):
+        x01 = x01.to(detector.device, _param_dtype(model))
+        if method == "residual":
+            heat = _residual(detector, x01)
+        elif method == "gradcam":
+            heat = _gradcam(detector, x01, layer)
+        else:
+            heat = _saliency(detector, x01)
+    heat = heat.detach().float().cpu()
+    peak = float(heat.max()) if heat.numel() else 0.0
+    heat = heat / peak if peak > 0 and math.isfinite(peak) else torch.zeros_like(heat)
+    return _to_original(heat.numpy(), img.size, detector)
+
+
+# -- what kind of model ----------------------------------------------------------------------
+def is_reconstruction_model(detector: "Detector") -> bool:
+    """Whether the detector's model returns ``(logits, x_hat)`` (``ae-classifier``, or any
+    architecture registered with ``loss="ae"``)."""
+    from .models.recce import AEClassifier
+
+    if isinstance(detector.model, AEClassifier):
+        return True
+    try:
+        return detector.entry.loss == "ae"
+    except DeepfakeDetectError:
+        return False
+
+
+def is_cnn(model: nn.Module) -> bool:
+    """A model with at least one ``Conv2d`` and no attention module (by class: ``nn.MultiheadAttention``
+    or a class name containing "Attention", as timm's ViT/Swin blocks have)."""
+    has_conv = False
+    for m in model.modules():
+        if isinstance(m, nn.MultiheadAttention) or "Attention" in type(m).__name__:
+            return False
+        has_conv = has_conv or isinstance(m, nn.Conv2d)
+    return has_conv
+
+
+# -- the score explained ---------------------------------------------------------------------
+def fake_logit(detector: "Detector", output: Any) -> torch.Tensor:
+    """The log-odds of "fake" from a model output, shape (N,).
+
+    Sigmoid heads: the logit. 2-class softmax heads: ``logit[1] - logit[0]``; more classes:
+    ``logit[1] - logsumexp(other logits)``. A tuple output uses its first element.
+    """
+    logits = output[0] if isinstance(output, (tuple, list)) else output
+    logits = logits.float().reshape(logits.shape[0], -1)
+    if detector.config.output == "softmax":
+        if logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        others = torch.cat([logits[:, :1], logits[:, 2:]], dim=1)
+        return logits[:, 1] - torch.logsumexp(others, dim=1)
+    return logits[:, 0]
+
+
+def _normalize(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB -> the model's normalised input, differentiably."""
+    mean = torch.tensor(detector.config.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+    std = torch.tensor(detector.config.std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+    return (x01 - mean) / std
+
+
+# -- the three methods (each returns an (h, w) map at the model's input size) -----------------
+def _saliency(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
+    x01 = x01.clone().requires_grad_(True)
+    with torch.enable_grad():
+        score = fake_logit(detector, detector.model(_normalize(detector, x01))).sum()
+        (grad,) = torch.autograd.grad(score, x01)
+    sal = grad.abs().amax(dim=1, keepdim=True)  # (1, 1, h, w)
+    sigma = max(1.0, min(sal.shape[-2:]) / 112.0)  # 2 px at 224
+    return _gaussian_blur(sal, sigma)[0, 0]
+
+
+def _gradcam(detector: "Detector", x01: torch.Tensor, layer: str | None) -> torch.Tensor:
+    model = detector.model
+    names = {m: n for n, m in model.named_modules()}
+    if layer is not None and layer not in dict(model.named_modules()):
+        raise DeepfakeDetectError(f"layer={layer!r} is not a module of {type(model).__name__}; "
+                                  "see model.named_modules() for the names")
+    conv_channels: set[int] = set()
+    found: dict[str, Any] = {}
+
+    def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            conv_channels.add(module.out_channels)
+        if not (isinstance(output, torch.Tensor) and output.ndim == 4 and output.requires_grad):
+            return
+        name = names.get(module, "")
+        if layer is not None:
+            if name == layer:
+                found["name"], found["act"] = name, output
+        elif output.shape[1] in conv_channels and output.shape[2] * output.shape[3] > 1:
+            found["name"], found["act"] = name, output
+
+    x01 = x01.clone().requires_grad_(True)  # so every activation is in the graph, even with frozen weights
+    with _hooks(model, hook), torch.enable_grad():
+        score = fake_logit(detector, model(_normalize(detector, x01))).sum()
+    if "act" not in found:
+        what = f"module {layer!r} gave no 4-D output" if layer else "no convolutional feature map was found"
+        raise DeepfakeDetectError(f"Grad-CAM on {type(model).__name__}: {what}; use method='saliency'")
+    act = found["act"]
+    (grad,) = torch.autograd.grad(score, act, allow_unused=True)
+    if grad is None:
+        raise DeepfakeDetectError(f"Grad-CAM on {type(model).__name__}: the score does not depend on module "
+                                  f"{found['name']!r}; pass another layer= or use method='saliency'")
+    weights = grad.float().mean(dim=(2, 3), keepdim=True)  # (1, C, 1, 1)
+    cam = F.relu((weights * act.float()).sum(dim=1, keepdim=True))  # (1, 1, h', w')
+    return F.interpolate(cam, size=x01.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+
+
+def _residual(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        x = _normalize(detector, x01)
+        out = detector.model(x)
+    x_hat = out[1] if isinstance(out, (tuple, list)) and len(out) > 1 else None
+    if not isinstance(x_hat, torch.Tensor) or x_hat.shape != x.shape:
+        raise DeepfakeDetectError(
+            f"method='residual' needs a model that returns (logits, x_hat) with x_hat shaped like its input "
+            f"(ae-classifier); {detector.config.architecture!r} does not. Use method='gradcam' or 'saliency'"
+        )
+    std = torch.tensor(detector.config.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return ((x - x_hat.to(x.dtype)).abs() * std).mean(dim=1)[0]  # [0, 1] pixel units
+
+
+# -- helpers ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode and frozen parameters for the duration; the previous state restored after."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def _hooks(model: nn.Module, hook: Any) -> Iterator[None]:
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _param_dtype(model: nn.Module) -> torch.dtype:
+    p = next(model.parameters(), None)
+    return p.dtype if p is not None and p.is_floating_point() else torch.float32
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of an (N, C, H, W) tensor, reflect padding; ``sigma`` in pixels."""
+    radius = min(int(math.ceil(3 * sigma)), min(x.shape[-2:]) - 1)
+    if sigma <= 0 or radius < 1:
+        return x
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _as_pil(image: Any) -> Image.Image:
+    if isinstance(image, torch.Tensor):
+        if image.ndim == 4 and image.shape[0] == 1:
+            image = image[0]
+        if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+            raise ImageLoadError(describe(image), "tensor images must be float (3, H, W) RGB in [0, 1]")
+        arr = (image.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        return Image.fromarray(np.ascontiguousarray(arr), "RGB")
+    return load_image(image)
+
+
+def _unit_tensor(prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A prepared image (HWC uint8 or CHW float) -> (3, h, w) float32 in [0, 1]."""
+    if isinstance(prepared, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(prepared)).permute(2, 0, 1).float().div_(255.0)
+    return prepared.float()
+
+
+def _to_original(heat: np.ndarray, size: tuple[int, int], detector: "Detector") -> np.ndarray:
+    """An (h, w) map at the model's input size -> (H, W) at the original ``size = (W, H)``.
+
+    Undoes the resize policy: ``"squash"`` stretches the map over the whole image; ``"crop"``
+    puts it on the centre crop the model saw and leaves 0 outside.
+    """
+    W, H = size
+    cfg = detector.config
+    h, w = cfg.input_size
+    out = np.zeros((H, W), dtype=np.float32)
+    if cfg.resize == "squash":
+        box = (0.0, 0.0, float(W), float(H))
+    else:  # as Preprocessor.resize: shorter side to max(h, w) / crop_pct, then the centre crop
+        scale = max(h, w) / cfg.crop_pct / min(W, H)
+        nw, nh = max(w, round(W * scale)), max(h, round(H * scale))
+        left, top = (nw - w) // 2, (nh - h) // 2
+        sx, sy = nw / W, nh / H
+        box = (left / sx, top / sy, (left + w) / sx, (top + h) / sy)
+    x0, y0 = int(math.floor(box[0])), int(math.floor(box[1]))
+    x1, y1 = min(W, int(math.ceil(box[2]))), min(H, int(math.ceil(box[3])))
+    tw, th = max(1, x1 - x0), max(1, y1 - y0)
+    resized = np.asarray(Image.fromarray(heat.astype(np.float32), "F").resize((tw, th), Image.Resampling.BILINEAR))
+    out[y0:y0 + th, x0:x0 + tw] = resized[: H - y0, : W - x0]
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+# -- drawing ---------------------------------------------------------------------------------
+def colorize(heat: np.ndarray) -> np.ndarray:
+    """A jet-like colour map: (H, W) values in [0, 1] -> (H, W, 3) uint8 RGB
+    (0 dark blue, 0.5 green-yellow, 1 dark red). NaN is drawn as 0."""
+    v = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    r = np.clip(1.5 - np.abs(4.0 * v - 3.0), 0.0, 1.0)
+    g = np.clip(1.5 - np.abs(4.0 * v - 2.0), 0.0, 1.0)
+    b = np.clip(1.5 - np.abs(4.0 * v - 1.0), 0.0, 1.0)
+    return (np.stack([r, g, b], axis=-1) * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_overlay(image: Any, heat: np.ndarray, path: str | os.PathLike[str], *, alpha: float = 0.5) -> Path:
+    """Write ``heat`` as a colour map blended over ``image`` to a PNG file.
+
+    Args:
+        image: what :func:`explain` was given (path, PIL image, HWC uint8 array, CHW tensor).
+        heat: (H, W) map in [0, 1]; resized (bilinear) if it is not the image's size.
+        path: the PNG to write (parent folders are created).
+        alpha: weight of the colour map, in [0, 1] (0: the image only, 1: the map only).
+
+    Returns:
+        ``Path(path)``.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise DeepfakeDetectError(f"alpha={alpha}: expected a value in [0, 1]")
+    heat = np.asarray(heat, dtype=np.float32)
+    if heat.ndim != 2 or heat.size == 0:
+        raise DeepfakeDetectError(f"heat must be a non-empty (H, W) array, got shape {heat.shape}")
+    img = _as_pil(image)
+    W, H = img.size
+    if heat.shape != (H, W):
+        heat = np.asarray(Image.fromarray(heat, "F").resize((W, H), Image.Resampling.BILINEAR))
+    base = np.asarray(img, dtype=np.float32)
+    blend = (1.0 - alpha) * base + alpha * colorize(heat).astype(np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(blend + 0.5, 0, 255).astype(np.uint8), "RGB").save(path, format="PNG")
+    return path
