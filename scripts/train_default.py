@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder for the final detector (save_pretrained)")
     ap.add_argument("--backbone-weights", type=Path, help="ImageNet weights in timm names (omit: from scratch)")
     ap.add_argument("--runs", type=Path, default=Path("runs/default"), help="checkpoint folder")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--synth-fakes", type=float, default=0.5, help="self-blended fakes per real image per epoch")
