@@ -1,0 +1,181 @@
+"""The Hugging Face Hub: pull detectors by repo id, push them with a model card.
+
+Everything goes through ``huggingface_hub`` (its cache layout, ``HF_HOME``,
+``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, tokens). Two things are added on top:
+
+- fail fast: before any request the endpoint is probed with a 3-second TCP connect; when
+  it cannot be reached (or ``HF_HUB_OFFLINE=1``, read at call time) only the local cache
+  is used, and a miss is a :class:`HubError` within seconds saying how to pre-download;
+- safety: only ``model.safetensors`` is read; a repo holding only pickles is refused.
+
+Partial downloads are never loaded: ``huggingface_hub`` writes to ``*.incomplete`` in the
+cache's blob folder, resumes it on the next try, and only renames a complete file into place.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from .errors import HubError
+
+if TYPE_CHECKING:
+    from .detector import Detector
+
+__all__ = ["HUB_PREFIX", "download_detector", "download_file", "push_to_hub", "strip_prefix"]
+
+HUB_PREFIX = "hf-hub:"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+PROBE_TIMEOUT_S = 3.0
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def strip_prefix(name: str) -> str:
+    return name[len(HUB_PREFIX):] if name.startswith(HUB_PREFIX) else name
+
+
+def _endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _offline_env() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _reachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _how_to_get(repo_id: str, revision: str | None) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    return (f"download it while online (`hf download {repo_id}{rev}`, or load it once with "
+            f"load_detector), or pass a local folder written by save_pretrained")
+
+
+def download_file(repo_id: str, filename: str, *, revision: str | None = None, cache_dir: Any = None,
+                  token: str | bool | None = None, local_files_only: bool = False) -> str:
+    """One file of a Hub model repo, from the cache or downloaded into it; returns its path.
+
+    Raises:
+        HubError: unknown repo, revision or file (naming them), or no network / offline
+            mode with the file not cached (within seconds, saying how to pre-download).
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+    )
+
+    repo_id = strip_prefix(repo_id)
+    endpoint = _endpoint()
+    offline, why = local_files_only, "local_files_only=True"
+    if not offline and _offline_env():
+        offline, why = True, "offline mode is on (HF_HUB_OFFLINE=1)"
+    if not offline and not _reachable(endpoint):
+        offline, why = True, f"{endpoint} cannot be reached"
+    where = f"{repo_id!r} (revision {revision or 'main'})"
+    try:
+        return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
+                               local_files_only=offline, endpoint=endpoint, etag_timeout=5)
+    except RepositoryNotFoundError:
+        raise HubError(f"Hub repo {where} was not found at {endpoint}; check the name, or pass token= "
+                       "for a private repo") from None
+    except RevisionNotFoundError:
+        raise HubError(f"revision {revision!r} of Hub repo {repo_id!r} was not found at {endpoint}") from None
+    except LocalEntryNotFoundError:  # before EntryNotFoundError: it may subclass it
+        raise HubError(f"{filename} of Hub repo {where} is not in the local cache and {why}; "
+                       f"{_how_to_get(repo_id, revision)}") from None
+    except EntryNotFoundError:
+        raise HubError(f"Hub repo {where} has no file {filename!r}") from None
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise HubError(f"could not download {filename} of Hub repo {where} from {endpoint}: {e}") from None
+
+
+def download_detector(name: str, *, revision: str | None = None, cache_dir: Any = None,
+                      token: str | bool | None = None, local_files_only: bool = False) -> Path:
+    """Fetch ``config.json`` + ``model.safetensors`` (+ ``README.md``) of a detector repo.
+
+    Args:
+        name: ``"org/name"`` or ``"hf-hub:org/name"``.
+        revision: a branch, tag or commit sha (pin a sha for reproducible results).
+
+    Returns:
+        The snapshot folder in the Hub cache that holds the files.
+
+    Raises:
+        HubError: see :func:`download_file`; also for a repo without safetensors weights.
+    """
+    repo_id = strip_prefix(name)
+    kwargs = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+    config = download_file(repo_id, "config.json", **kwargs)
+    try:
+        download_file(repo_id, "model.safetensors", **kwargs)
+    except HubError as e:
+        if "has no file" not in str(e):
+            raise
+        files = _list_files(repo_id, revision, token)
+        pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+        hint = (f" It holds {pickles}: pickled weights are not read, since loading them can run code. "
+                "Convert them with `safetensors.torch.save_file(torch.load(path, weights_only=True), "
+                "'model.safetensors')` and push again") if pickles else ""
+        raise HubError(f"Hub repo {repo_id!r} has no model.safetensors.{hint}") from None
+    try:
+        download_file(repo_id, "README.md", **kwargs)
+    except HubError:
+        pass  # the model card is optional
+    return Path(config).parent
+
+
+def _list_files(repo_id: str, revision: str | None, token: str | bool | None) -> list[str]:
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi(endpoint=_endpoint(), token=token).list_repo_files(repo_id, revision=revision)
+    except Exception:  # only used to improve an error message
+        return []
+
+
+def push_to_hub(detector: "Detector", repo_id: str, *, private: bool = False, token: str | bool | None = None,
+                commit_message: str = "Upload deepfake-detect detector", revision: str | None = None) -> str:
+    """Upload ``config.json``, ``model.safetensors`` and a model card ``README.md``.
+
+    Creates the repo (and the branch ``revision``) if needed.
+
+    Returns:
+        The commit sha (pass it as ``revision=`` to load exactly this upload).
+
+    Raises:
+        HubError: offline mode, no network, or an error from the Hub, naming the repo.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    repo_id = strip_prefix(repo_id)
+    endpoint = _endpoint()
+    if _offline_env():
+        raise HubError(f"cannot push to {repo_id!r}: offline mode is on (HF_HUB_OFFLINE=1); "
+                       "save_pretrained(folder) works offline, push later")
+    if not _reachable(endpoint):
+        raise HubError(f"cannot push to {repo_id!r}: {endpoint} cannot be reached; save_pretrained(folder) "
+                       "works offline, push later")
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        with tempfile.TemporaryDirectory(prefix="deepfake-detect-push-") as tmp:
+            detector.save_pretrained(tmp)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision and revision != "main":
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.upload_folder(folder_path=tmp, repo_id=repo_id, commit_message=commit_message,
+                                     revision=revision)
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise HubError(f"could not push to Hub repo {repo_id!r} at {endpoint}: {e}") from None
+    return info.oid

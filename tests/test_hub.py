@@ -1,0 +1,170 @@
+"""The Hub code paths against a Hub look-alike on loopback (tests/hub_server.py), so the real
+``huggingface_hub`` client runs: push, download, cache hit, revision pinning, offline."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import deepfake_detect as dd
+from deepfake_detect import HubError, load_detector
+
+from conftest import TINY, face_like
+from hub_server import HubServer
+
+IMAGES = [np.asarray(face_like(i, 48)) for i in range(3)]
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    import huggingface_hub.constants as c
+
+    with HubServer() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        server.cache = tmp_path / "hub-cache"
+        yield server
+
+
+def _detector(seed: int):
+    torch.manual_seed(seed)
+    det = load_detector(TINY)
+    with torch.no_grad():
+        for p in det.model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    return det
+
+
+def _go_offline(monkeypatch, hub):
+    import huggingface_hub.constants as c
+
+    hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+
+
+def test_push_then_pull_predicts_the_same(hub):
+    det = _detector(0)
+    sha = det.push_to_hub("org/tiny", token="t")
+    assert len(sha) == 40
+    files = hub.state.repos["org/tiny"]["commits"][sha]
+    assert {"config.json", "model.safetensors", "README.md"} <= set(files)
+    card = files["README.md"].decode()
+    assert "library_name: deepfake-detect" in card and "license:" in card and "deepfake-detection" in card
+    for name in ("org/tiny", "hf-hub:org/tiny"):
+        again = load_detector(name, cache_dir=hub.cache)
+        np.testing.assert_array_equal(again.predict(IMAGES), det.predict(IMAGES))
+        assert again.source == name
+
+
+def test_second_load_is_a_cache_hit_and_offline_works(hub, monkeypatch):
+    det = _detector(1)
+    det.push_to_hub("org/cached", token="t")
+    load_detector("org/cached", cache_dir=hub.cache)
+    gets = [p for m, p in hub.state.requests if m == "GET" and "/resolve/" in p]
+    load_detector("org/cached", cache_dir=hub.cache)
+    assert [p for m, p in hub.state.requests if m == "GET" and "/resolve/" in p] == gets  # nothing downloaded again
+    _go_offline(monkeypatch, hub)
+    start = time.perf_counter()
+    again = load_detector("org/cached", cache_dir=hub.cache)
+    assert time.perf_counter() - start < 10
+    np.testing.assert_array_equal(again.predict(IMAGES), det.predict(IMAGES))
+
+
+def test_revision_pinning(hub):
+    first, second = _detector(2), _detector(3)
+    sha1 = first.push_to_hub("org/pinned", token="t")
+    sha2 = second.push_to_hub("org/pinned", token="t")
+    assert sha1 != sha2
+    np.testing.assert_array_equal(load_detector("org/pinned", revision=sha1, cache_dir=hub.cache).predict(IMAGES),
+                                  first.predict(IMAGES))
+    np.testing.assert_array_equal(load_detector("org/pinned", cache_dir=hub.cache).predict(IMAGES),
+                                  second.predict(IMAGES))
+    branch_sha = first.push_to_hub("org/pinned", token="t", revision="v1")
+    np.testing.assert_array_equal(load_detector("org/pinned", revision="v1", cache_dir=hub.cache).predict(IMAGES),
+                                  first.predict(IMAGES))
+    assert hub.state.repos["org/pinned"]["branches"]["v1"] == branch_sha
+
+
+def test_unknown_repo_and_revision_fail_fast_naming_them(hub):
+    start = time.perf_counter()
+    with pytest.raises(HubError, match="org/nothing-here"):
+        load_detector("org/nothing-here", cache_dir=hub.cache)
+    assert time.perf_counter() - start < 10
+    _detector(4).push_to_hub("org/exists", token="t")
+    with pytest.raises(HubError, match="no-such-branch"):
+        load_detector("org/exists", revision="no-such-branch", cache_dir=hub.cache)
+
+
+def test_offline_with_an_empty_cache_fails_fast_with_advice(hub, monkeypatch):
+    _go_offline(monkeypatch, hub)
+    start = time.perf_counter()
+    with pytest.raises(HubError) as info:
+        load_detector("org/never-downloaded", cache_dir=hub.cache)
+    assert time.perf_counter() - start < 10
+    msg = str(info.value)
+    assert "org/never-downloaded" in msg and "HF_HUB_OFFLINE" in msg and "hf download" in msg and "save_pretrained" in msg
+
+
+def test_unreachable_endpoint_fails_fast(monkeypatch, tmp_path):
+    import huggingface_hub.constants as c
+
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+    start = time.perf_counter()
+    with pytest.raises(HubError, match="cannot be reached"):
+        load_detector("org/anything", cache_dir=tmp_path)
+    with pytest.raises(HubError, match="cannot be reached"):
+        _detector(5).push_to_hub("org/anything")
+    assert time.perf_counter() - start < 10
+
+
+def test_a_repo_with_only_pickles_is_refused(hub, tmp_path):
+    det = _detector(6)
+    folder = det.save_pretrained(tmp_path / "d")
+    hub.state.add_files("org/pickled", {"config.json": (folder / "config.json").read_bytes(),
+                                        "pytorch_model.bin": b"\x80\x04pickle"})
+    with pytest.raises(HubError, match="pytorch_model.bin.*pickled weights are not read"):
+        load_detector("org/pickled", cache_dir=hub.cache)
+
+
+def test_an_unregistered_architecture_is_named(hub, tmp_path):
+    det = _detector(7)
+    folder = det.save_pretrained(tmp_path / "d")
+    cfg = (folder / "config.json").read_text().replace(f'"{TINY}"', '"someone-elses-net"')
+    hub.state.add_files("org/foreign", {"config.json": cfg.encode(),
+                                        "model.safetensors": (folder / "model.safetensors").read_bytes()})
+    with pytest.raises(dd.ConfigError, match="someone-elses-net"):
+        load_detector("org/foreign", cache_dir=hub.cache)
+
+
+def test_a_leftover_partial_download_is_not_loaded(hub):
+    det = _detector(8)
+    det.push_to_hub("org/partial", token="t")
+    load_detector("org/partial", cache_dir=hub.cache)
+    blobs = next(hub.cache.glob("models--org--partial")) / "blobs"
+    for blob in blobs.iterdir():  # simulate an interrupted download of every file
+        (blobs / (blob.name + ".incomplete")).write_bytes(blob.read_bytes()[:10])
+        blob.unlink()
+    for snap in (hub.cache / "models--org--partial" / "snapshots").rglob("*"):
+        if snap.is_symlink():
+            snap.unlink()
+    again = load_detector("org/partial", cache_dir=hub.cache)
+    np.testing.assert_array_equal(again.predict(IMAGES), det.predict(IMAGES))
+
+
+def test_pretrained_backbone_uses_the_hub_cache_path(hub, monkeypatch, tmp_path):
+    """timm ImageNet weights go through the same fail-fast download (here: not on the server)."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(HubError, match="backbone_weights"):
+        load_detector("resnet18-finetune", pretrained_backbone=True)
