@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite never needs the network
@@ -35,6 +36,15 @@ def face_like(seed: int, size: int = 64, fake: bool = False) -> Image.Image:
         arr += (((yy // 4) % 2) * 30 - 15)[..., None].astype(np.int16)
         arr[..., 2] += 20
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors on a shared 2-core machine run far faster on one thread than contending for two."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture

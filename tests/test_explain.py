@@ -13,18 +13,11 @@ from deepfake_detect.cli import main
 from deepfake_detect.errors import DeepfakeDetectError
 from deepfake_detect.explain import colorize, explain, is_cnn, save_overlay
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CROP = "test-tiny-explain-crop"
 if CROP not in dd.list_detectors():
     dd.register_detector(CROP, input_size=32, resize="crop", crop_pct=0.5)(lambda **kw: TinyNet(**kw))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared machine run far faster on one thread than contending for two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import deepfake_detect as dd
 from deepfake_detect.errors import MissingDependencyError
 from deepfake_detect.export import export_onnx
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
@@ -22,14 +24,6 @@ TINY_SOFTMAX = "test-tiny-export-softmax"
 if TINY_SOFTMAX not in dd.list_detectors():
     dd.register_detector(TINY_SOFTMAX, input_size=(40, 32), output="softmax", mean=(0.5, 0.5, 0.5),
                          std=(0.5, 0.5, 0.5), interpolation="bicubic")(lambda **kw: TinyNet(outputs=2, **kw))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _images(n: int) -> list[Image.Image]:

@@ -16,6 +16,8 @@ from deepfake_detect.cli import main
 from deepfake_detect.errors import DataError, DeepfakeDetectError
 from deepfake_detect.robustness import PERTURBATIONS, perturb, plot_sweep, sweep
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = "test-tiny-robust"
 TINY_SOFTMAX = "test-tiny-robust-softmax"
 
@@ -48,15 +50,6 @@ class StripeNet(nn.Module):
 if TINY not in dd.list_detectors():
     dd.register_detector(TINY, input_size=32)(lambda **kw: StripeNet(**kw))
     dd.register_detector(TINY_SOFTMAX, input_size=32, output="softmax")(lambda **kw: StripeNet(classes=2, **kw))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared machine run far faster on one thread than contending for two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

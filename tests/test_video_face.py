@@ -19,16 +19,10 @@ cv2 = pytest.importorskip("cv2")
 from deepfake_detect.face import NoFaceWarning, crop_face, detect_largest_face  # noqa: E402
 from deepfake_detect.video import VideoLoadError, predict_video, read_frames  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # A public-domain US Navy portrait (see examples/images/SOURCES.md): the Haar cascade needs a real face.
 FACE = Path(__file__).resolve().parents[1] / "examples" / "images" / "grace_hopper.jpg"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _noise(w: int, h: int, seed: int) -> Image.Image:

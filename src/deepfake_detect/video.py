@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from .data.images import check_input_file
 from .errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -100,16 +101,7 @@ def _read_indexed(path: str | os.PathLike[str], num_frames: int) -> list[tuple[i
         raise DeepfakeDetectError(f"num_frames={num_frames!r}: expected an integer >= 1")
     path = Path(path)
     name = str(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise VideoLoadError(name, "file does not exist") from None
-    except OSError as e:
-        raise VideoLoadError(name, f"cannot access file ({e.strerror or e})") from None
-    if path.is_dir():
-        raise VideoLoadError(name, "is a folder, not a video file")
-    if size == 0:
-        raise VideoLoadError(name, "file is empty (0 bytes)")
+    check_input_file(path, VideoLoadError, "video")
     try:
         import av  # noqa: F401
     except ImportError:

@@ -94,16 +94,7 @@ def load_image(
                              "HWC uint8 numpy array, or CHW float tensor")
     path = Path(source)
     name = str(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ImageLoadError(name, "file does not exist") from None
-    except OSError as e:
-        raise ImageLoadError(name, f"cannot access file ({e.strerror or e})") from None
-    if path.is_dir():
-        raise ImageLoadError(name, "is a folder, not an image file")
-    if size == 0:
-        raise ImageLoadError(name, "file is empty (0 bytes)")
+    check_input_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -155,6 +146,20 @@ def _reason(e: Exception) -> str:
 def _open_formats() -> list[str]:
     Image.init()  # registers every plugin, including any a user installed (HEIF, ...)
     return [f for f in Image.ID if f not in REFUSED_FORMATS]
+
+
+def check_input_file(path: Path, error: type[ImageLoadError] = ImageLoadError, kind: str = "image") -> None:
+    """Raise ``error`` naming ``path`` if it is missing, inaccessible, a folder, or empty."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise error(str(path), "file does not exist") from None
+    except OSError as e:
+        raise error(str(path), f"cannot access file ({e.strerror or e})") from None
+    if path.is_dir():
+        raise error(str(path), f"is a folder, not {'an' if kind[0] in 'aeiou' else 'a'} {kind} file")
+    if size == 0:
+        raise error(str(path), "file is empty (0 bytes)")
 
 
 def _rotated(img: Image.Image) -> bool:
