@@ -306,3 +306,15 @@ def test_backbone_weights_from_a_local_file(tmp_path):
     base = load_detector("resnet18-baseline", backbone_weights=tmp_path / "r18.safetensors")
     torch.testing.assert_close(base.model.conv1.weight, backbone.conv1.weight)
     assert base.model.fc.weight.shape == (2, 512)  # the 1000-class head was dropped
+
+
+def test_the_built_in_default_loads_offline_from_the_package(monkeypatch, jpeg_files):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    det = load_detector()
+    assert det.config.architecture == "efficientnet-lite0" and det.source == "built-in default detector"
+    weights = dd.detector.DEFAULT_DETECTOR_DIR / "model.safetensors"
+    assert weights.stat().st_size < 25_000_000
+    assert det.num_params == dd.count_parameters("efficientnet-lite0") < 200_000_000
+    assert {"val_auc", "sbi_val_auc"} <= set(det.config.metadata["metrics"])
+    scores = det.predict(jpeg_files)
+    assert scores.shape == (5,) and np.all((scores >= 0) & (scores <= 1))
