@@ -210,7 +210,7 @@ def test_submission_csv_for_a_folder_and_a_label_file(tmp_path, image_folder):
 
 
 DDP_SCRIPT = textwrap.dedent("""
-    import sys, json
+    import json, os, sys
     sys.path.insert(0, {tests!r})
     import conftest  # registers test-tiny
     import torch
@@ -218,8 +218,9 @@ DDP_SCRIPT = textwrap.dedent("""
     torch.manual_seed(0)
     det = load_detector("test-tiny")
     res = det.finetune({data!r}, {data!r}, epochs=2, batch_size=4, output_dir={out!r}, progress=False, num_workers=0)
-    import torch.distributed as dist
-    print("RESULT", json.dumps({{"best": res.best, "epochs": len(res.history)}}))
+    # One file per rank: the two ranks' stdout can interleave or be lost in torchrun's relay.
+    with open(os.path.join({results!r}, "rank" + os.environ["RANK"] + ".json"), "w") as f:
+        json.dump({{"best": res.best, "epochs": len(res.history)}}, f)
 """)
 
 
@@ -227,13 +228,16 @@ DDP_SCRIPT = textwrap.dedent("""
 def test_torchrun_two_processes_on_cpu(tmp_path, image_folder):
     script = tmp_path / "ddp.py"
     out = tmp_path / "ddp_run"
-    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(image_folder), out=str(out)))
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(image_folder), out=str(out),
+                                        results=str(results_dir)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(l.split("RESULT ", 1)[1]) for l in proc.stdout.splitlines() if l.startswith("RESULT")]
-    assert len(results) == 2 and results[0] == results[1]  # both ranks agree on the gathered metrics
+    results = [json.loads((results_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert results[0] == results[1]  # both ranks agree on the gathered metrics
     assert results[0]["epochs"] == 2 and results[0]["best"]["n"] == 16
     assert (out / CHECKPOINT_BEST / "model.safetensors").is_file()
     history = (out / "history.jsonl").read_text().splitlines()
