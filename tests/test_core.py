@@ -177,7 +177,7 @@ def test_a_malicious_pickle_is_not_executed(tmp_path):
     _Boom.target = str(tmp_path / "pwned")
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        pickle.dump({"state_dict": _Boom()}, f)
+        pickle.dump({"state_dict": _Boom()}, f, protocol=2)  # torch.load's own protocol
     with pytest.raises(WeightsError, match="refused"):
         load_detector("resnet18-finetune", weights=path)
     assert not (tmp_path / "pwned").exists()
