@@ -18,16 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from _common import DOCS, git_rev, machine, table  # noqa: E402
-from train_default import self_blended_set  # noqa: E402
+from _common import DOCS, git_rev, machine, table  # run as a script: its folder is on sys.path
 
-from deepfake_detect import load_detector  # noqa: E402
-from deepfake_detect.data import LabelFile, stratified_split  # noqa: E402
+from deepfake_detect import load_detector
+from deepfake_detect.data import LabelFile, stratified_split
+from deepfake_detect.synth import self_blended_pairs
 
 
 def main() -> None:
@@ -41,7 +38,7 @@ def main() -> None:
     train_all = LabelFile(args.data / "train_label.txt", args.data / "train")
     val = LabelFile(args.data / "val_label.txt", args.data / "val")
     train, select = stratified_split(train_all, 0.1, seed=0)
-    sbi_val = self_blended_set([p for p, y in zip(val.items, val.labels) if y == 0], seed=12345)
+    sbi_val = self_blended_pairs([p for p, y in zip(val.items, val.labels) if y == 0], seed=12345)
 
     rows = []
     t0 = time.perf_counter()

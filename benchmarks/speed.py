@@ -25,11 +25,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, git_rev, machine, table  # noqa: E402
+from _common import DOCS, git_rev, machine, table  # run as a script: its folder is on sys.path
 
-from deepfake_detect import load_detector  # noqa: E402
-from deepfake_detect.data import LabelFile  # noqa: E402
+from deepfake_detect import load_detector
+from deepfake_detect.data import LabelFile
 
 
 class CampDataset(torch.utils.data.Dataset):

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, git_rev, machine, table  # noqa: E402
+from _common import DOCS, git_rev, machine, table  # run as a script: its folder is on sys.path
 
-from deepfake_detect import load_detector  # noqa: E402
-from deepfake_detect.data import LabelFile, stratified_split  # noqa: E402
+from deepfake_detect import load_detector
+from deepfake_detect.data import LabelFile, stratified_split
 
 
 def stop_after(seconds: float):

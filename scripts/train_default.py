@@ -19,23 +19,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from deepfake_detect import load_detector
-from deepfake_detect.data import LabelFile, load_image, stratified_split
-from deepfake_detect.synth import self_blend
-
-
-def self_blended_set(reals: list[Path], seed: int) -> list[tuple[object, int]]:
-    """Real images (label 0) and one self-blended fake of each (label 1), reproducibly."""
-    out: list[tuple[object, int]] = []
-    for i, path in enumerate(reals):
-        image = load_image(path)
-        fake, _ = self_blend(image, rng=np.random.default_rng([seed, i]))
-        out += [(image, 0), (fake, 1)]
-    return out
+from deepfake_detect.data import LabelFile, stratified_split
+from deepfake_detect.synth import self_blended_pairs
 
 
 def main() -> None:
@@ -66,7 +54,7 @@ def main() -> None:
 
     val_metrics = detector.evaluate(val)
     val_reals = [p for p, y in zip(val.items, val.labels) if y == 0]
-    sbi_metrics = detector.evaluate(self_blended_set(val_reals, seed=12345))
+    sbi_metrics = detector.evaluate(self_blended_pairs(val_reals, seed=12345))
     meta = dict(detector.config.metadata)
     meta.update({
         "name": "deepfake-detect default (EfficientNet-Lite0, self-blended + GAN fakes)",

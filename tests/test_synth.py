@@ -185,3 +185,23 @@ def test_dataset_works_with_library_data_formats():
         SelfBlendedDataset([], seed=-1)
     with pytest.raises(ValueError):
         ds.set_epoch(-1)
+
+
+def test_self_blended_pairs_is_a_fixed_evaluation_set(tmp_path):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"real_{i}.png")
+        face_like(i).save(paths[-1])
+    pairs = synth.self_blended_pairs(paths, seed=7)
+    assert [label for _, label in pairs] == [0, 1, 0, 1, 0, 1]
+    for i, path in enumerate(paths):
+        real, fake = pairs[2 * i][0], pairs[2 * i + 1][0]
+        assert np.array_equal(np.asarray(real), np.asarray(Image.open(path).convert("RGB")))
+        expected, _ = self_blend(Image.open(path), rng=np.random.default_rng([7, i]))
+        assert np.array_equal(np.asarray(fake), np.asarray(expected))
+    again = synth.self_blended_pairs(paths, seed=7)
+    assert all(np.array_equal(np.asarray(a[0]), np.asarray(b[0])) for a, b in zip(pairs, again))
+    other = synth.self_blended_pairs(paths, seed=8)
+    assert not np.array_equal(np.asarray(pairs[1][0]), np.asarray(other[1][0]))
+    with pytest.raises(ImageLoadError, match="missing.png"):
+        synth.self_blended_pairs([tmp_path / "missing.png"])

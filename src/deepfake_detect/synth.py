@@ -10,6 +10,8 @@ This is an independent implementation in numpy and Pillow (OpenCV is used only, 
 installed, to find the face with a Haar cascade):
 
 * :func:`self_blend` turns one RGB image into ``(pseudo_fake, mask)``;
+* :func:`self_blended_pairs` makes a fixed evaluation set: each real image and one
+  pseudo-fake of it;
 * :class:`SelfBlendedDataset` wraps a list of real images as a dataset of pseudo-fakes
   (label 1), generated on the fly and reproducible per ``(seed, epoch, index)``.
 """
@@ -29,7 +31,7 @@ from torch.utils.data import Dataset
 from .data.images import load_image
 from .errors import DataError
 
-__all__ = ["self_blend", "SelfBlendedDataset", "BLEND_RATIOS"]
+__all__ = ["self_blend", "self_blended_pairs", "SelfBlendedDataset", "BLEND_RATIOS"]
 
 #: The blend ratio (maximum mask value) is drawn uniformly from these; full blends are the
 #: most frequent.
@@ -305,6 +307,39 @@ def self_blend(
         return _blend(img, rng, _check_box(face_box, w, h), False, transformed)
     box = _detect_face(np.asarray(img))
     return _blend(img, rng, box, box is not None, transformed)
+
+
+def self_blended_pairs(
+    real_images: Sequence[str | os.PathLike[str] | Image.Image | np.ndarray],
+    *,
+    seed: int = 0,
+) -> list[tuple[Image.Image, int]]:
+    """A fixed, reproducible evaluation set from real images: each real image (label 0)
+    followed by one self-blended pseudo-fake of it (label 1).
+
+    Fake ``i`` is ``self_blend(real_images[i], rng=numpy.random.default_rng([seed, i]))``,
+    so the set is the same on every call and machine with the same ``face`` extra (the face
+    is found with OpenCV when it is installed). Pass the result to ``Detector.evaluate`` to
+    measure how a detector does on a blending manipulation it may never have seen.
+
+    Args:
+        real_images: image paths, PIL images or ``uint8`` HWC arrays of real faces.
+        seed: a non-negative int.
+
+    Returns:
+        ``2 * len(real_images)`` pairs ``(RGB PIL image, label)``, decoded in memory.
+
+    Raises:
+        ImageLoadError: an image cannot be read; the message names it.
+    """
+    if int(seed) < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed}")
+    out: list[tuple[Image.Image, int]] = []
+    for i, source in enumerate(real_images):
+        image = load_image(source)
+        fake, _ = self_blend(image, rng=np.random.default_rng([int(seed), i]))
+        out += [(image, 0), (fake, 1)]
+    return out
 
 
 class SelfBlendedDataset(Dataset):
