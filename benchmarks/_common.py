@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+NOTES_MARKER = "<!-- Written by hand below this line: the benchmark script keeps it when it rewrites the page. -->"
 
 
 def machine() -> str:
@@ -46,3 +47,16 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def write_doc(path: Path, generated: str) -> str:
+    """Write a benchmark page: the generated part, then the hand-written notes kept from the
+    page already there (everything from :data:`NOTES_MARKER` on). Returns the page."""
+    notes = NOTES_MARKER + "\n"
+    if path.is_file():
+        old = path.read_text()
+        if NOTES_MARKER in old:
+            notes = old[old.index(NOTES_MARKER):]
+    page = generated.rstrip("\n") + "\n\n" + notes
+    path.write_text(page)
+    return page

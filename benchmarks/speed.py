@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from _common import DOCS, git_rev, machine, table  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 from deepfake_detect.data import LabelFile
@@ -213,6 +213,32 @@ def latency_rows() -> tuple[list[list[object]], dict]:
     return [[best["import"], best["load_detector"], best["first_predict"], best["total"], best["process"]]], {"runs": runs}
 
 
+def target_rows(raw: dict) -> list[list[str]]:
+    """The issue's targets against this run's numbers, one row per target."""
+    def check(value: float, limit: float) -> str:
+        return "" if value >= limit else " (**not met**)"
+
+    pred, ft = raw["predict"], raw["finetune"]
+    vs_camp = ", ".join(f"{k} {v['library'] / v['camp']:.2f}x{check(v['library'] / v['camp'], 1.5)}" for k, v in pred.items())
+    vs_bare = ", ".join(f"{k} {v['library'] / v['bare_optimised']:.2f}x{check(v['library'] / v['bare_optimised'], 0.9)}"
+                        for k, v in pred.items())
+    train = ", ".join(f"{k} {v['library_epoch2'] / v['camp']:.2f}x{check(v['library_epoch2'] / v['camp'], 1.3)}"
+                      for k, v in ft.items())
+    secs = raw["frozen"]["epoch_seconds"]
+    frozen = secs[0] / max(max(secs[1:]), 1e-3)
+    growth = {n: m["peak_rss_mib"] - m["rss_before_mib"] for n, m in raw["memory"].items()}
+    small, large = (growth[k] for k in sorted(growth, key=int))
+    flat = "" if large <= 1.25 * small + 32 else " (**not met**)"
+    return [
+        ["`predict` >= 1.5x the camp loop", vs_camp],
+        ["`predict` >= 0.9x the bare optimised forward", vs_bare],
+        ["`finetune` >= 1.3x the camp train loop (epoch 2)", train],
+        ["frozen-backbone epochs after the first >= 10x faster", f"{frozen:.0f}x{check(frozen, 10)}"],
+        ["predict's memory flat in the number of images",
+         ", ".join(f"+{g:.0f} MiB for {int(n):,} images" for n, g in sorted(growth.items(), key=lambda kv: int(kv[0]))) + flat],
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="ffhq-stylegan folder (train/, val/, labels)")
@@ -229,6 +255,7 @@ def main() -> None:
     mem, mem_raw = memory_rows(paths, args.quick)
     lat, lat_raw = latency_rows()
     minutes = (time.perf_counter() - t0) / 60
+    raw = dict(predict=pred_raw, finetune=ft_raw, frozen=frozen_raw, memory=mem_raw, latency=lat_raw)
     cmd = "python benchmarks/speed.py ../shared/data/ffhq-stylegan" + (" --quick" if args.quick else "")
     doc = f"""# Benchmarks: speed and memory
 
@@ -275,15 +302,18 @@ A fresh process: import, `load_detector()` (the built-in default), one predictio
 
 {table(["import", "load_detector()", "first predict", "total in Python", "whole process"], lat)}
 
+## Against the targets (this run)
+
+{table(["target", "result"], target_rows(raw))}
+
 <details><summary>Raw numbers</summary>
 
 ```json
-{json.dumps(dict(predict=pred_raw, finetune=ft_raw, frozen=frozen_raw, memory=mem_raw, latency=lat_raw), indent=1)}
+{json.dumps(raw, indent=1)}
 ```
 </details>
 """
-    args.out.write_text(doc)
-    print(doc)
+    print(write_doc(args.out, doc))
 
 
 if __name__ == "__main__":

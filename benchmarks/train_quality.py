@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from _common import DOCS, git_rev, machine, table  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 from deepfake_detect.data import LabelFile, stratified_split
@@ -105,8 +105,7 @@ finishes, so rows can run over.
 
 {table(["recipe", "epochs run", "best epoch", "val AUC", "val ACC", "minutes", "train img/s"], rows)}
 """
-    args.out.write_text(doc)
-    print(doc)
+    print(write_doc(args.out, doc))
     print(json.dumps(rows))
 
 

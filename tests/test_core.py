@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import face_like
+
 import deepfake_detect as dd
 from deepfake_detect import (
     ConfigError, ImageLoadError, ParameterLimitError, UnknownDetectorError, WeightsError, load_detector,
@@ -259,6 +261,31 @@ def test_fast_path_matches_the_plain_float32_forward(jpeg_files):
         np.testing.assert_allclose(det.predict_tensor(x, optimize=True).numpy(), plain, atol=1e-4)
         np.testing.assert_allclose(det.predict(many), np.tile(plain, 7), atol=1e-4)
         np.testing.assert_allclose(det.predict(jpeg_files), plain, atol=1e-4)  # small jobs: the plain model
+
+
+def test_large_jpegs_are_decoded_in_full_unless_fast_decode(tmp_path):
+    """Draft-mode JPEG decoding changes pixels, so it is opt-in; the default matches a full
+    decode followed by the config's resize (what the camp notebook's transforms do)."""
+    det = load_detector("resnet18-finetune")
+    _perturb_batchnorm(det.model, 5)
+    paths = []
+    for i in range(2):
+        big = face_like(i, size=96).resize((900, 900), Image.Resampling.BICUBIC)
+        big = Image.fromarray(np.clip(np.asarray(big, dtype=np.int16)
+                                      + np.random.default_rng(i).integers(-40, 41, (900, 900, 3)), 0, 255).astype(np.uint8))
+        paths.append(tmp_path / f"big_{i}.jpg")
+        big.save(paths[-1], quality=90)
+    prep = det.preprocessor()
+    full = [np.array(Image.open(p).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)) for p in paths]
+    assert all(np.array_equal(prep.prepare(p), f) for p, f in zip(paths, full))
+    x = prep.to_tensor(full).contiguous()
+    det.model.eval()
+    with torch.no_grad():
+        plain = det.scores_from_output(det.model(x)).numpy()
+    np.testing.assert_allclose(det.predict(paths), plain, atol=1e-4)
+    drafted = det.preprocessor(draft=True).prepare(paths[0])
+    assert drafted.shape == (224, 224, 3) and not np.array_equal(drafted, full[0])
+    assert np.isfinite(det.predict(paths, fast_decode=True)).all()
 
 
 def test_fast_model_follows_weight_changes(jpeg_files):

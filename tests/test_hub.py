@@ -17,6 +17,15 @@ from conftest import TINY, face_like
 from hub_server import HubServer
 
 IMAGES = [np.asarray(face_like(i, 48)) for i in range(3)]
+PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+              "NO_PROXY", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """The loopback server is reached directly, whatever proxy the machine running the tests uses."""
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture
@@ -127,6 +136,19 @@ def test_unreachable_endpoint_fails_fast(monkeypatch, tmp_path):
     with pytest.raises(HubError, match="cannot be reached"):
         _detector(5).push_to_hub("org/anything")
     assert time.perf_counter() - start < 10
+
+
+def test_the_reachability_probe_defers_to_a_proxy(monkeypatch):
+    from deepfake_detect import hub as hub_module
+
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        dead = f"https://127.0.0.1:{s.getsockname()[1]}"
+    assert not hub_module._reachable(dead)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert hub_module._reachable(dead)  # the proxy, not a direct connection, decides
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert not hub_module._reachable(dead)
 
 
 def test_a_repo_with_only_pickles_is_refused(hub, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -47,7 +48,13 @@ def _offline_env() -> bool:
 
 
 def _reachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """A quick TCP probe, so that no network fails in seconds rather than after retries.
+    Behind a proxy the endpoint is not reached directly: the probe is skipped and the
+    client's own (short) timeouts decide."""
     url = urlparse(endpoint)
+    proxies = urllib.request.getproxies()
+    if (proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(url.hostname or ""):
+        return True
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname or "", port), timeout=timeout):
