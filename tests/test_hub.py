@@ -60,12 +60,14 @@ def _go_offline(monkeypatch, hub):
 
 def test_push_then_pull_predicts_the_same(hub):
     det = _detector(0)
+    metrics = det.evaluate([(img, i % 2) for i, img in enumerate(IMAGES + IMAGES)])
     sha = det.push_to_hub("org/tiny", token="t")
     assert len(sha) == 40
     files = hub.state.repos["org/tiny"]["commits"][sha]
     assert {"config.json", "model.safetensors", "README.md"} <= set(files)
     card = files["README.md"].decode()
     assert "library_name: deepfake-detect" in card and "license:" in card and "deepfake-detection" in card
+    assert f"| auc | {metrics['auc']:.4f} |" in card and "6 (image, label) pairs" in card  # the last evaluation
     for name in ("org/tiny", "hf-hub:org/tiny"):
         again = load_detector(name, cache_dir=hub.cache)
         np.testing.assert_array_equal(again.predict(IMAGES), det.predict(IMAGES))

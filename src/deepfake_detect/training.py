@@ -297,7 +297,10 @@ def evaluate(detector: "Detector", data: Any, *, batch_size: int = 32, device: A
         plot: write the ROC curve to this PNG file.
 
     Returns:
-        ``{"auc", "tpr_at_fpr_1e-3", "acc", "ap", "eer", "logloss", "n"}``.
+        ``{"auc", "tpr_at_fpr_1e-3", "acc", "ap", "eer", "logloss", "n"}``. They are also
+        recorded in ``detector.config.metadata`` (``metrics``, and ``metrics_data`` naming
+        the data), so the model card of a later ``save_pretrained``/``push_to_hub`` shows
+        the last evaluation.
     """
     import warnings
 
@@ -315,6 +318,9 @@ def evaluate(detector: "Detector", data: Any, *, batch_size: int = 32, device: A
     metrics = compute_metrics(labels, scores[keep], threshold=detector.config.threshold if threshold is None else threshold)
     if plot is not None:
         plot_roc(labels, scores[keep], plot, title=f"{detector.config.architecture}")
+    detector.config = detector.config.replace(metadata={
+        **detector.config.metadata, "metrics": dict(metrics),
+        "metrics_data": data.description or f"{len(data)} labelled images"})
     return metrics
 
 
