@@ -164,6 +164,14 @@ def test_checkpoints_and_history_are_written(tmp_path, image_folder):
         load_detector(TINY).finetune(image_folder, epochs=1, output_dir=out, progress=False)
 
 
+def test_an_output_dir_trained_without_validation_loads_its_last_checkpoint(tmp_path, image_folder):
+    out = tmp_path / "no-val"
+    det = load_detector(TINY)
+    result = det.finetune(image_folder, epochs=1, batch_size=8, output_dir=out, progress=False, num_workers=0)
+    assert result.best is None and not (out / CHECKPOINT_BEST).exists()
+    np.testing.assert_allclose(load_detector(out).predict(image_folder), det.predict(image_folder), atol=1e-6)
+
+
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, image_folder):
     kwargs = dict(epochs=4, batch_size=6, lr=1e-2, augment="default", synth_fakes=0.5, progress=False, num_workers=2,
                   ema=0.9)

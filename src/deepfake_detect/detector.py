@@ -400,11 +400,13 @@ def _as_local_folder(name: str) -> Path | None:
     if path.is_dir():
         if (path / CONFIG_NAME).is_file():
             return path
-        from .training import CHECKPOINT_BEST
+        from .training import CHECKPOINT_BEST, CHECKPOINT_LAST
 
-        for best in (path / CHECKPOINT_BEST, _moved_aside(path / CHECKPOINT_BEST)):
-            if (best / CONFIG_NAME).is_file():  # a finetune output_dir: its best checkpoint
-                return best
+        # a finetune output_dir: its best checkpoint, or its last one when it had no validation data
+        for sub in (CHECKPOINT_BEST, CHECKPOINT_LAST):
+            for checkpoint in (path / sub, _moved_aside(path / sub)):
+                if (checkpoint / CONFIG_NAME).is_file():
+                    return checkpoint
         raise ConfigError(f"folder {path} has no {CONFIG_NAME}; it was not written by save_pretrained or finetune")
     if not path.exists() and (_moved_aside(path) / CONFIG_NAME).is_file():
         return _moved_aside(path)
