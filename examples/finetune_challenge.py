@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from deepfake_detect import load_detector
@@ -45,6 +46,8 @@ def main() -> None:
         detector = load_detector(args.model, **kwargs)
     result = detector.finetune(train, val, epochs=args.epochs, batch_size=args.batch_size,
                                synth_fakes=args.synth_fakes, output_dir=args.out, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one process reports and writes
+        return
     print("best epoch:", json.dumps(result.best))
     metrics = detector.evaluate(val, plot=args.out / "roc.png")  # the detector now holds the best weights
     print("validation:", json.dumps(metrics))
