@@ -229,7 +229,7 @@ class Detector:
 
         return export_onnx(self, path, dynamic_batch=dynamic_batch)
 
-    def predict_video(self, path: str | os.PathLike[str], *, num_frames: int = 16, aggregate: str = "mean",
+    def predict_video(self, path: str | os.PathLike[str], num_frames: int = 16, aggregate: str = "mean", *,
                       crop_faces: bool = True) -> float:
         """P(fake) of a video: ``aggregate`` ("mean", "median", "max") of ``num_frames`` evenly
         sampled (face-cropped) frames; see :func:`deepfake_detect.video.predict_video`."""
