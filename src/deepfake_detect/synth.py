@@ -250,6 +250,12 @@ def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     return np.random.default_rng(rng)
 
 
+def _non_negative(name: str, value: int) -> int:
+    if int(value) < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value}")
+    return int(value)
+
+
 def _check_transformed(transformed: str) -> str:
     if transformed not in ("random", "source", "target"):
         raise ValueError(f"transformed must be 'random', 'source' or 'target', got {transformed!r}")
@@ -332,12 +338,11 @@ def self_blended_pairs(
     Raises:
         ImageLoadError: an image cannot be read; the message names it.
     """
-    if int(seed) < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed}")
+    seed = _non_negative("seed", seed)
     out: list[tuple[Image.Image, int]] = []
     for i, source in enumerate(real_images):
         image = load_image(source)
-        fake, _ = self_blend(image, rng=np.random.default_rng([int(seed), i]))
+        fake, _ = self_blend(image, rng=np.random.default_rng([seed, i]))
         out += [(image, 0), (fake, 1)]
     return out
 
@@ -367,18 +372,14 @@ class SelfBlendedDataset(Dataset):
         transformed: Literal["random", "source", "target"] = "random",
     ) -> None:
         self.images = list(real_images)
-        if int(seed) < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed}")
-        self.seed = int(seed)
+        self.seed = _non_negative("seed", seed)
         self.epoch = 0
         self.transformed = _check_transformed(transformed)
         self._boxes: dict[int, Any] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch: each epoch draws new blends, reproducibly."""
-        if int(epoch) < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch}")
-        self.epoch = int(epoch)
+        self.epoch = _non_negative("epoch", epoch)
 
     def __len__(self) -> int:
         return len(self.images)
