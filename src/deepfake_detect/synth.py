@@ -29,64 +29,63 @@ from PIL import Image, ImageEnhance, ImageFilter
 from torch.utils.data import Dataset
 
 from .data.images import load_image
-from .errors import DataError
+from .errors import DataError, MissingDependencyError
+from .face import detect_largest_face, load_cascade
+from .landmarks import HULL_REGIONS, face_landmarks, hull_mask, landmarks_available
 
-__all__ = ["self_blend", "self_blended_pairs", "SelfBlendedDataset", "BLEND_RATIOS"]
+__all__ = ["self_blend", "self_blended_pairs", "locate_face", "SelfBlendedDataset", "BLEND_RATIOS",
+           "HULL_REGION_WEIGHTS"]
 
 #: The blend ratio (maximum mask value) is drawn uniformly from these; full blends are the
 #: most frequent.
 BLEND_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+#: How often each landmark hull (:data:`deepfake_detect.landmarks.HULL_REGIONS`: full,
+#: extended, lower, inner) is the blended region.
+HULL_REGION_WEIGHTS: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)
 
 Box = tuple[float, float, float, float]
-_NO_FACE = object()  # detection ran and found nothing
 
 
 # --------------------------------------------------------------------------------------------
-# face box
+# where the face is
+
+
+def _detect_face(rgb: np.ndarray) -> Box | None:
+    """The largest frontal face (OpenCV's Haar cascade, via :mod:`deepfake_detect.face`) at
+    least 30 % of the shorter side, as ``(x0, y0, x1, y1)``; None without OpenCV, for small
+    images, or when no face is found."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < 48:
+        return None
+    try:
+        box = detect_largest_face(Image.fromarray(np.ascontiguousarray(rgb), "RGB"), cascade=_thread_cascade(),
+                                  min_size_fraction=0.3)
+    except MissingDependencyError:
+        return None
+    return None if box is None else tuple(float(v) for v in box)  # type: ignore[return-value]
 
 
 _local = threading.local()
 
 
-def _cascade() -> Any:
-    """The OpenCV frontal-face Haar cascade (one per thread), or None without OpenCV."""
+def _thread_cascade() -> Any:
     if not hasattr(_local, "cascade"):
-        _local.cascade = None
-        try:
-            import cv2  # optional: the 'face' extra
-        except Exception:  # ImportError, or a broken binary install
-            return None
-        try:
-            path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-            cascade = cv2.CascadeClassifier(path)
-            if not cascade.empty():
-                _local.cascade = cascade
-        except Exception:
-            pass
+        _local.cascade = load_cascade()
     return _local.cascade
 
 
-def _detect_face(rgb: np.ndarray) -> Box | None:
-    """The largest frontal face found by the Haar cascade, as ``(x0, y0, x1, y1)``; None if
-    OpenCV is not installed, the image is too small, or no face is found."""
-    h, w = rgb.shape[:2]
-    if min(h, w) < 48:
-        return None
-    cascade = _cascade()
-    if cascade is None:
-        return None
-    import cv2
+def locate_face(image: Any, face_box: Sequence[float] | None = None) -> tuple[Box | None, np.ndarray | None]:
+    """Where :func:`self_blend` puts its mask: ``(face box or None, 468 landmarks or None)``.
 
-    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    side = int(0.3 * min(h, w))
-    try:
-        faces = cascade.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=5, minSize=(side, side))
-    except Exception:
-        return None
-    if len(faces) == 0:
-        return None
-    x, y, bw, bh = max((tuple(int(v) for v in f) for f in faces), key=lambda f: f[2] * f[3])
-    return float(x), float(y), float(x + bw), float(y + bh)
+    The box is ``face_box`` or the largest face OpenCV's Haar cascade finds (the ``face``
+    extra); the landmarks come from MediaPipe Face Mesh in that box (or in the whole image,
+    taken as a face crop), when ``ai-edge-litert`` is installed and it finds a face.
+    """
+    img = load_image(image)
+    w, h = img.size
+    box = _check_box(face_box, w, h) if face_box is not None else _detect_face(np.asarray(img))
+    points = face_landmarks(img, box) if landmarks_available() else None
+    return box, points
 
 
 def _check_box(face_box: Any, w: int, h: int) -> Box:
@@ -108,8 +107,8 @@ def _check_box(face_box: Any, w: int, h: int) -> Box:
 # mask
 
 
-def _face_mask(w: int, h: int, box: Box | None, detected: bool, rng: np.random.Generator) -> np.ndarray:
-    """A deformed, blurred ellipse over the face, float32 (h, w) with maximum 1 (or all 0)."""
+def _ellipse_region(w: int, h: int, box: Box | None, detected: bool, rng: np.random.Generator) -> np.ndarray:
+    """A deformed ellipse over the face (the fallback without landmarks), bool (h, w)."""
     if box is not None:
         x0, y0, x1, y1 = box
         bw, bh = x1 - x0, y1 - y0
@@ -152,7 +151,36 @@ def _face_mask(w: int, h: int, box: Box | None, detected: bool, rng: np.random.G
         side = rng.integers(4)
         cut = rng.uniform(0.55, 0.9)
         inside &= (u if side < 2 else v) * (1 if side % 2 else -1) <= cut * 1.2
+    return inside
 
+
+def _hull_region(w: int, h: int, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The convex hull of a random face region (:data:`HULL_REGION_WEIGHTS`), scaled by
+    0.9-1.1 per axis about its centre and elastically deformed: bool (h, w)."""
+    region = HULL_REGIONS[int(rng.choice(len(HULL_REGIONS), p=HULL_REGION_WEIGHTS))]
+    centre = landmarks.mean(0)
+    points = (landmarks - centre) * rng.uniform(0.9, 1.1, 2).astype(np.float32) + centre
+    inside = hull_mask(points, (w, h), region, rng=rng) > 0.5  # type: ignore[arg-type]
+    return _elastic(inside, rng, float(np.ptp(landmarks, axis=0).max()))
+
+
+def _elastic(inside: np.ndarray, rng: np.random.Generator, face_size: float) -> np.ndarray:
+    """Move each pixel of a mask along a smooth random field (up to ~4 % of the face size),
+    as the paper's elastic mask deformation."""
+    h, w = inside.shape
+    amp = rng.uniform(0.0, 0.04) * max(face_size, 1.0)
+    field = []
+    for _ in range(2):
+        coarse = rng.uniform(-1.0, 1.0, (4, 4)).astype(np.float32)
+        field.append(np.asarray(Image.fromarray(coarse, "F").resize((w, h), Image.Resampling.BICUBIC)) * amp)
+    ys = np.clip(np.rint(np.arange(h)[:, None] + field[1]), 0, h - 1).astype(np.intp)
+    xs = np.clip(np.rint(np.arange(w)[None, :] + field[0]), 0, w - 1).astype(np.intp)
+    return inside[ys, xs]
+
+
+def _soften(inside: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur a bool region into a soft mask, float32 with maximum 1 (or all 0)."""
+    h, w = inside.shape
     mask = Image.fromarray(inside.astype(np.uint8) * 255, "L")
     scale = min(w, h)
     mask = mask.filter(ImageFilter.GaussianBlur(max(0.3, rng.uniform(0.01, 0.05) * scale)))
@@ -165,6 +193,16 @@ def _face_mask(w: int, h: int, box: Box | None, detected: bool, rng: np.random.G
     if peak > 0:
         out /= peak
     return out
+
+
+def _face_mask(w: int, h: int, box: Box | None, detected: bool, landmarks: np.ndarray | None,
+               rng: np.random.Generator) -> np.ndarray:
+    """The soft blend mask, float32 (h, w) with maximum 1: a landmark hull when landmarks
+    are known, else an ellipse."""
+    inside = _hull_region(w, h, landmarks, rng) if landmarks is not None else None
+    if inside is None or not inside.any():
+        inside = _ellipse_region(w, h, box, detected, rng)
+    return _soften(inside, rng)
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,6 +266,7 @@ def _blend(
     rng: np.random.Generator,
     box: Box | None,
     detected: bool,
+    landmarks: np.ndarray | None,
     transformed: str,
 ) -> tuple[Image.Image, np.ndarray]:
     w, h = img.size
@@ -236,7 +275,7 @@ def _blend(
         transformed = "source" if rng.random() < 0.5 else "target"
     altered = np.asarray(_alter(img, rng))
     source, target = (altered, original) if transformed == "source" else (original, altered)
-    mask = _face_mask(w, h, box, detected, rng)
+    mask = _face_mask(w, h, box, detected, landmarks, rng)
     mask *= float(rng.choice(BLEND_RATIOS))
     m = mask[..., None]
     blended = np.rint(source.astype(np.float32) * m + target.astype(np.float32) * (1.0 - m))
@@ -267,6 +306,7 @@ def self_blend(
     *,
     rng: np.random.Generator | int | None = None,
     face_box: Sequence[float] | None = None,
+    face: tuple[Sequence[float] | None, np.ndarray | None] | None = None,
     transformed: Literal["random", "source", "target"] = "random",
 ) -> tuple[Image.Image, np.ndarray]:
     """Make a self-blended pseudo-fake of a real face image.
@@ -278,21 +318,26 @@ def self_blend(
     0.95-1.05 about the centre, shift up to 3 % of the size). The blend is
     ``source * mask + target * (1 - mask)``.
 
-    The mask is an ellipse over the face, found from, in order: ``face_box``; else the
-    largest face OpenCV's frontal-face Haar cascade finds (only if ``cv2`` is installed, the
-    ``face`` extra); else the centre of an aligned face crop (centre ``(0.5 W, 0.55 H)``,
-    semi-axes ``0.3 W x 0.4 H``), each randomised a little. Its outline is then deformed
-    (a random smooth wobble, a random growth or shrinkage, sometimes a cut on one side),
-    blurred with a Gaussian of random width, scaled to a maximum of 1 and multiplied by a
-    blend ratio drawn from :data:`BLEND_RATIOS`.
+    The mask follows the face's landmarks, as in the paper: the convex hull of the 468 Face
+    Mesh points of one region drawn with :data:`HULL_REGION_WEIGHTS` (the whole face, the
+    face with a raised forehead, the lower face, or the inner features), scaled by 0.9-1.1
+    per axis and elastically deformed. Landmarks come from ``face`` if given, else from
+    :func:`locate_face` (needs the ``face`` extra). Without landmarks the mask is an ellipse
+    over ``face_box``, the largest face OpenCV's Haar cascade finds, or the centre of an
+    aligned face crop (centre ``(0.5 W, 0.55 H)``, semi-axes ``0.3 W x 0.4 H``), its outline
+    deformed by a random wobble, growth or cut. Either region is then blurred with a
+    Gaussian of random width (sometimes eroded first), scaled to a maximum of 1 and
+    multiplied by a blend ratio drawn from :data:`BLEND_RATIOS`.
 
     Args:
         image: the real face, a PIL image (any mode is converted to RGB; a path or ``uint8``
             HWC array is accepted too, read with :func:`deepfake_detect.data.load_image`).
         rng: a numpy Generator (or an int seed); the same seed gives the same result.
             ``None``: fresh randomness.
-        face_box: ``(x0, y0, x1, y1)`` in pixels; the mask is the ellipse inscribed in it
-            (randomised by a few percent).
+        face_box: ``(x0, y0, x1, y1)`` in pixels: where to look for landmarks, and the
+            ellipse's box when none are found.
+        face: ``(box, landmarks)`` as :func:`locate_face` returns them (either may be
+            ``None``), to skip the search when blending the same image again.
         transformed: which side is altered: ``"random"`` (either, with probability 1/2, as
             in the paper), ``"source"`` (the pasted face; then every pixel where
             ``mask == 0`` is exactly the original) or ``"target"`` (the background).
@@ -303,16 +348,18 @@ def self_blend(
 
     Raises:
         ImageLoadError: ``image`` cannot be read or converted to RGB.
-        DataError: ``face_box`` is not four numbers or lies outside the image.
+        DataError: ``face_box`` is not four numbers or lies outside the image, or
+            the landmarks in ``face`` are not a (468, 2) array.
     """
     img = load_image(image)
     rng = _as_rng(rng)
     _check_transformed(transformed)
-    w, h = img.size
-    if face_box is not None:
-        return _blend(img, rng, _check_box(face_box, w, h), False, transformed)
-    box = _detect_face(np.asarray(img))
-    return _blend(img, rng, box, box is not None, transformed)
+    if face is not None:
+        box, landmarks = face
+        box = _check_box(box, *img.size) if box is not None else None
+        return _blend(img, rng, box, box is not None, landmarks, transformed)
+    box, landmarks = locate_face(img, face_box)
+    return _blend(img, rng, box, face_box is None and box is not None, landmarks, transformed)
 
 
 def self_blended_pairs(
@@ -324,8 +371,8 @@ def self_blended_pairs(
     followed by one self-blended pseudo-fake of it (label 1).
 
     Fake ``i`` is ``self_blend(real_images[i], rng=numpy.random.default_rng([seed, i]))``,
-    so the set is the same on every call and machine with the same ``face`` extra (the face
-    is found with OpenCV when it is installed). Pass the result to ``Detector.evaluate`` to
+    so the set is the same on every call and machine with the same ``face`` extra (with it,
+    the mask follows the face's landmarks; without it, an ellipse). Pass the result to ``Detector.evaluate`` to
     measure how a detector does on a blending manipulation it may never have seen.
 
     Args:
@@ -356,7 +403,7 @@ class SelfBlendedDataset(Dataset):
     :meth:`set_epoch`. Mix it with real images (label 0) for SBI training, e.g.
     ``ConcatDataset([reals, SelfBlendedDataset(real_paths)])``.
 
-    Face boxes found by the Haar cascade are cached per index (per process).
+    Face boxes and landmarks (:func:`locate_face`) are cached per index (per process).
 
     Args:
         real_images: image paths, PIL images or ``uint8`` arrays.
@@ -375,7 +422,7 @@ class SelfBlendedDataset(Dataset):
         self.seed = _non_negative("seed", seed)
         self.epoch = 0
         self.transformed = _check_transformed(transformed)
-        self._boxes: dict[int, Any] = {}
+        self._faces: dict[int, tuple[Box | None, np.ndarray | None]] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch: each epoch draws new blends, reproducibly."""
@@ -398,11 +445,8 @@ class SelfBlendedDataset(Dataset):
             raise IndexError(f"index {index} out of range for {n} images")
         img = load_image(self.images[i])
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        box = self._boxes.get(i)
-        if box is None:
-            box = _detect_face(np.asarray(img))
-            self._boxes[i] = _NO_FACE if box is None else box
-        elif box is _NO_FACE:
-            box = None
-        fake, _ = _blend(img, rng, box, box is not None, self.transformed)
+        if i not in self._faces:
+            self._faces[i] = locate_face(img)
+        box, points = self._faces[i]
+        fake, _ = _blend(img, rng, box, box is not None, points, self.transformed)
         return fake, 1

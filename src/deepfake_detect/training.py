@@ -18,7 +18,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from PIL import Image
 from torch import nn
 
 from .augment import apply_augment, get_augment
-from .data.datasets import LabeledData, as_labeled_data
+from .data.datasets import LabeledData, as_labeled_data, as_sources, concat_sources
 from .distributed import DistContext
 from .errors import DataError, DeepfakeDetectError, ImageLoadError, TrainingError
 from .weights import atomic_path, load_weights, read_state_dict, refusal_reason
@@ -39,7 +39,7 @@ from .weights import atomic_path, load_weights, read_state_dict, refusal_reason
 if TYPE_CHECKING:
     from .detector import Detector
 
-__all__ = ["finetune", "evaluate", "TrainResult", "CHECKPOINT_LAST", "CHECKPOINT_BEST"]
+__all__ = ["finetune", "evaluate", "per_source_metrics", "TrainResult", "CHECKPOINT_LAST", "CHECKPOINT_BEST"]
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,11 @@ class _Samples:
     """Decoded, resized uint8 training images (cached), self-blended fakes and augmentation."""
 
     def __init__(self, data: LabeledData, detector: "Detector", augment: Any, synth: float, seed: int,
-                 cache: bool) -> None:
+                 cache: bool, source_ids: np.ndarray | None = None,
+                 source_weights: list[float] | None = None) -> None:
         self.data, self.seed = data, seed
+        self.source_ids, self.source_weights = source_ids, source_weights
+        self.faces: dict[int, tuple[Any, Any]] = {}
         self.prep = detector.preprocessor()
         self.augment = get_augment(augment)
         self.synth = synth
@@ -172,13 +175,29 @@ class _Samples:
         """``(index, synthetic)`` pairs for one epoch in shuffled order, the same for every
         run with the same seed. ``synthetic=1`` is a self-blended fake of real image ``index``."""
         rng = np.random.default_rng([self.seed, epoch, 0])
-        plan = [(int(i), 0) for i in range(len(self.data))]
+        plan = [(int(i), 0) for i in self._drawn(rng)]
         n_synth = int(round(self.synth * len(self.real_indices)))
         if n_synth:
             chosen = rng.choice(self.real_indices, size=n_synth, replace=n_synth > len(self.real_indices))
             plan += [(int(i), 1) for i in chosen]
         order = rng.permutation(len(plan))
         return [plan[i] for i in order]
+
+    def _drawn(self, rng: np.random.Generator) -> np.ndarray:
+        """The images of one epoch: all of them, or a weighted draw from each source."""
+        if self.source_weights is None or self.source_ids is None:
+            return np.arange(len(self.data))
+        total, weights = len(self.data), np.asarray(self.source_weights, dtype=np.float64)
+        counts = np.floor(total * weights / weights.sum()).astype(int)
+        counts[int(np.argmax(weights))] += total - counts.sum()
+        drawn = []
+        for k, n in enumerate(counts):
+            pool = np.flatnonzero(self.source_ids == k)
+            if n <= 0 or len(pool) == 0:
+                continue
+            whole, rest = divmod(int(n), len(pool))
+            drawn += [pool] * whole + [rng.choice(pool, size=rest, replace=False)]
+        return np.sort(np.concatenate(drawn))
 
     def base(self, index: int) -> np.ndarray:
         if self.cache is not None and index in self.cache:
@@ -198,17 +217,44 @@ class _Samples:
         image = self.base(index)
         label = int(self.data.labels[index])
         if synthetic:
-            from .synth import self_blend
+            from .synth import locate_face, self_blend
 
-            fake, _ = self_blend(Image.fromarray(image), rng=rng)
+            pil = Image.fromarray(image)
+            if index not in self.faces:  # found once per image, on its resized copy
+                self.faces[index] = locate_face(pil)
+            fake, _ = self_blend(pil, rng=rng, face=self.faces[index])
             image, label = np.array(fake, dtype=np.uint8), 1
         if self.augment is not None:
             image = apply_augment(self.augment, image, rng)
         return image, label
 
 
+def _check_source_weights(weights: Mapping[str, float] | None, names: list[str]) -> list[float] | None:
+    if weights is None:
+        return None
+    if not names:
+        raise TrainingError("source_weights needs several training sources: pass train as {name: data, ...}")
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise TrainingError(f"source_weights names unknown sources {unknown}; the training sources are {names}")
+    out = [float(weights.get(n, 0.0)) for n in names]
+    if any(not math.isfinite(w) or w < 0 for w in out) or sum(out) <= 0:
+        raise TrainingError(f"source_weights={dict(weights)}: expected non-negative numbers, at least one positive")
+    return out
+
+
+def _selection_score(val: dict[str, Any]) -> float:
+    """What picks the best epoch: the mean of per-source AUCs when there are sources, else AUC."""
+    return float(val.get("auc_mean", val["auc"]))
+
+
 def _batches(plan: Sequence[tuple[int, int]], batch_size: int) -> list[list[tuple[int, int]]]:
-    return [list(plan[i:i + batch_size]) for i in range(0, len(plan), batch_size)]
+    """Consecutive batches; a last batch of one image joins the one before it (BatchNorm
+    cannot train on a single image)."""
+    out = [list(plan[i:i + batch_size]) for i in range(0, len(plan), batch_size)]
+    if len(out) > 1 and len(out[-1]) == 1:
+        out[-2] += out.pop()
+    return out
 
 
 def _load_batches(samples: _Samples, batches: list[list[tuple[int, int]]], epoch: int, pool: ThreadPoolExecutor | None):
@@ -290,15 +336,18 @@ def evaluate(detector: "Detector", data: Any, *, batch_size: int = 32, device: A
 
     Args:
         data: a :class:`~deepfake_detect.data.LabelFile`, a real/fake folder, a list of
-            ``(image, label)`` pairs, or a torch Dataset of ``(image, label)``.
+            ``(image, label)`` pairs, or a torch Dataset of ``(image, label)``; or several
+            of them as a mapping ``{name: data}`` (or a list of datasets), scored per
+            source and pooled.
         errors: ``"skip"`` leaves unreadable images out of the metrics (``n`` counts
             the scored ones).
         threshold: for ``acc``; default the detector's ``config.threshold``.
         plot: write the ROC curve to this PNG file.
 
     Returns:
-        ``{"auc", "tpr_at_fpr_1e-3", "acc", "ap", "eer", "logloss", "n"}``. They are also
-        recorded in ``detector.config.metadata`` (``metrics``, and ``metrics_data`` naming
+        ``{"auc", "tpr_at_fpr_1e-3", "acc", "ap", "eer", "logloss", "n"}``; for several
+        sources ``{name: metrics, ..., "pooled": metrics}`` (``pooled`` also has
+        ``auc_mean``, the mean of the sources' AUCs). They are also recorded in ``detector.config.metadata`` (``metrics``, and ``metrics_data`` naming
         the data), so the model card of a later ``save_pretrained``/``push_to_hub`` shows
         the last evaluation.
     """
@@ -306,7 +355,11 @@ def evaluate(detector: "Detector", data: Any, *, batch_size: int = 32, device: A
 
     from .metrics import compute_metrics, plot_roc
 
-    data = as_labeled_data(data)
+    sources = as_sources(data)
+    if sources is not None:
+        data, source_ids = concat_sources(sources)
+    else:
+        data, source_ids = as_labeled_data(data), None
     images = [data.image(i) for i in range(len(data))]
     with warnings.catch_warnings():
         if errors == "skip":
@@ -314,14 +367,34 @@ def evaluate(detector: "Detector", data: Any, *, batch_size: int = 32, device: A
         scores = detector.predict(images, batch_size=batch_size, device=device, progress=progress,
                                   num_workers=num_workers, errors=errors)
     keep = ~np.isnan(scores)
-    labels = data.labels[keep]
-    metrics = compute_metrics(labels, scores[keep], threshold=detector.config.threshold if threshold is None else threshold)
+    threshold = detector.config.threshold if threshold is None else threshold
+    if sources is not None:
+        metrics: dict[str, Any] = per_source_metrics(data.labels, scores, source_ids, list(sources), threshold)
+    else:
+        metrics = compute_metrics(data.labels[keep], scores[keep], threshold=threshold)
     if plot is not None:
-        plot_roc(labels, scores[keep], plot, title=f"{detector.config.architecture}")
+        plot_roc(data.labels[keep], scores[keep], plot, title=f"{detector.config.architecture}")
     detector.config = detector.config.replace(metadata={
         **detector.config.metadata, "metrics": dict(metrics),
         "metrics_data": data.description or f"{len(data)} labelled images"})
     return metrics
+
+
+def per_source_metrics(labels: np.ndarray, scores: np.ndarray, source_ids: np.ndarray, names: Sequence[str],
+                       threshold: float) -> dict[str, Any]:
+    """``{name: metrics, ..., "pooled": metrics + auc_mean}`` over the scored (non-NaN)
+    images; ``source_ids[i]`` indexes ``names``."""
+    from .metrics import compute_metrics
+
+    keep = ~np.isnan(scores)
+    out: dict[str, Any] = {}
+    for k, name in enumerate(names):
+        sel = keep & (source_ids == k)
+        out[name] = compute_metrics(labels[sel], scores[sel], threshold=threshold)
+    pooled = dict(compute_metrics(labels[keep], scores[keep], threshold=threshold))
+    pooled["auc_mean"] = float(np.mean([out[n]["auc"] for n in names]))
+    out["pooled"] = pooled
+    return out
 
 
 def _scores_for(detector: "Detector", model: nn.Module, data: LabeledData, dist_ctx: DistContext,
@@ -365,14 +438,19 @@ def finetune(
     synth_fakes: float = 0.0,
     label_smoothing: float = 0.0,
     cache_images: bool = True,
+    source_weights: Mapping[str, float] | None = None,
 ) -> TrainResult:
     """Fine-tune ``detector`` in place on labelled images; afterwards it holds the best weights.
 
     Args:
         train, val: a :class:`~deepfake_detect.data.LabelFile`, a folder with ``real/`` and
             ``fake/`` (or ``0/`` and ``1/``) subfolders, a list of ``(image, label)`` pairs
-            (1 = fake), or a torch Dataset yielding ``(image, label)``. Checked fully before
-            the first step.
+            (1 = fake), or a torch Dataset yielding ``(image, label)``; or several sources
+            at once as a mapping ``{name: data}`` (or a list of datasets). Checked fully
+            before the first step. With several validation sources each epoch's history
+            has ``val_sources`` (metrics per source) beside the pooled ``val``, and the
+            best epoch is the one with the highest mean of the sources' AUCs
+            (``val["auc_mean"]``), so a large source does not outvote a small one.
         epochs: passes over ``train``.
         batch_size: images per step (per process under torchrun).
         lr: peak learning rate; default 1e-3 with a frozen backbone, 3e-4 otherwise.
@@ -409,6 +487,10 @@ def finetune(
         label_smoothing: smooth the 0/1 targets by this amount.
         cache_images: keep decoded, resized training images in memory (uint8) across
             epochs when they fit in 4 GiB.
+        source_weights: with several training sources, the share of each epoch drawn
+            from each (relative weights by name; an epoch has as many images as all
+            sources together, drawn without replacement where a source is large enough).
+            Default: every image once per epoch.
 
     Returns:
         :class:`TrainResult`.
@@ -424,14 +506,25 @@ def finetune(
         raise TrainingError(f"epochs={epochs}, batch_size={batch_size}: both must be at least 1")
     if not 0.0 <= synth_fakes <= 10.0:
         raise TrainingError(f"synth_fakes={synth_fakes}: expected a ratio between 0 and 10")
-    train_data = as_labeled_data(train)
-    val_data = as_labeled_data(val) if val is not None else None
+    train_sources = as_sources(train)
+    if train_sources is not None:
+        train_data, train_ids = concat_sources(train_sources)
+    else:
+        train_data, train_ids = as_labeled_data(train), None
+    weights = _check_source_weights(source_weights, list(train_sources or {}))
+    val_sources = as_sources(val) if val is not None else None
+    if val_sources is not None:
+        val_data, val_ids = concat_sources(val_sources)
+    else:
+        val_data, val_ids = (as_labeled_data(val) if val is not None else None), None
     classes = set(np.unique(train_data.labels).tolist())
     if classes != {0, 1} and not (classes == {0} and synth_fakes > 0):
         raise DataError(f"training data {train_data.description} has only label(s) {sorted(classes)}; "
                         "it needs real (0) and fake (1) images, or real images with synth_fakes > 0")
-    if val_data is not None and set(np.unique(val_data.labels).tolist()) != {0, 1}:
-        raise DataError(f"validation data {val_data.description} needs both real (0) and fake (1) images for AUC")
+    for name, part in (val_sources or {"": val_data} if val_data is not None else {}).items():
+        if set(np.unique(part.labels).tolist()) != {0, 1}:
+            where = f"validation source {name!r} ({part.description})" if name else f"validation data {part.description}"
+            raise DataError(f"{where} needs both real (0) and fake (1) images for AUC")
 
     dev = torch.device(device) if device is not None else None
     if dev is None:
@@ -472,8 +565,8 @@ def finetune(
 
         to_channels_last(model)
 
-    samples = _Samples(train_data, detector, augment, synth_fakes, seed, cache_images)
-    steps_per_epoch = math.ceil(len(dist_ctx.shard(samples.epoch_plan(1))) / batch_size)
+    samples = _Samples(train_data, detector, augment, synth_fakes, seed, cache_images, train_ids, weights)
+    steps_per_epoch = len(_batches(dist_ctx.shard(samples.epoch_plan(1)), batch_size))
     opt = _make_optimizer(optimizer, params, lr, weight_decay)
     sched = _make_scheduler(scheduler, opt, steps_per_epoch, epochs)
     ema_model = _EMA(model, 0.999 if ema is True else float(ema)) if ema else None
@@ -580,9 +673,16 @@ def finetune(
 
                 scores = (feature_cache.val_scores(detector, eval_model, val_data) if feature_cache is not None
                           else _scores_for(detector, eval_model, val_data, dist_ctx, batch_size))
-                record["val"] = compute_metrics(val_data.labels, scores, threshold=detector.config.threshold)
+                if val_sources is not None:
+                    per_source = per_source_metrics(val_data.labels, scores, val_ids, list(val_sources),
+                                                    detector.config.threshold)
+                    record["val"] = per_source.pop("pooled")
+                    record["val_sources"] = per_source
+                else:
+                    record["val"] = compute_metrics(val_data.labels, scores, threshold=detector.config.threshold)
             result.history.append(record)
-            improved = val_data is not None and (result.best is None or record["val"]["auc"] > result.best["auc"])
+            improved = val_data is not None and (result.best is None or
+                                                 _selection_score(record["val"]) > _selection_score(result.best))
             if improved:
                 result.best = {"epoch": epoch, **record["val"]}
                 best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import DataError
 from .images import IMAGE_EXTENSIONS, list_images
 
-__all__ = ["LabelFile", "LabeledData", "as_labeled_data", "stratified_split", "read_label_file"]
+__all__ = ["LabelFile", "LabeledData", "as_labeled_data", "as_sources", "concat_sources", "stratified_split",
+           "read_label_file"]
 
 REAL_DIRS = ("real", "0")
 FAKE_DIRS = ("fake", "1")
@@ -254,3 +255,63 @@ def stratified_split(data: Any, val_fraction: float = 0.2, *, seed: int = 0) -> 
         val_idx += idx[:n_val].tolist()
         train_idx += idx[n_val:].tolist()
     return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
+
+
+class _Concatenated:
+    """Several LabeledData read as one torch-style dataset of ``(image, label)``."""
+
+    def __init__(self, parts: Sequence[LabeledData]) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        k = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        i = index - int(self.offsets[k])
+        return self.parts[k].image(i), int(self.parts[k].labels[i])
+
+
+def as_sources(data: Any) -> dict[str, LabeledData] | None:
+    """Several labelled datasets, by name, or ``None`` when ``data`` is one dataset.
+
+    Accepted: a mapping ``{name: data}`` (each value any format :func:`as_labeled_data`
+    takes), or a list/tuple whose every element is a :class:`LabeledData`, a folder, or a
+    torch Dataset (named ``source0``, ``source1``, ...). A list of ``(image, label)`` pairs
+    is one dataset.
+
+    Raises:
+        DataError: an empty mapping, or a source that is not valid data (named).
+    """
+    if isinstance(data, Mapping):
+        if not data:
+            raise DataError("an empty mapping of data sources: pass at least one {name: data}")
+        out = {}
+        for name, part in data.items():
+            try:
+                out[str(name)] = as_labeled_data(part)
+            except DataError as e:
+                raise DataError(f"data source {name!r}: {e}") from None
+        return out
+    if isinstance(data, (list, tuple)) and data and all(
+            isinstance(d, (LabeledData, str, os.PathLike)) or
+            (hasattr(d, "__getitem__") and hasattr(d, "__len__") and not isinstance(d, (list, tuple)))
+            for d in data):
+        return {f"source{i}": as_labeled_data(d) for i, d in enumerate(data)}
+    return None
+
+
+def concat_sources(sources: Mapping[str, LabeledData]) -> tuple[LabeledData, np.ndarray]:
+    """One :class:`LabeledData` over every source, and the source index (0, 1, ... in the
+    mapping's order) of each of its images. Names become ``"source/name"``."""
+    parts = list(sources.values())
+    if len(parts) == 1:
+        only = parts[0]
+        return only, np.zeros(len(only), dtype=np.int64)
+    labels = np.concatenate([p.labels for p in parts]).astype(np.int64)
+    names = [f"{name}/{n}" for name, p in sources.items() for n in p.names]
+    ids = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(parts)])
+    desc = " + ".join(f"{name}: {p.description or f'{len(p)} images'}" for name, p in sources.items())
+    return LabeledData(list(range(len(labels))), labels, names, desc, _Concatenated(parts)), ids
+

@@ -1,0 +1,99 @@
+"""Cross-dataset protocol helpers: challenge-format sources, leak-free hold-outs, and the
+self-blended evaluation set built from held-out real images.
+
+A detector is only as good as its score on data from sources it never saw (DeepfakeBench's
+protocol: train on one source, score on every other). These helpers make the splits that
+protocol needs reproducible:
+
+* :func:`load_split` reads ``root/<split>_label.txt`` + ``root/<split>/`` (the challenge's
+  layout, as in ``ffhq-stylegan`` and ``dfdc-faces``);
+* :func:`group_split` holds out whole groups (a source clip, an identity), so a real frame
+  and the fake made from the same clip never sit on both sides;
+* :func:`self_blended_set` turns the real images of some sources into a fixed set of real
+  images and self-blended fakes of them (a face-swap-like manipulation no generator made).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.datasets import LabeledData, LabelFile, as_labeled_data
+from .errors import DataError
+
+__all__ = ["load_split", "group_split", "read_groups", "self_blended_set"]
+
+
+def load_split(root: str | os.PathLike[str], split: str) -> LabelFile:
+    """``LabelFile(root / f"{split}_label.txt", root / split)``."""
+    root = Path(root)
+    return LabelFile(root / f"{split}_label.txt", root / split)
+
+
+def read_groups(csv_path: str | os.PathLike[str], *, key: str = "img_name", group: str = "source_video") -> dict[str, str]:
+    """``{image name: group}`` from a CSV with a header (e.g. dfdc-faces' ``sources.csv``).
+
+    Raises:
+        DataError: the file cannot be read or lacks a column (named).
+    """
+    path = Path(csv_path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in (key, group) if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: no column(s) {missing}; the header is {reader.fieldnames}")
+            return {row[key]: row[group] for row in reader}
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+
+
+def group_split(data: Any, groups: Sequence[str] | Mapping[str, str], fraction: float, *,
+                seed: int = 0) -> tuple[LabeledData, LabeledData]:
+    """Split into ``(kept, held_out)`` by whole groups: about ``fraction`` of the groups go
+    to ``held_out`` with every image of theirs.
+
+    Args:
+        data: anything :func:`~deepfake_detect.data.as_labeled_data` takes.
+        groups: the group of each image, in order, or ``{image name: group}`` (images
+            missing from it are their own group).
+        fraction: share of groups held out, in (0, 1).
+        seed: the same seed gives the same split.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"fraction={fraction}: expected a value between 0 and 1")
+    data = as_labeled_data(data)
+    if isinstance(groups, Mapping):
+        of = [groups.get(n, f"\0{n}") for n in data.names]
+    else:
+        of = [str(g) for g in groups]
+        if len(of) != len(data):
+            raise DataError(f"groups has {len(of)} entries for {len(data)} images")
+    unique = sorted(set(of))
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(unique, size=max(1, int(round(fraction * len(unique)))), replace=False).tolist())
+    out_idx = [i for i, g in enumerate(of) if g in held]
+    keep_idx = [i for i, g in enumerate(of) if g not in held]
+    return data.subset(keep_idx), data.subset(out_idx)
+
+
+def self_blended_set(sources: Mapping[str, Any], *, per_source: int | None = None,
+                     seed: int = 12345) -> list[tuple[Any, int]]:
+    """Real images of each source (at most ``per_source``, drawn with ``seed``) and one
+    self-blended fake of each (:func:`deepfake_detect.synth.self_blended_pairs`), as
+    ``(image, label)`` pairs. The same arguments give the same set."""
+    from .synth import self_blended_pairs
+
+    reals: list[Any] = []
+    for k, part in enumerate(sources.values()):
+        data = as_labeled_data(part)
+        idx = np.flatnonzero(data.labels == 0)
+        if per_source is not None and len(idx) > per_source:
+            idx = np.sort(np.random.default_rng([seed, k]).choice(idx, size=per_source, replace=False))
+        reals += [data.image(int(i)) for i in idx]
+    return self_blended_pairs(reals, seed=seed)
