@@ -45,6 +45,9 @@ class DetectorConfig:
         output: ``"softmax"`` (class 1 of a multi-logit head is "fake") or ``"sigmoid"``
             (a single logit).
         threshold: decision threshold on P(fake) used for labels and accuracy.
+        face_crop: how faces are cut out of larger images when predicting or training with
+            ``crop_faces=True`` (``{"margin": float, "square": bool}``, see
+            :class:`deepfake_detect.face.CropPolicy`); ``None``: that class's default.
         library_version: the deepfake-detect version that wrote the config.
         metadata: free-form provenance (training data, metrics, weight source) used for
             the model card; never needed to run the model.
@@ -60,6 +63,7 @@ class DetectorConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     output: str = "sigmoid"
     threshold: float = 0.5
+    face_crop: dict[str, Any] | None = None
     library_version: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -81,6 +85,14 @@ class DetectorConfig:
             raise ConfigError(f"config threshold={self.threshold!r}: expected a value in [0, 1]")
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"config std={self.std!r}: every value must be positive")
+        if self.face_crop is not None:
+            from .errors import DeepfakeDetectError
+            from .face import CropPolicy
+
+            try:
+                CropPolicy.from_config(self.face_crop)
+            except (DeepfakeDetectError, TypeError, AttributeError) as e:
+                raise ConfigError(f"config face_crop={self.face_crop!r}: {e}") from None
 
     def replace(self, **changes: Any) -> "DetectorConfig":
         return dataclasses.replace(self, **changes)

@@ -26,13 +26,35 @@ import numpy as np
 from .data.datasets import LabeledData, LabelFile, as_labeled_data
 from .errors import DataError
 
-__all__ = ["load_split", "group_split", "read_groups", "self_blended_set"]
+__all__ = ["load_split", "group_split", "read_groups", "self_blended_set", "source_splits", "SOURCES_CSV"]
+
+#: A per-image table beside the label files (dfdc-faces has one): ``img_name`` and ``source_video``.
+SOURCES_CSV = "sources.csv"
 
 
 def load_split(root: str | os.PathLike[str], split: str) -> LabelFile:
     """``LabelFile(root / f"{split}_label.txt", root / split)``."""
     root = Path(root)
     return LabelFile(root / f"{split}_label.txt", root / split)
+
+
+def source_splits(root: str | os.PathLike[str], holdout: float, *, seed: int = 0) -> tuple[LabeledData, LabeledData, LabelFile]:
+    """``(train, hold-out, val)`` of one challenge-layout source folder.
+
+    The hold-out is taken from ``train`` for choosing epochs and thresholds (val stays
+    unseen): whole source clips when the folder has a ``sources.csv`` with a
+    ``source_video`` column (a real clip and the fake made from it stay together), else a
+    stratified ``holdout`` fraction of the images.
+    """
+    root = Path(root)
+    train = load_split(root, "train")
+    if (root / SOURCES_CSV).is_file():
+        kept, held = group_split(train, read_groups(root / SOURCES_CSV), holdout, seed=seed)
+    else:
+        from .data.datasets import stratified_split
+
+        kept, held = stratified_split(train, holdout, seed=seed)
+    return kept, held, load_split(root, "val")
 
 
 def read_groups(csv_path: str | os.PathLike[str], *, key: str = "img_name", group: str = "source_video") -> dict[str, str]:

@@ -93,6 +93,13 @@ class Detector:
         return Preprocessor(self.config, max_pixels=max_pixels, draft=draft)
 
     # -- inference -------------------------------------------------------------------
+    def face_crop_preprocessor(self, prep: Preprocessor | None = None) -> Any:
+        """A :class:`~deepfake_detect.face.FaceCropPreprocessor` with this detector's crop
+        policy (``config.face_crop``) around ``prep`` (default: :meth:`preprocessor`)."""
+        from .face import CropPolicy, FaceCropPreprocessor
+
+        return FaceCropPreprocessor(prep or self.preprocessor(), policy=CropPolicy.from_config(self.config.face_crop))
+
     def scores_from_output(self, output: Any) -> torch.Tensor:
         """Model output (logits, or a tuple whose first element is the logits) -> P(fake), shape (N,)."""
         logits = output[0] if isinstance(output, (tuple, list)) else output
@@ -141,8 +148,10 @@ class Detector:
                 :class:`ImageLoadError`; ``"skip"`` gives NaN for it, scores the rest, and
                 issues a :class:`SkippedImagesWarning` listing what was skipped.
             max_pixels: largest image accepted (decompression-bomb guard).
-            crop_faces: score the largest face of each image (OpenCV Haar cascade, margin
-                0.3; see :func:`deepfake_detect.face.crop_face`, needs the ``face`` extra).
+            crop_faces: score the largest face of each image (OpenCV Haar cascade, cropped
+                as ``config.face_crop`` says, the same policy as training with
+                ``crop_faces=True``; see :func:`deepfake_detect.face.crop_face`, needs the
+                ``face`` extra).
                 Images without a face are scored whole, and one
                 :class:`~deepfake_detect.face.NoFaceWarning` names them.
             fast_decode: decode JPEGs at least twice the input size at a reduced scale
@@ -164,9 +173,7 @@ class Detector:
         skipped: list[ImageLoadError] = []
         prep = self.preprocessor(max_pixels=max_pixels, draft=fast_decode)
         if crop_faces:
-            from .face import FaceCropPreprocessor
-
-            prep = FaceCropPreprocessor(prep)  # type: ignore[assignment]  # load, crop the face, then prepare
+            prep = self.face_crop_preprocessor(prep)  # type: ignore[assignment]  # load, crop the face, then prepare
         bar = _progress(len(items), progress, desc="predict")
         for start, prepared in _prefetch_batches(items, prep, batch_size, num_workers):
             ok = [i for i, p in enumerate(prepared) if not isinstance(p, ImageLoadError)]

@@ -1,9 +1,12 @@
 """Face detection and cropping with OpenCV's Haar cascade (the ``face`` extra).
 
 Detectors are trained on face crops; scoring a whole photo or video frame, where the face is a
-small part, gives less reliable scores. ``crop_face`` cuts out the largest frontal face with a
-margin; :meth:`Detector.predict(..., crop_faces=True) <deepfake_detect.Detector.predict>` and
-:func:`deepfake_detect.video.predict_video` use it.
+small part, gives less reliable scores. ``crop_face`` cuts out the largest frontal face as a
+:class:`CropPolicy` says (margin, square). The policy travels with a detector's config
+(``DetectorConfig.face_crop``), and every crop is made by this module with it:
+:meth:`Detector.predict(..., crop_faces=True) <deepfake_detect.Detector.predict>`,
+``Detector.finetune(..., crop_faces=True)`` and :func:`deepfake_detect.video.predict_video`;
+self-blending (:mod:`deepfake_detect.synth`) finds faces with the same detector.
 
 The Haar cascade (``haarcascade_frontalface_default.xml``, shipped with OpenCV) is fast and
 needs no weights download, but finds mainly frontal, upright faces at least 24x24 pixels;
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +28,7 @@ from .data.images import describe, load_image
 from .data.preprocess import Preprocessor
 from .errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
 
-__all__ = ["detect_largest_face", "crop_face", "load_cascade", "NoFaceWarning", "FaceCropPreprocessor"]
+__all__ = ["detect_largest_face", "crop_face", "load_cascade", "NoFaceWarning", "FaceCropPreprocessor", "CropPolicy"]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -37,6 +41,53 @@ class NoFaceWarning(UserWarning):
         shown = ", ".join(inputs[:5]) + (f", ... ({len(inputs) - 5} more)" if len(inputs) > 5 else "")
         of = f" of {total}" if total is not None else ""
         super().__init__(f"no face found in {len(inputs)}{of} {what}, scored the whole image instead: {shown}")
+
+
+@dataclass(frozen=True)
+class CropPolicy:
+    """How a face is cut out of a larger image.
+
+    Attributes:
+        margin: added on each side, as a fraction of the face box's size (the detector's box
+            runs from the brows to the chin; 0.2 keeps the forehead and jaw).
+        square: grow the shorter side of the box to the longer one before the margin, so
+            the crop keeps the face's proportions through a square resize.
+    """
+
+    margin: float = 0.2
+    square: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.margin, (int, float)) or not 0 <= self.margin <= 5:
+            raise DeepfakeDetectError(f"face crop margin={self.margin!r}: expected a number between 0 and 5")
+        if not isinstance(self.square, bool):
+            raise DeepfakeDetectError(f"face crop square={self.square!r}: expected true or false")
+
+    @classmethod
+    def from_config(cls, face_crop: dict[str, Any] | None) -> "CropPolicy":
+        """The policy a ``DetectorConfig.face_crop`` dict describes (``None``: the default)."""
+        if face_crop is None:
+            return cls()
+        unknown = sorted(set(face_crop) - {"margin", "square"})
+        if unknown:
+            raise DeepfakeDetectError(f"face_crop has unknown keys {unknown}; expected 'margin' and 'square'")
+        return cls(**face_crop)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def crop_box(self, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The crop ``(x0, y0, x1, y1)`` for a face ``box`` in an image of ``size = (W, H)``,
+        clipped to the image."""
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        if self.square:
+            cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(w, h)
+            x0, x1, y0, y1 = cx - side / 2, cx + side / 2, cy - side / 2, cy + side / 2
+            w = h = side
+        W, H = size
+        return (max(0, int(round(x0 - w * self.margin))), max(0, int(round(y0 - h * self.margin))),
+                min(W, int(round(x1 + w * self.margin))), min(H, int(round(y1 + h * self.margin))))
 
 
 def _cv2() -> Any:
@@ -95,46 +146,46 @@ def detect_largest_face(image: Any, *, cascade: Any = None,
     return (x, y, x + w, y + h)
 
 
-def crop_face(image: Any, *, margin: float = 0.3, cascade: Any = None) -> tuple[Image.Image, bool]:
-    """Crop the largest face with a margin, or return the whole image.
+def crop_face(image: Any, policy: CropPolicy | None = None, *, margin: float | None = None,
+              cascade: Any = None) -> tuple[Image.Image, bool]:
+    """Crop the largest face as ``policy`` says, or return the whole image.
 
     Args:
         image: a PIL image (or anything :func:`~deepfake_detect.data.load_image` reads).
-        margin: added on each side, as a fraction of the face box's width (left/right) and
-            height (top/bottom); the crop is clipped to the image.
+        policy: margin and squareness (default :class:`CropPolicy()`: square, margin 0.2).
+        margin: overrides the policy's margin (kept for older calls).
         cascade: a classifier from :func:`load_cascade` to reuse.
 
     Returns:
         ``(crop, True)`` when a face was found, ``(the whole RGB image, False)`` otherwise.
     """
-    if margin < 0:
-        raise DeepfakeDetectError(f"margin={margin}: must be >= 0")
+    policy = policy or CropPolicy()
+    if margin is not None:
+        if margin < 0:
+            raise DeepfakeDetectError(f"margin={margin}: must be >= 0")
+        policy = CropPolicy(margin=margin, square=policy.square)
     img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
     box = detect_largest_face(img, cascade=cascade)
     if box is None:
         return img, False
-    x0, y0, x1, y1 = box
-    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
-    W, H = img.size
-    crop = (max(0, int(round(x0 - dx))), max(0, int(round(y0 - dy))),
-            min(W, int(round(x1 + dx))), min(H, int(round(y1 + dy))))
-    return img.crop(crop), True
+    return img.crop(policy.crop_box(box, img.size)), True
 
 
 class FaceCropPreprocessor:
     """A :class:`~deepfake_detect.data.Preprocessor` that crops the largest face first.
 
-    ``prepare(item)`` loads the image, crops its largest face (:func:`crop_face`) and then
+    ``prepare(item)`` loads the image, crops its largest face (:func:`crop_face` with
+    ``policy``) and then
     prepares the crop as the wrapped preprocessor would; items without a face are prepared
     whole and their names collected in ``not_found`` (in no particular order; safe to call
     from several threads, each gets its own cascade). ``to_tensor`` and ``normalize`` are the
     wrapped preprocessor's.
     """
 
-    def __init__(self, prep: Preprocessor, *, margin: float = 0.3) -> None:
+    def __init__(self, prep: Preprocessor, *, policy: CropPolicy | None = None) -> None:
         _cv2()  # fail early, in the caller's thread, when OpenCV is missing
         self.prep = prep
-        self.margin = margin
+        self.policy = policy or CropPolicy()
         self.not_found: list[Any] = []
         self._local = threading.local()
 
@@ -144,7 +195,7 @@ class FaceCropPreprocessor:
         cascade = getattr(self._local, "cascade", None)
         if cascade is None:
             cascade = self._local.cascade = load_cascade()
-        crop, found = crop_face(img, margin=self.margin, cascade=cascade)
+        crop, found = crop_face(img, self.policy, cascade=cascade)
         if not found:
             self.not_found.append(item)
         return self.prep.prepare(crop)

@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -158,11 +159,13 @@ class _Samples:
 
     def __init__(self, data: LabeledData, detector: "Detector", augment: Any, synth: float, seed: int,
                  cache: bool, source_ids: np.ndarray | None = None,
-                 source_weights: list[float] | None = None) -> None:
+                 source_weights: list[float] | None = None, epoch_size: int | None = None,
+                 crop_faces: bool = False) -> None:
         self.data, self.seed = data, seed
-        self.source_ids, self.source_weights = source_ids, source_weights
+        self.source_ids, self.source_weights, self.epoch_size = source_ids, source_weights, epoch_size
+        self.crop_faces = crop_faces
         self.faces: dict[int, tuple[Any, Any]] = {}
-        self.prep = detector.preprocessor()
+        self.prep = detector.face_crop_preprocessor() if crop_faces else detector.preprocessor()
         self.augment = get_augment(augment)
         self.synth = synth
         self.real_indices = np.flatnonzero(data.labels == 0)
@@ -175,8 +178,9 @@ class _Samples:
         """``(index, synthetic)`` pairs for one epoch in shuffled order, the same for every
         run with the same seed. ``synthetic=1`` is a self-blended fake of real image ``index``."""
         rng = np.random.default_rng([self.seed, epoch, 0])
-        plan = [(int(i), 0) for i in self._drawn(rng)]
-        n_synth = int(round(self.synth * len(self.real_indices)))
+        drawn = self._drawn(rng)
+        plan = [(int(i), 0) for i in drawn]
+        n_synth = int(round(self.synth * int((self.data.labels[drawn] == 0).sum())))
         if n_synth:
             chosen = rng.choice(self.real_indices, size=n_synth, replace=n_synth > len(self.real_indices))
             plan += [(int(i), 1) for i in chosen]
@@ -184,15 +188,19 @@ class _Samples:
         return [plan[i] for i in order]
 
     def _drawn(self, rng: np.random.Generator) -> np.ndarray:
-        """The images of one epoch: all of them, or a weighted draw from each source."""
-        if self.source_weights is None or self.source_ids is None:
+        """The images of one epoch: all of them, or ``epoch_size`` of them, drawn from the
+        sources in proportion to their weights (default: to their sizes)."""
+        if self.epoch_size is None and self.source_weights is None:
             return np.arange(len(self.data))
-        total, weights = len(self.data), np.asarray(self.source_weights, dtype=np.float64)
+        ids = self.source_ids if self.source_ids is not None else np.zeros(len(self.data), dtype=np.int64)
+        sizes = np.bincount(ids)
+        total = self.epoch_size or len(self.data)
+        weights = np.asarray(self.source_weights if self.source_weights is not None else sizes, dtype=np.float64)
         counts = np.floor(total * weights / weights.sum()).astype(int)
         counts[int(np.argmax(weights))] += total - counts.sum()
         drawn = []
         for k, n in enumerate(counts):
-            pool = np.flatnonzero(self.source_ids == k)
+            pool = np.flatnonzero(ids == k)
             if n <= 0 or len(pool) == 0:
                 continue
             whole, rest = divmod(int(n), len(pool))
@@ -347,12 +355,11 @@ def evaluate(detector: "Detector", data: Any, *, batch_size: int = 32, device: A
     Returns:
         ``{"auc", "tpr_at_fpr_1e-3", "acc", "ap", "eer", "logloss", "n"}``; for several
         sources ``{name: metrics, ..., "pooled": metrics}`` (``pooled`` also has
-        ``auc_mean``, the mean of the sources' AUCs). They are also recorded in ``detector.config.metadata`` (``metrics``, and ``metrics_data`` naming
-        the data), so the model card of a later ``save_pretrained``/``push_to_hub`` shows
-        the last evaluation.
+        ``auc_mean``, the mean of the sources' AUCs). They are also recorded in
+        ``detector.config.metadata`` (``metrics``, and ``metrics_data`` naming the data),
+        so the model card of a later ``save_pretrained``/``push_to_hub`` shows the last
+        evaluation.
     """
-    import warnings
-
     from .metrics import compute_metrics, plot_roc
 
     sources = as_sources(data)
@@ -398,13 +405,16 @@ def per_source_metrics(labels: np.ndarray, scores: np.ndarray, source_ids: np.nd
 
 
 def _scores_for(detector: "Detector", model: nn.Module, data: LabeledData, dist_ctx: DistContext,
-                batch_size: int) -> np.ndarray:
+                batch_size: int, crop_faces: bool = False) -> np.ndarray:
     """Validation scores of ``model`` (gathered across ranks), via the detector's predict."""
     from .detector import Detector
 
     view = Detector(model, detector.config, source=detector.source)
     idx = dist_ctx.shard(list(range(len(data))))
-    scores = view.predict([data.image(i) for i in idx], batch_size=batch_size, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # images without a face are scored whole, as in predict
+        scores = view.predict([data.image(i) for i in idx], batch_size=batch_size, progress=False,
+                              crop_faces=crop_faces)
     out = np.full(len(data), np.nan, dtype=np.float32)
     for part_idx, part_scores in dist_ctx.gather((idx, scores)):
         out[part_idx] = part_scores
@@ -439,6 +449,8 @@ def finetune(
     label_smoothing: float = 0.0,
     cache_images: bool = True,
     source_weights: Mapping[str, float] | None = None,
+    epoch_size: int | None = None,
+    crop_faces: bool = False,
 ) -> TrainResult:
     """Fine-tune ``detector`` in place on labelled images; afterwards it holds the best weights.
 
@@ -491,6 +503,12 @@ def finetune(
             from each (relative weights by name; an epoch has as many images as all
             sources together, drawn without replacement where a source is large enough).
             Default: every image once per epoch.
+        epoch_size: images drawn per epoch (without replacement within an epoch where the
+            data allow; self-blended fakes come on top); default: the whole training set.
+            Smaller epochs validate and checkpoint more often on large data.
+        crop_faces: cut the largest face out of each training image first, with the
+            detector's crop policy (``config.face_crop``): the same crop
+            ``predict(..., crop_faces=True)`` makes (needs the ``face`` extra).
 
     Returns:
         :class:`TrainResult`.
@@ -565,7 +583,10 @@ def finetune(
 
         to_channels_last(model)
 
-    samples = _Samples(train_data, detector, augment, synth_fakes, seed, cache_images, train_ids, weights)
+    if epoch_size is not None and epoch_size < 1:
+        raise TrainingError(f"epoch_size={epoch_size}: must be at least 1")
+    samples = _Samples(train_data, detector, augment, synth_fakes, seed, cache_images, train_ids, weights, epoch_size,
+                       crop_faces)
     steps_per_epoch = len(_batches(dist_ctx.shard(samples.epoch_plan(1)), batch_size))
     opt = _make_optimizer(optimizer, params, lr, weight_decay)
     sched = _make_scheduler(scheduler, opt, steps_per_epoch, epochs)
@@ -672,7 +693,7 @@ def finetune(
                 from .metrics import compute_metrics
 
                 scores = (feature_cache.val_scores(detector, eval_model, val_data) if feature_cache is not None
-                          else _scores_for(detector, eval_model, val_data, dist_ctx, batch_size))
+                          else _scores_for(detector, eval_model, val_data, dist_ctx, batch_size, crop_faces))
                 if val_sources is not None:
                     per_source = per_source_metrics(val_data.labels, scores, val_ids, list(val_sources),
                                                     detector.config.threshold)
@@ -813,7 +834,8 @@ class _FeatureCache:
     @classmethod
     def try_create(cls, model: nn.Module, head: tuple[str, ...], frozen: bool, samples: _Samples,
                    dist_ctx: DistContext, loss: Any) -> "_FeatureCache | None":
-        if not frozen or len(head) != 1 or samples.augment is not None or samples.synth or dist_ctx.enabled:
+        if (not frozen or len(head) != 1 or samples.augment is not None or samples.synth or dist_ctx.enabled
+                or samples.crop_faces):
             return None
         if callable(loss) or loss == "ae":
             return None

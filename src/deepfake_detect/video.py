@@ -38,7 +38,7 @@ class VideoLoadError(ImageLoadError):
 
 
 def predict_video(detector: "Detector", path: str | os.PathLike[str], *, num_frames: int = 16,
-                  aggregate: str = "mean", crop_faces: bool = True, margin: float = 0.3,
+                  aggregate: str = "mean", crop_faces: bool = True, margin: float | None = None,
                   batch_size: int = 32) -> float:
     """P(fake) for a video: the aggregate of the scores of ``num_frames`` evenly spaced frames.
 
@@ -50,7 +50,8 @@ def predict_video(detector: "Detector", path: str | os.PathLike[str], *, num_fra
         crop_faces: score the largest face of each frame (:func:`deepfake_detect.face.crop_face`);
             frames without a face are scored whole, and one
             :class:`~deepfake_detect.face.NoFaceWarning` says how many.
-        margin: face-crop margin (fraction of the face box per side).
+        margin: overrides the face-crop margin of the detector's crop policy
+            (``config.face_crop``; fraction of the face box per side).
         batch_size: frames per forward pass.
 
     Returns:
@@ -68,10 +69,11 @@ def predict_video(detector: "Detector", path: str | os.PathLike[str], *, num_fra
     indexed = _read_indexed(path, num_frames)
     frames = [img for _, img in indexed]
     if crop_faces:
-        from .face import NoFaceWarning, crop_face, load_cascade
+        from .face import CropPolicy, NoFaceWarning, crop_face, load_cascade
 
         cascade = load_cascade()
-        crops, found = zip(*(crop_face(f, margin=margin, cascade=cascade) for f in frames))
+        policy = CropPolicy.from_config(detector.config.face_crop)
+        crops, found = zip(*(crop_face(f, policy, margin=margin, cascade=cascade) for f in frames))
         frames = list(crops)
         missed = [f"frame {i}" for (i, _), ok in zip(indexed, found) if not ok]
         if missed:

@@ -1,0 +1,157 @@
+"""Training and evaluating on several data sources at once, epochs of a chosen size, and the
+face-crop policy that training and prediction share. Generated images only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, face_like
+from PIL import Image
+
+from deepfake_detect import face, load_detector
+from deepfake_detect.config import DetectorConfig
+from deepfake_detect.crossdata import group_split, self_blended_set
+from deepfake_detect.errors import ConfigError, DataError, TrainingError
+from deepfake_detect.face import CropPolicy
+
+
+def _pairs(n: int, seed: int) -> list[tuple[Image.Image, int]]:
+    return [(face_like(seed * 1000 + i, size=32, fake=bool(label)), label) for label in (0, 1) for i in range(n)]
+
+
+class _Counting(torch.utils.data.Dataset):
+    """(image, label) pairs that count how often each source is read."""
+
+    def __init__(self, pairs, counter: dict, name: str) -> None:
+        self.pairs, self.counter, self.name = pairs, counter, name
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        self.counter[self.name] = self.counter.get(self.name, 0) + 1
+        return self.pairs[i]
+
+
+def test_multi_source_history_has_per_source_metrics_and_selects_on_their_mean(one_thread):
+    det = load_detector(TINY)
+    a, b = _pairs(6, 1), _pairs(4, 2)
+    result = det.finetune({"a": a, "b": b}, {"a": a, "b": b}, epochs=3, batch_size=8, lr=3e-3, progress=False)
+    for record in result.history:
+        assert set(record["val_sources"]) == {"a", "b"}
+        assert record["val_sources"]["a"]["n"] == 12 and record["val_sources"]["b"]["n"] == 8
+        assert record["val"]["n"] == 20
+        assert record["val"]["auc_mean"] == pytest.approx(
+            (record["val_sources"]["a"]["auc"] + record["val_sources"]["b"]["auc"]) / 2)
+    best = max(result.history, key=lambda r: r["val"]["auc_mean"])
+    assert result.best["auc_mean"] == best["val"]["auc_mean"]
+
+
+def test_source_weights_and_epoch_size_set_what_each_epoch_reads(one_thread):
+    counter: dict[str, int] = {}
+    a = _Counting(_pairs(20, 3), counter, "a")
+    b = _Counting(_pairs(20, 4), counter, "b")
+    det = load_detector(TINY)
+    det.finetune({"a": a, "b": b}, epochs=2, batch_size=10, epoch_size=40, source_weights={"a": 3, "b": 1},
+                 cache_images=False, progress=False, num_workers=0)
+    # as_labeled_data reads each item's label once; then 30 + 10 images per epoch
+    assert counter == {"a": 40 + 2 * 30, "b": 40 + 2 * 10}
+    counter.clear()
+    det.finetune([a, b], epochs=1, batch_size=10, epoch_size=20, cache_images=False, progress=False, num_workers=0)
+    assert counter == {"a": 40 + 10, "b": 40 + 10}  # a list of datasets; weights follow the sizes
+
+
+def test_multi_source_errors_name_the_source(one_thread):
+    det = load_detector(TINY)
+    a = _pairs(3, 5)
+    with pytest.raises(TrainingError, match="several training sources"):
+        det.finetune(a, epochs=1, source_weights={"a": 1.0}, progress=False)
+    with pytest.raises(TrainingError, match=r"unknown sources \['c'\]"):
+        det.finetune({"a": a, "b": a}, epochs=1, source_weights={"c": 1.0}, progress=False)
+    with pytest.raises(TrainingError, match="non-negative"):
+        det.finetune({"a": a, "b": a}, epochs=1, source_weights={"a": -1.0, "b": 1.0}, progress=False)
+    only_real = [(img, 0) for img, y in a if y == 0]
+    with pytest.raises(DataError, match="validation source 'b'"):
+        det.finetune(a, {"a": a, "b": only_real}, epochs=1, progress=False)
+    with pytest.raises(TrainingError, match="epoch_size"):
+        det.finetune(a, epochs=1, epoch_size=0, progress=False)
+    with pytest.raises(DataError, match="empty mapping"):
+        det.evaluate({})
+
+
+def test_evaluate_per_source_equals_each_source_alone(one_thread):
+    det = load_detector(TINY)
+    a, b = _pairs(5, 6), _pairs(3, 7)
+    metrics = det.evaluate({"a": a, "b": b})
+    assert set(metrics) == {"a", "b", "pooled"}
+    for name, data in (("a", a), ("b", b)):
+        alone = det.evaluate(data)
+        assert metrics[name]["auc"] == pytest.approx(alone["auc"])
+        assert metrics[name]["n"] == alone["n"]
+    assert metrics["pooled"]["auc"] == pytest.approx(det.evaluate(a + b)["auc"])
+    assert metrics["pooled"]["auc_mean"] == pytest.approx((metrics["a"]["auc"] + metrics["b"]["auc"]) / 2)
+
+
+def test_group_split_keeps_groups_whole():
+    pairs = _pairs(10, 8)
+    groups = [f"clip{i % 5}" for i in range(len(pairs))]
+    kept, held = group_split(pairs, groups, 0.4, seed=0)
+    assert len(kept) + len(held) == len(pairs) and len(held) > 0
+    held_groups = {groups[int(n)] for n in held.names}
+    kept_groups = {groups[int(n)] for n in kept.names}
+    assert len(held_groups) == 2 and not held_groups & kept_groups
+    with pytest.raises(DataError, match="groups has 3 entries"):
+        group_split(pairs, ["x"] * 3, 0.5)
+
+
+def test_self_blended_set_is_reproducible():
+    src = {"a": _pairs(3, 9), "b": _pairs(2, 10)}
+    one, two = self_blended_set(src, per_source=2, seed=5), self_blended_set(src, per_source=2, seed=5)
+    assert [y for _, y in one] == [0, 1] * 4
+    assert all(np.array_equal(np.asarray(p), np.asarray(q)) for (p, _), (q, _) in zip(one, two))
+
+
+# -- the crop policy ---------------------------------------------------------------------------
+def test_crop_policy_box():
+    square = CropPolicy(margin=0.25, square=True)
+    assert square.crop_box((40, 30, 60, 70), (200, 200)) == (20, 20, 80, 80)  # a 40x40 square + 10 px each side
+    assert CropPolicy(margin=0.0, square=False).crop_box((40, 30, 60, 70), (200, 200)) == (40, 30, 60, 70)
+    assert square.crop_box((0, 0, 20, 20), (30, 30)) == (0, 0, 25, 25)  # clipped to the image
+    with pytest.raises(Exception, match="margin"):
+        CropPolicy(margin=-1)
+
+
+def test_face_crop_travels_in_the_config(tmp_path):
+    cfg = DetectorConfig("efficientnet-lite0", face_crop={"margin": 0.1, "square": False})
+    cfg.save(tmp_path / "config.json")
+    again = DetectorConfig.load(tmp_path / "config.json")
+    assert CropPolicy.from_config(again.face_crop) == CropPolicy(margin=0.1, square=False)
+    assert CropPolicy.from_config(None) == CropPolicy()
+    with pytest.raises(ConfigError, match="face_crop"):
+        DetectorConfig("efficientnet-lite0", face_crop={"margin": 0.1, "tight": True})
+
+
+def test_training_and_predict_see_the_same_face_crop(monkeypatch, one_thread):
+    """finetune(crop_faces=True) feeds the model exactly the crop predict(crop_faces=True) makes."""
+    pytest.importorskip("cv2", reason="the face extra is not installed")
+    monkeypatch.setattr(face, "detect_largest_face", lambda img, cascade=None, **kw: (20, 16, 44, 48))
+    det = load_detector(TINY)
+    det.config = det.config.replace(face_crop={"margin": 0.3, "square": True})
+    images = [(face_like(i, size=96, fake=bool(i % 2)), i % 2) for i in range(4)]
+    seen: list[torch.Tensor] = []
+    hook = det.model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    det.finetune(images, epochs=1, batch_size=4, augment="none", crop_faces=True, lr=0.0, progress=False,
+                 num_workers=0)
+    trained = seen[-1]
+    seen.clear()
+    det.predict([img for img, _ in images], crop_faces=True, batch_size=4)
+    hook.remove()
+    predicted = seen[-1]
+    assert trained.shape == predicted.shape == (4, 3, 32, 32)
+    # training shuffles: compare as sets of images
+    dist = torch.cdist(trained.flatten(1), predicted.flatten(1))
+    assert (dist.min(dim=1).values < 1e-4).all()
+    # and it is the policy's crop, not the whole image
+    whole = det.preprocessor().to_tensor([det.preprocessor().prepare(img) for img, _ in images])
+    assert torch.cdist(whole.flatten(1), predicted.flatten(1)).min() > 1e-2
