@@ -261,7 +261,8 @@ def _batches(plan: Sequence[tuple[int, int]], batch_size: int) -> list[list[tupl
     cannot train on a single image)."""
     out = [list(plan[i:i + batch_size]) for i in range(0, len(plan), batch_size)]
     if len(out) > 1 and len(out[-1]) == 1:
-        out[-2] += out.pop()
+        last = out.pop()  # pop first: `out[-2] += out.pop()` would write into the wrong batch
+        out[-1] += last
     return out
 
 
