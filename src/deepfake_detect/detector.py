@@ -20,6 +20,7 @@ from .data.images import MAX_IMAGE_PIXELS, describe, iter_paths
 from .data.preprocess import Preprocessor
 from .errors import ConfigError, DeepfakeDetectError, ImageLoadError, UnknownDetectorError, WeightsError
 from .guard import DEFAULT_MAX_PARAMS, check_parameter_limit
+from .heads import p_fake
 from .registry import DetectorEntry, get_entry
 from .weights import load_weights, read_state_dict, save_weights
 
@@ -95,11 +96,7 @@ class Detector:
     # -- inference -------------------------------------------------------------------
     def scores_from_output(self, output: Any) -> torch.Tensor:
         """Model output (logits, or a tuple whose first element is the logits) -> P(fake), shape (N,)."""
-        logits = output[0] if isinstance(output, (tuple, list)) else output
-        logits = logits.float()
-        if self.config.output == "softmax":
-            return torch.softmax(logits.reshape(logits.shape[0], -1), dim=1)[:, 1]
-        return torch.sigmoid(logits.reshape(logits.shape[0], -1)[:, 0])
+        return p_fake(output, self.config.output)
 
     def predict_tensor(self, batch: torch.Tensor, *, optimize: bool = True) -> torch.Tensor:
         """P(fake) for an already preprocessed (N, 3, H, W) batch, shape (N,), on the batch's device.

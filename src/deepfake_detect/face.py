@@ -21,10 +21,10 @@ import torch
 from PIL import Image
 
 from .data.images import describe, load_image
-from .data.preprocess import Preprocessor
-from .errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
+from .data.preprocess import Preprocessor, tensor_to_pil
+from .errors import DeepfakeDetectError, MissingDependencyError
 
-__all__ = ["detect_largest_face", "crop_face", "load_cascade", "NoFaceWarning", "FaceCropPreprocessor"]
+__all__ = ["detect_largest_face", "crop_face", "load_cascade", "thread_cascade", "NoFaceWarning", "FaceCropPreprocessor"]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -64,13 +64,25 @@ def load_cascade() -> Any:
     return cascade
 
 
+_local = threading.local()
+
+
+def thread_cascade() -> Any:
+    """This thread's cascade from :func:`load_cascade`, loaded once per thread (a classifier
+    must not be shared between threads)."""
+    if not hasattr(_local, "cascade"):
+        _local.cascade = load_cascade()
+    return _local.cascade
+
+
 def detect_largest_face(image: Any, *, cascade: Any = None,
                         min_size_fraction: float = 0.0) -> tuple[int, int, int, int] | None:
     """The largest frontal face in ``image``, as a pixel box ``(x0, y0, x1, y1)`` (x1, y1 exclusive).
 
     Args:
         image: a PIL image (or anything :func:`~deepfake_detect.data.load_image` reads).
-        cascade: a classifier from :func:`load_cascade` to reuse (default: load one).
+        cascade: a classifier from :func:`load_cascade` to use (default: this thread's,
+            :func:`thread_cascade`).
         min_size_fraction: ignore faces smaller than this fraction of the image's shorter
             side (at least 24 pixels either way).
 
@@ -82,7 +94,7 @@ def detect_largest_face(image: Any, *, cascade: Any = None,
     """
     cv2 = _cv2()
     img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
-    cascade = cascade if cascade is not None else load_cascade()
+    cascade = cascade if cascade is not None else thread_cascade()
     gray = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
     side = max(24, int(min_size_fraction * min(img.size)))
     try:
@@ -136,15 +148,11 @@ class FaceCropPreprocessor:
         self.prep = prep
         self.margin = margin
         self.not_found: list[Any] = []
-        self._local = threading.local()
 
     def prepare(self, item: Any) -> np.ndarray | torch.Tensor:
-        img = _tensor_to_pil(item) if isinstance(item, torch.Tensor) else load_image(
+        img = tensor_to_pil(item) if isinstance(item, torch.Tensor) else load_image(
             item, max_pixels=self.prep.max_pixels)
-        cascade = getattr(self._local, "cascade", None)
-        if cascade is None:
-            cascade = self._local.cascade = load_cascade()
-        crop, found = crop_face(img, margin=self.margin, cascade=cascade)
+        crop, found = crop_face(img, margin=self.margin)
         if not found:
             self.not_found.append(item)
         return self.prep.prepare(crop)
@@ -161,15 +169,3 @@ class FaceCropPreprocessor:
             missed = {id(x) for x in self.not_found}
             names = [describe(x) for x in items if id(x) in missed]
             warnings.warn(NoFaceWarning(names, total=len(items)), stacklevel=stacklevel)
-
-
-def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    """A (3, H, W) float tensor in [0, 1] -> an RGB PIL image (8-bit)."""
-    if t.ndim != 3 or t.shape[0] != 3 or not t.is_floating_point():
-        raise ImageLoadError(describe(t), "tensor images must be float (3, H, W) RGB in [0, 1]")
-    t = t.detach().to("cpu", torch.float32)
-    if not torch.isfinite(t).all():
-        raise ImageLoadError(describe(t), "tensor holds NaN or infinite values")
-    arr = (t.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
-
