@@ -63,8 +63,8 @@ class _HardeningNet(nn.Module):
 
 
 if HTINY not in dd.list_detectors():
-    dd.register_detector(HTINY, input_size=32, head=("head",), description="hardening test net")(
-        lambda **kw: _HardeningNet(**kw))
+    dd.register_detector(HTINY, lambda **kw: _HardeningNet(**kw), config=dd.DetectorConfig(HTINY, input_size=32),
+                         head=("head",), description="hardening test net")
 
 
 def _detector(seed: int = 0) -> dd.Detector:

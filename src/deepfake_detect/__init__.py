@@ -22,7 +22,7 @@ from .errors import (
     WeightsError,
 )
 from .guard import DEFAULT_MAX_PARAMS, count_parameters, list_timm_models
-from .registry import get_entry, list_detectors, register_detector
+from .registry import get_entry, list_detectors, list_weights, register_detector, register_weights
 
 __all__ = [
     "__version__",
@@ -32,6 +32,8 @@ __all__ = [
     "build_detector",
     "list_detectors",
     "register_detector",
+    "register_weights",
+    "list_weights",
     "get_entry",
     "count_parameters",
     "list_timm_models",

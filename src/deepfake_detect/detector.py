@@ -21,8 +21,8 @@ from .data.preprocess import Preprocessor
 from .errors import ConfigError, DeepfakeDetectError, ImageLoadError, UnknownDetectorError, WeightsError
 from .guard import DEFAULT_MAX_PARAMS, check_parameter_limit
 from .heads import p_fake
-from .registry import DetectorEntry, get_entry
-from .weights import load_weights, read_state_dict, save_weights
+from .registry import DetectorEntry, WeightsEntry, default_weights, get_entry, get_weights
+from .weights import atomic_path, load_weights, read_state_dict, save_weights
 
 if TYPE_CHECKING:
     from .training import TrainResult
@@ -31,7 +31,8 @@ __all__ = ["Detector", "load_detector", "SkippedImagesWarning", "CONFIG_NAME", "
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-DEFAULT_DETECTOR_DIR = Path(__file__).parent / "weights" / "default"
+#: The explicit prefix of a local folder (beside ``hf-hub:`` for Hub repos).
+LOCAL_PREFIX = "local-dir:"
 #: Below this many images, ``predict`` skips building the optimised model (its set-up costs
 #: more than it saves on a few images).
 FAST_PATH_MIN_IMAGES = 32
@@ -248,8 +249,6 @@ class Detector:
         folder.mkdir(parents=True, exist_ok=True)
         config = self.config.replace(library_version=__version__)
         save_weights(self.model, folder / WEIGHTS_NAME, dtype=dtype)
-        from .weights import atomic_path
-
         with atomic_path(folder / CONFIG_NAME) as tmp:
             config.save(tmp)
         write_model_card(self, folder)
@@ -336,10 +335,13 @@ def load_detector(
     """Build or load a detector.
 
     Args:
-        name_or_path: ``None`` for the built-in default detector (shipped inside the
-            package, offline); a registry name (:func:`list_detectors`), or
-            ``"timm:<architecture>"``; a folder written by :meth:`Detector.save_pretrained`;
-            or a Hugging Face Hub repo id (``"org/name"`` or ``"hf-hub:org/name"``).
+        name_or_path: ``None`` for the registry's default weights (the built-in detector,
+            shipped inside the package, offline); named weights ``"<architecture>.<tag>"``
+            (:func:`list_detectors(pretrained=True) <list_detectors>`); an architecture with
+            fresh weights: a registry name (:func:`list_detectors`) or
+            ``"timm:<architecture>"``; a folder written by :meth:`Detector.save_pretrained`
+            or a finetune ``output_dir`` (``"local-dir:PATH"`` says so explicitly); or a
+            Hugging Face Hub repo id (``"org/name"`` or ``"hf-hub:org/name"``).
         weights: a ``.safetensors`` file, or a state-dict ``.pt``/``.pth`` (read with
             ``torch.load(weights_only=True)``), loaded strictly into the architecture.
         device: where to put the model (default ``"cpu"``).
@@ -356,22 +358,12 @@ def load_detector(
         ParameterLimitError: the architecture is over ``max_params``.
         WeightsError, ConfigError, HubError: unreadable or mismatched weights or config.
     """
+    hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
     if name_or_path is None:
-        detector = _load_folder(DEFAULT_DETECTOR_DIR, max_params=max_params, model_kwargs=model_kwargs,
-                                source="built-in default detector")
+        detector = _load_weights_entry(default_weights(), max_params, model_kwargs, hub,
+                                       source="built-in default detector")
     else:
-        name = os.fspath(name_or_path)
-        folder = _as_local_folder(name)
-        if folder is not None:
-            detector = _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
-        elif name.startswith("hf-hub:") or (_REPO_ID.match(name) and not _looks_local(name)):
-            from .hub import download_detector
-
-            repo_folder = download_detector(name, revision=revision, cache_dir=cache_dir, token=token,
-                                            local_files_only=local_files_only)
-            detector = _load_folder(repo_folder, max_params=max_params, model_kwargs=model_kwargs, source=name)
-        else:
-            detector = build_detector(name, max_params=max_params, **model_kwargs)
+        detector = _load_named(os.fspath(name_or_path), max_params, model_kwargs, hub)
     if weights is not None:
         load_weights(detector.model, read_state_dict(weights), source=str(weights))
         detector.source = str(weights)
@@ -390,6 +382,49 @@ def build_detector(name: str, *, max_params: int | None = DEFAULT_MAX_PARAMS,
     stored_kwargs = {k: v for k, v in model_kwargs.items() if k not in ("pretrained_backbone", "backbone_weights")}
     config = config or entry.config.replace(model_kwargs=stored_kwargs, library_version=__version__)
     return Detector(model, config, source=name)
+
+
+def _load_named(name: str, max_params: int | None, model_kwargs: dict[str, Any],
+                hub: dict[str, Any]) -> Detector:
+    """A detector from a name that is not ``None``: a folder, a Hub repo, named weights or an
+    architecture, in that order."""
+    if name.startswith(LOCAL_PREFIX):
+        path = Path(name[len(LOCAL_PREFIX):]).expanduser()
+        folder = _as_local_folder(str(path))
+        if folder is None:
+            raise ConfigError(f"{name}: {path} is not a folder written by save_pretrained or finetune")
+        return _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
+    folder = _as_local_folder(name)
+    if folder is not None:
+        return _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
+    if name.startswith("hf-hub:") or (_REPO_ID.match(name) and not _looks_local(name)):
+        from .hub import download_detector
+
+        repo_folder = download_detector(name, **hub)
+        return _load_folder(repo_folder, max_params=max_params, model_kwargs=model_kwargs, source=name)
+    tagged = get_weights(name)
+    if tagged is not None:
+        return _load_weights_entry(tagged, max_params, model_kwargs, hub)
+    return build_detector(name, max_params=max_params, **model_kwargs)
+
+
+def _load_weights_entry(entry: WeightsEntry, max_params: int | None, model_kwargs: dict[str, Any],
+                        hub: dict[str, Any], source: str = "") -> Detector:
+    """Registered weights: a shipped folder, or a Hub repo (``hf-hub:org/name[@revision]``).
+    The entry's name and licence are added to ``config.metadata`` (for the model card)."""
+    if entry.is_local:
+        folder = Path(entry.source)
+    else:
+        from .hub import download_detector
+
+        repo, _, pinned = entry.source.partition("@")
+        folder = download_detector(repo, **{**hub, "revision": hub.get("revision") or pinned or None})
+    detector = _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=source or entry.name)
+    meta = {**detector.config.metadata, "weights_tag": entry.name}
+    if entry.license:
+        meta["weights_license"] = entry.license
+    detector.config = detector.config.replace(metadata=meta)
+    return detector
 
 
 def _as_local_folder(name: str) -> Path | None:
