@@ -60,7 +60,9 @@ def _go_offline(monkeypatch, hub):
 
 def test_push_then_pull_predicts_the_same(hub):
     det = _detector(0)
-    metrics = det.evaluate([(img, i % 2) for i, img in enumerate(IMAGES + IMAGES)])
+    data = [(img, i % 2) for i, img in enumerate(IMAGES + IMAGES)]
+    metrics = det.evaluate(data)
+    det.record_metrics(metrics, data=data)  # evaluate has no side effects: the card shows what is recorded
     sha = det.push_to_hub("org/tiny", token="t")
     assert len(sha) == 40
     files = hub.state.repos["org/tiny"]["commits"][sha]

@@ -23,6 +23,7 @@ from .errors import (
 )
 from .guard import DEFAULT_MAX_PARAMS, count_parameters, list_timm_models
 from .registry import get_entry, list_detectors, list_weights, register_detector, register_weights
+from .training import TrainConfig
 
 __all__ = [
     "__version__",
@@ -34,6 +35,7 @@ __all__ = [
     "register_detector",
     "register_weights",
     "list_weights",
+    "TrainConfig",
     "get_entry",
     "count_parameters",
     "list_timm_models",

@@ -214,8 +214,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
     out = Path(args.out)
-    if args.resume and (out / "last" / "config.json").is_file():
-        detector = load_detector(out / "last", device=args.device)
+    from .training import CheckpointDir
+
+    last = CheckpointDir.loadable(CheckpointDir(out).last)
+    if args.resume and last is not None:
+        detector = load_detector(last, device=args.device)
     else:
         detector = load_detector(args.model, weights=args.weights, device=args.device, **kwargs)
     train = _data(args.train, args.train_dir)

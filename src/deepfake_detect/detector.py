@@ -25,7 +25,7 @@ from .registry import DetectorEntry, WeightsEntry, default_weights, get_entry, g
 from .weights import atomic_path, load_weights, read_state_dict, save_weights
 
 if TYPE_CHECKING:
-    from .training import TrainResult
+    from .training import TrainConfig, TrainResult
 
 __all__ = ["Detector", "load_detector", "SkippedImagesWarning", "CONFIG_NAME", "WEIGHTS_NAME"]
 
@@ -201,17 +201,50 @@ class Detector:
         return self._fast[1]
 
     # -- training and evaluation -----------------------------------------------------
-    def finetune(self, train: Any, val: Any = None, **kwargs: Any) -> "TrainResult":
-        """Fine-tune on your data; see :func:`deepfake_detect.training.finetune` for the arguments."""
+    def finetune(self, train: Any, val: Any = None, *, config: "TrainConfig | None" = None,
+                 **overrides: Any) -> "TrainResult":
+        """Fine-tune in place on your data; afterwards the detector holds the best weights.
+
+        Args:
+            train, val: labelled data (see :func:`deepfake_detect.training.finetune`), or
+                several sources as ``{name: data}``.
+            config: a :class:`~deepfake_detect.training.TrainConfig` (the recipe).
+            **overrides: :class:`~deepfake_detect.training.TrainConfig` fields applied on top
+                of ``config`` (``epochs=3, lr=1e-3, ...``).
+
+        Returns:
+            :class:`~deepfake_detect.training.TrainResult`.
+        """
         from .training import finetune
 
-        return finetune(self, train, val, **kwargs)
+        return finetune(self, train, val, config=config, **overrides)
 
-    def evaluate(self, data: Any, **kwargs: Any) -> dict[str, float]:
-        """Challenge metrics on labelled data; see :func:`deepfake_detect.training.evaluate`."""
-        from .training import evaluate
+    def evaluate(self, data: Any, **kwargs: Any) -> dict[str, Any]:
+        """Challenge metrics on labelled data; see :func:`deepfake_detect.evaluate.evaluate`.
+        The detector is not changed; pass the result to :meth:`record_metrics` to show it in
+        the model card."""
+        from .evaluate import evaluate
 
         return evaluate(self, data, **kwargs)
+
+    def record_metrics(self, metrics: dict[str, Any], *, data: Any = None) -> None:
+        """Record ``metrics`` (from :meth:`evaluate`) in ``config.metadata`` so the model card
+        of a later :meth:`save_pretrained`/:meth:`push_to_hub` shows them.
+
+        Args:
+            metrics: metric name -> value (or, for several sources, name -> metrics).
+            data: what they were measured on: a description string, or the data passed to
+                :meth:`evaluate` (described by its name and size).
+        """
+        from .evaluate import describe_data
+
+        where = data if isinstance(data, str) else describe_data(data) if data is not None else None
+        meta = {**self.config.metadata, "metrics": dict(metrics)}
+        if where:
+            meta["metrics_data"] = where
+        else:
+            meta.pop("metrics_data", None)
+        self.config = self.config.replace(metadata=meta)
 
     def explain(self, image: Any, *, method: str = "auto") -> np.ndarray:
         """A heatmap (H, W) float32 in [0, 1] at the image's size of the evidence for "fake";
@@ -428,27 +461,22 @@ def _load_weights_entry(entry: WeightsEntry, max_params: int | None, model_kwarg
 
 
 def _as_local_folder(name: str) -> Path | None:
+    """The folder to load for a local path: a save_pretrained folder, or the checkpoint of a
+    finetune ``output_dir`` (see :class:`~deepfake_detect.training.CheckpointDir`); None
+    for a name that is not a local path."""
+    from .training.checkpoint import CheckpointDir
+
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / CONFIG_NAME).is_file():
             return path
-        from .training import CHECKPOINT_BEST, CHECKPOINT_LAST
-
-        # a finetune output_dir: its best checkpoint, or its last one when it had no validation data
-        for sub in (CHECKPOINT_BEST, CHECKPOINT_LAST):
-            for checkpoint in (path / sub, _moved_aside(path / sub)):
-                if (checkpoint / CONFIG_NAME).is_file():
-                    return checkpoint
+        found = CheckpointDir(path).model_folder()
+        if found is not None:
+            return found
         raise ConfigError(f"folder {path} has no {CONFIG_NAME}; it was not written by save_pretrained or finetune")
-    if not path.exists() and (_moved_aside(path) / CONFIG_NAME).is_file():
-        return _moved_aside(path)
+    if not path.exists():
+        return CheckpointDir.loadable(path) if CheckpointDir.moved_aside(path).is_dir() else None
     return None
-
-
-def _moved_aside(checkpoint: Path) -> Path:
-    """Where finetune's atomic folder swap keeps the previous checkpoint between its two
-    renames; a process killed there leaves it (read here, restored by the next finetune)."""
-    return checkpoint.with_name(f".{checkpoint.name}.old")
 
 
 def _looks_local(name: str) -> bool:
