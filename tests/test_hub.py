@@ -76,6 +76,42 @@ def test_push_then_pull_predicts_the_same(hub):
         assert again.source == name
 
 
+def test_a_push_during_a_load_does_not_mix_two_commits(hub, tmp_path):
+    """Regression: config, weights and card were each resolved against ``main``, so a push
+    between their downloads loaded one commit's config with another commit's weights."""
+    first, second = _detector(20), _detector(21)
+    first.config = first.config.replace(threshold=0.25)
+    second.config = second.config.replace(threshold=0.75)
+    first.push_to_hub("org/racy", token="t")
+    folder = second.save_pretrained(tmp_path / "second")
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def push_second_before_weights(method, path):
+        if "model.safetensors" in path and hub.state.before_request is not None:
+            hub.state.before_request = None
+            hub.state.add_files("org/racy", files)
+
+    hub.state.before_request = push_second_before_weights
+    loaded = load_detector("org/racy", cache_dir=hub.cache)
+    assert hub.state.before_request is None  # the second commit did land during the load
+    expected = first if loaded.config.threshold == 0.25 else second
+    np.testing.assert_array_equal(loaded.predict(IMAGES), expected.predict(IMAGES))
+
+
+def test_card_yaml_keeps_licence_and_dataset_names_as_strings(tmp_path):
+    """Regression: the hand-written YAML turned ``cc-by-nc-4.0 # see: notes`` into
+    ``cc-by-nc-4.0`` (a comment) and the dataset ``ffhq: stylegan`` into a mapping."""
+    from huggingface_hub import ModelCard
+
+    det = _detector(22)
+    det.config = det.config.replace(metadata={"license": "cc-by-nc-4.0 # see: notes",
+                                              "datasets": ["ffhq: stylegan", "dfdc"]})
+    card = ModelCard.load(det.save_pretrained(tmp_path / "card") / "README.md")
+    assert card.data.license == "cc-by-nc-4.0 # see: notes"
+    assert card.data.datasets == ["ffhq: stylegan", "dfdc"]
+    assert card.data.library_name == "deepfake-detect"
+
+
 def test_second_load_is_a_cache_hit_and_offline_works(hub, monkeypatch):
     det = _detector(1)
     det.push_to_hub("org/cached", token="t")
