@@ -20,7 +20,9 @@ def make_optimizer(optimizer: Any, model: nn.Module, lr: float, weight_decay: fl
         return optimizer([p for p in model.parameters() if p.requires_grad])
     from timm.optim import param_groups_weight_decay
 
-    groups = param_groups_weight_decay(model, weight_decay)
+    # timm lists the no-decay group first; decayed parameters first keeps the group order of
+    # optimizer states in training_state.pt files written before this module used timm
+    groups = param_groups_weight_decay(model, weight_decay)[::-1]
     if optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if optimizer == "adam":
