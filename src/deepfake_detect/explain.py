@@ -61,7 +61,8 @@ def explain(detector: "Detector", image: Any, *, method: str = "auto", layer: st
             ``"saliency"`` (|d fake-logit / d pixel|, max over the RGB channels, lightly
             Gaussian-smoothed; any differentiable detector), ``"residual"`` (mean over RGB
             of |x - x_hat| in [0, 1] pixel units, from the model's own reconstruction;
-            ``ae-classifier`` and other models returning ``(logits, x_hat)``), or
+            ``ae-classifier`` and any entry registered with
+            ``outputs=("logits", "reconstruction")``), or
             ``"auto"``: residual for reconstruction models, Grad-CAM for CNNs (a model with
             a ``Conv2d`` and no attention module), saliency otherwise.
         layer: for Grad-CAM, the name (as in ``model.named_modules()``) of the module whose
@@ -184,8 +185,9 @@ def _residual(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
     x_hat = output_part(out, outputs, "reconstruction")
     if not isinstance(x_hat, torch.Tensor) or x_hat.shape != x.shape:
         raise DeepfakeDetectError(
-            f"method='residual' needs a model that returns (logits, x_hat) with x_hat shaped like its input "
-            f"(ae-classifier); {detector.config.architecture!r} does not. Use method='gradcam' or 'saliency'"
+            f"method='residual' needs a model that returns (logits, x_hat) with x_hat shaped like its input, "
+            f"declared by its registry entry (outputs=('logits', 'reconstruction'), as ae-classifier); "
+            f"{detector.config.architecture!r} does not. Use method='gradcam' or 'saliency'"
         )
     std = torch.tensor(detector.config.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return ((x - x_hat.to(x.dtype)).abs() * std).mean(dim=1)[0]  # [0, 1] pixel units
