@@ -230,3 +230,13 @@ def test_pretrained_backbone_uses_the_hub_cache_path(hub, monkeypatch, tmp_path)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(HubError, match="backbone_weights"):
         load_detector("resnet18-finetune", pretrained_backbone=True)
+
+
+def test_named_weights_can_live_on_the_hub_pinned_to_a_revision(hub):
+    first, second = _detector(23), _detector(24)
+    sha = first.push_to_hub("org/tagged", token="t")
+    second.push_to_hub("org/tagged", token="t")  # main moves on; the tag stays on the first commit
+    entry = dd.register_weights(TINY, "hub_pinned", f"hf-hub:org/tagged@{sha}", license="apache-2.0")
+    loaded = load_detector(entry.name, cache_dir=hub.cache)
+    np.testing.assert_array_equal(loaded.predict(IMAGES), first.predict(IMAGES))
+    assert loaded.source == entry.name and loaded.config.metadata["weights_tag"] == entry.name

@@ -321,3 +321,18 @@ def test_a_last_batch_of_one_joins_the_previous_one_and_no_image_is_lost():
     assert [len(b) for b in batches] == [8, 9]
     assert [x for b in batches for x in b] == plan
     assert [len(b) for b in make_batches(plan[:16], 8)] == [8, 8] and make_batches(plan[:1], 8) == [plan[:1]]
+
+
+def test_the_trainer_runs_step_by_step(image_folder):
+    from deepfake_detect.training import TrainConfig, Trainer
+
+    det = load_detector(TINY)
+    trainer = Trainer(det, {"a": image_folder, "b": image_folder}, {"a": image_folder, "b": image_folder},
+                      TrainConfig(epochs=1, batch_size=8, progress=False, num_workers=0, source_weights={"a": 3, "b": 1}))
+    trainer.setup()
+    record = trainer.train_epoch(1)
+    assert record["epoch"] == 1 and np.isfinite(record["train_loss"]) and "val" not in record
+    val = trainer.validate()
+    assert set(val["val_sources"]) == {"a", "b"} and "auc_mean" in val["val"]
+    ids = trainer.samples.source_ids[[i for i, _ in trainer.samples.epoch_plan(1)]]
+    assert np.sum(ids == 0) == 3 * np.sum(ids == 1)  # an epoch drawn 3:1 from the sources
