@@ -94,4 +94,5 @@ class TinyNet(nn.Module):
 
 
 if TINY not in dd.list_detectors():
-    dd.register_detector(TINY, input_size=32, head=("head",), description="test net")(lambda **kw: TinyNet(**kw))
+    dd.register_detector(TINY, lambda **kw: TinyNet(**kw), config=dd.DetectorConfig(TINY, input_size=32), head=("head",),
+                         description="test net")

@@ -29,6 +29,9 @@ class HubState:
         self.repos: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
+        #: called as ``before_request(method, path)`` before each HEAD/GET is answered (tests use
+        #: it to change a repo between two requests of one download)
+        self.before_request = None
 
     def resolve(self, repo: str, rev: str) -> tuple[str | None, dict | None, str | None]:
         """(commit sha, files, error code)."""
@@ -110,10 +113,17 @@ def _handler(state: HubState):
 
         def do_HEAD(self) -> None:  # noqa: N802
             state.requests.append(("HEAD", self.path))
+            if state.before_request is not None:
+                state.before_request("HEAD", self.path)
             self._resolve(head=True)
 
         def do_GET(self) -> None:  # noqa: N802
             state.requests.append(("GET", self.path))
+            if state.before_request is not None:
+                state.before_request("GET", self.path)
+            self._get()
+
+        def _get(self) -> None:
             path = unquote(urlparse(self.path).path)
             if RESOLVE.match(path):
                 return self._resolve(head=False)

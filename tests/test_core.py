@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import TINY as TINY_NAME
 from conftest import face_like
 
 import deepfake_detect as dd
@@ -66,15 +68,38 @@ def test_unknown_names_suggest_the_closest():
 
 
 def test_register_detector_refuses_duplicates_and_works_for_users():
-    @dd.register_detector("test-tiny-core", input_size=32, head=("fc",))
+    @dd.register_detector("test-tiny-core", config=dd.DetectorConfig("test-tiny-core", input_size=32), head=("fc",))
     def tiny(**kwargs):
         return _Tiny()
 
     assert "test-tiny-core" in dd.list_detectors()
     det = load_detector("test-tiny-core")
-    assert det.config.input_size == (32, 32)
+    assert det.config.input_size == (32, 32) and det.config.architecture == "test-tiny-core"
     with pytest.raises(dd.DeepfakeDetectError, match="already registered"):
         dd.register_detector("test-tiny-core")(tiny)
+
+
+def test_register_detector_keeps_the_old_keywords_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="config=DetectorConfig"):
+        dd.register_detector("test-tiny-core-legacy", input_size=40, output="softmax")(lambda **kw: _Tiny())
+    entry = dd.get_entry("test-tiny-core-legacy")
+    assert entry.config.input_size == (40, 40) and entry.loss == "cross_entropy" and entry.outputs == ("logits",)
+
+
+def test_a_user_architecture_declares_its_own_loss_and_outputs(image_folder):
+    def my_loss(output, labels, inputs):
+        return torch.nn.functional.binary_cross_entropy_with_logits(output[:, 0], labels) * 0.0 + 1.25
+
+    dd.register_detector("test-tiny-core-loss", lambda **kw: _Tiny(),
+                         config=dd.DetectorConfig("test-tiny-core-loss", input_size=32), loss=my_loss)
+    assert dd.get_entry("test-tiny-core-loss").loss is my_loss
+    result = load_detector("test-tiny-core-loss").finetune(image_folder, epochs=1, batch_size=8, progress=False,
+                                                           num_workers=0)
+    assert result.history[0]["train_loss"] == pytest.approx(1.25)  # the entry's own loss was used
+    with pytest.raises(dd.DeepfakeDetectError, match="loss="):
+        dd.register_detector("test-tiny-core-bad", lambda **kw: _Tiny(), loss="hinge")
+    with pytest.raises(dd.DeepfakeDetectError, match="outputs="):
+        dd.register_detector("test-tiny-core-bad", lambda **kw: _Tiny(), outputs=("reconstruction",))
 
 
 class _Tiny(nn.Module):
@@ -339,9 +364,39 @@ def test_the_built_in_default_loads_offline_from_the_package(monkeypatch, jpeg_f
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     det = load_detector()
     assert det.config.architecture == "efficientnet-lite0" and det.source == "built-in default detector"
-    weights = dd.detector.DEFAULT_DETECTOR_DIR / "model.safetensors"
+    weights = Path(dd.registry.default_weights().source) / "model.safetensors"
     assert weights.stat().st_size < 25_000_000
     assert det.num_params == dd.count_parameters("efficientnet-lite0") < 200_000_000
     assert {"val_auc", "sbi_val_auc"} <= set(det.config.metadata["metrics"])
     scores = det.predict(jpeg_files)
     assert scores.shape == (5,) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_weights_are_tagged_registry_entries(tmp_path):
+    from deepfake_detect.registry import default_weights, get_weights
+
+    default = default_weights()
+    assert default.name == "efficientnet-lite0.dfdc_ffhq_sbi" and default.default
+    assert dd.list_detectors(pretrained=True) == dd.list_weights() and default.name in dd.list_weights()
+    assert "research-only" in default.license
+    shipped = json.loads((Path(default.source) / "config.json").read_text())["metadata"]
+    assert default.metrics == shipped["metrics"] and default.recipe == shipped.get("recipe", {})
+    named = load_detector(default.name)
+    untrained = load_detector("efficientnet-lite0")
+    assert named.config.input_size == load_detector().config.input_size
+    for k, v in load_detector().model.state_dict().items():
+        torch.testing.assert_close(named.model.state_dict()[k], v)
+    assert not torch.equal(named.model.classifier.weight, untrained.model.classifier.weight)
+    assert named.config.metadata["weights_tag"] == default.name
+    with pytest.raises(dd.UnknownDetectorError, match="efficientnet-lite0"):
+        load_detector("efficientnet-lite0.no_such_tag")
+    # your own weights under a tag, and the explicit local-dir: prefix
+    folder = load_detector(TINY_NAME).save_pretrained(tmp_path / "mine")
+    entry = dd.register_weights(TINY_NAME, "mine", folder, license="apache-2.0")
+    assert get_weights(f"{TINY_NAME}.mine") is entry
+    assert load_detector(f"{TINY_NAME}.mine").config.metadata["weights_license"] == "apache-2.0"
+    assert load_detector(f"local-dir:{folder}").source == str(folder)
+    with pytest.raises(dd.ConfigError, match="local-dir:"):
+        load_detector(f"local-dir:{tmp_path / 'nothing'}")
+    with pytest.raises(dd.DeepfakeDetectError, match="already the default"):
+        dd.register_weights(TINY_NAME, "other", folder, default=True)

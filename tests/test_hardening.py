@@ -63,8 +63,8 @@ class _HardeningNet(nn.Module):
 
 
 if HTINY not in dd.list_detectors():
-    dd.register_detector(HTINY, input_size=32, head=("head",), description="hardening test net")(
-        lambda **kw: _HardeningNet(**kw))
+    dd.register_detector(HTINY, lambda **kw: _HardeningNet(**kw), config=dd.DetectorConfig(HTINY, input_size=32),
+                         head=("head",), description="hardening test net")
 
 
 def _detector(seed: int = 0) -> dd.Detector:
@@ -716,8 +716,6 @@ def _child_train_and_die(folder: str, out: str, where: str) -> None:
     """Run in a subprocess: train, and SIGKILL ourselves while epoch 2's last/ is written."""
     import safetensors.torch
 
-    import deepfake_detect.training as training
-
     done: list[int] = []
     real_save_file, real_replace = safetensors.torch.save_file, os.replace
     last_tmp = Path(out) / f".{CHECKPOINT_LAST}.tmp"
@@ -735,7 +733,7 @@ def _child_train_and_die(folder: str, out: str, where: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)  # last/ moved aside, the new one not yet in place
 
     safetensors.torch.save_file = save_file
-    training.os.replace = replace  # the os module itself: every os.replace call
+    os.replace = replace  # the os module itself: every os.replace call, the checkpoint's included
     _train(Path(folder), Path(out), callbacks=[lambda r: done.append(r["epoch"])])
     print("not killed", done)
 

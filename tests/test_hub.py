@@ -60,7 +60,9 @@ def _go_offline(monkeypatch, hub):
 
 def test_push_then_pull_predicts_the_same(hub):
     det = _detector(0)
-    metrics = det.evaluate([(img, i % 2) for i, img in enumerate(IMAGES + IMAGES)])
+    data = [(img, i % 2) for i, img in enumerate(IMAGES + IMAGES)]
+    metrics = det.evaluate(data)
+    det.record_metrics(metrics, data=data)  # evaluate has no side effects: the card shows what is recorded
     sha = det.push_to_hub("org/tiny", token="t")
     assert len(sha) == 40
     files = hub.state.repos["org/tiny"]["commits"][sha]
@@ -72,6 +74,42 @@ def test_push_then_pull_predicts_the_same(hub):
         again = load_detector(name, cache_dir=hub.cache)
         np.testing.assert_array_equal(again.predict(IMAGES), det.predict(IMAGES))
         assert again.source == name
+
+
+def test_a_push_during_a_load_does_not_mix_two_commits(hub, tmp_path):
+    """Regression: config, weights and card were each resolved against ``main``, so a push
+    between their downloads loaded one commit's config with another commit's weights."""
+    first, second = _detector(20), _detector(21)
+    first.config = first.config.replace(threshold=0.25)
+    second.config = second.config.replace(threshold=0.75)
+    first.push_to_hub("org/racy", token="t")
+    folder = second.save_pretrained(tmp_path / "second")
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def push_second_before_weights(method, path):
+        if "model.safetensors" in path and hub.state.before_request is not None:
+            hub.state.before_request = None
+            hub.state.add_files("org/racy", files)
+
+    hub.state.before_request = push_second_before_weights
+    loaded = load_detector("org/racy", cache_dir=hub.cache)
+    assert hub.state.before_request is None  # the second commit did land during the load
+    expected = first if loaded.config.threshold == 0.25 else second
+    np.testing.assert_array_equal(loaded.predict(IMAGES), expected.predict(IMAGES))
+
+
+def test_card_yaml_keeps_licence_and_dataset_names_as_strings(tmp_path):
+    """Regression: the hand-written YAML turned ``cc-by-nc-4.0 # see: notes`` into
+    ``cc-by-nc-4.0`` (a comment) and the dataset ``ffhq: stylegan`` into a mapping."""
+    from huggingface_hub import ModelCard
+
+    det = _detector(22)
+    det.config = det.config.replace(metadata={"license": "cc-by-nc-4.0 # see: notes",
+                                              "datasets": ["ffhq: stylegan", "dfdc"]})
+    card = ModelCard.load(det.save_pretrained(tmp_path / "card") / "README.md")
+    assert card.data.license == "cc-by-nc-4.0 # see: notes"
+    assert card.data.datasets == ["ffhq: stylegan", "dfdc"]
+    assert card.data.library_name == "deepfake-detect"
 
 
 def test_second_load_is_a_cache_hit_and_offline_works(hub, monkeypatch):
@@ -192,3 +230,13 @@ def test_pretrained_backbone_uses_the_hub_cache_path(hub, monkeypatch, tmp_path)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(HubError, match="backbone_weights"):
         load_detector("resnet18-finetune", pretrained_backbone=True)
+
+
+def test_named_weights_can_live_on_the_hub_pinned_to_a_revision(hub):
+    first, second = _detector(23), _detector(24)
+    sha = first.push_to_hub("org/tagged", token="t")
+    second.push_to_hub("org/tagged", token="t")  # main moves on; the tag stays on the first commit
+    entry = dd.register_weights(TINY, "hub_pinned", f"hf-hub:org/tagged@{sha}", license="apache-2.0")
+    loaded = load_detector(entry.name, cache_dir=hub.cache)
+    np.testing.assert_array_equal(loaded.predict(IMAGES), first.predict(IMAGES))
+    assert loaded.source == entry.name and loaded.config.metadata["weights_tag"] == entry.name

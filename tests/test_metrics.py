@@ -317,3 +317,29 @@ def test_plot_curves_several_series(tmp_path):
     assert orange > 50
     with pytest.raises(DataError, match="different lengths"):
         plot_curves({"x": ([1, 2], [1])}, tmp_path / "bad.png", xlabel="", ylabel="", title="")
+
+
+# ------------------------------------------------------------------- against scikit-learn
+_scores = st.lists(st.tuples(st.integers(0, 1), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 0.9, 1.0])
+                             | st.floats(0.0, 1.0, allow_nan=False)), min_size=2, max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_scores)
+def test_metrics_agree_with_scikit_learn(pairs):
+    """AUC, ROC curve, AP, accuracy and log loss against scikit-learn (the ``dev`` extra),
+    ties included."""
+    skm = pytest.importorskip("sklearn.metrics")
+    y = np.array([p[0] for p in pairs])
+    s = np.array([p[1] for p in pairs], dtype=np.float64)
+    assert accuracy(y, s, 0.5) == pytest.approx(skm.accuracy_score(y, (s >= 0.5).astype(int)))
+    assert log_loss(y, s) == pytest.approx(skm.log_loss(y, np.clip(s, 1e-7, 1 - 1e-7), labels=[0, 1]), rel=1e-9)
+    if len(set(y.tolist())) < 2:
+        return
+    assert roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+    assert average_precision(y, s) == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
+    fpr, tpr, _ = roc_curve(y, s)
+    sk_fpr, sk_tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
+    ours = sorted(set(zip(np.round(fpr, 12), np.round(tpr, 12))))
+    theirs = sorted(set(zip(np.round(sk_fpr, 12), np.round(sk_tpr, 12))))
+    assert ours == theirs

@@ -141,7 +141,7 @@ def test_training_and_predict_see_the_same_face_crop(monkeypatch, one_thread):
     images = [(face_like(i, size=96, fake=bool(i % 2)), i % 2) for i in range(4)]
     seen: list[torch.Tensor] = []
     hook = det.model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
-    det.finetune(images, epochs=1, batch_size=4, augment="none", crop_faces=True, lr=0.0, progress=False,
+    det.finetune(images, epochs=1, batch_size=4, augment="none", crop_faces=True, progress=False,
                  num_workers=0)
     trained = seen[-1]
     seen.clear()

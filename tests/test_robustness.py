@@ -48,8 +48,9 @@ class StripeNet(nn.Module):
 
 
 if TINY not in dd.list_detectors():
-    dd.register_detector(TINY, input_size=32)(lambda **kw: StripeNet(**kw))
-    dd.register_detector(TINY_SOFTMAX, input_size=32, output="softmax")(lambda **kw: StripeNet(classes=2, **kw))
+    dd.register_detector(TINY, lambda **kw: StripeNet(**kw), config=dd.DetectorConfig(TINY, input_size=32))
+    dd.register_detector(TINY_SOFTMAX, lambda **kw: StripeNet(classes=2, **kw),
+                         config=dd.DetectorConfig(TINY_SOFTMAX, input_size=32, output="softmax"))
 
 
 @pytest.fixture(scope="module")

@@ -106,16 +106,16 @@ def test_a_custom_loss_callable_is_used(image_folder):
 
 
 def test_frozen_backbone_stays_frozen_bn_statistics_included(image_folder, monkeypatch):
-    from deepfake_detect import training
+    from deepfake_detect.training.feature_cache import FeatureCache
 
     caches = []
-    create = training._FeatureCache.try_create.__func__
+    create = FeatureCache.try_create.__func__
 
     def spy(cls, *args, **kwargs):
         caches.append(create(cls, *args, **kwargs))
         return caches[-1]
 
-    monkeypatch.setattr(training._FeatureCache, "try_create", classmethod(spy))
+    monkeypatch.setattr(FeatureCache, "try_create", classmethod(spy))
     det = load_detector("resnet18-finetune")
     assert det.entry.freeze_backbone
     before = {k: v.clone() for k, v in det.model.state_dict().items()}
@@ -266,3 +266,73 @@ def test_torchrun_two_processes_on_cpu(tmp_path, image_folder):
     assert (out / CHECKPOINT_BEST / "model.safetensors").is_file()
     history = (out / "history.jsonl").read_text().splitlines()
     assert len(history) == 2  # written once, by rank 0
+
+
+def test_ema_with_a_frozen_backbone_validates_the_ema_head(image_folder):
+    """Regression: with the feature cache, the EMA copy was scored through a hook on the live
+    model's head: ``finetune(d, d, epochs=2, ema=True)`` raised IndexError (and would have
+    scored the live head, not the EMA one)."""
+    det = load_detector("resnet18-finetune")
+    result = det.finetune(image_folder, image_folder, epochs=2, batch_size=8, ema=True, progress=False,
+                          num_workers=0)
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    # the detector keeps the EMA weights of the best epoch, and they score what validation saw
+    assert det.evaluate(image_folder)["auc"] == pytest.approx(result.best["auc"], abs=1e-6)
+
+
+def test_evaluate_has_no_side_effects_and_record_metrics_feeds_the_card(tmp_path, image_folder):
+    """Regression: ``evaluate`` rewrote ``config.metadata``."""
+    import copy
+
+    det = load_detector(TINY)
+    before = copy.deepcopy(det.config)
+    metrics = det.evaluate(image_folder)
+    assert det.config == before
+    det.record_metrics(metrics, data="the test folder")
+    assert det.config.metadata["metrics"] == metrics and det.config.metadata["metrics_data"] == "the test folder"
+    card = (det.save_pretrained(tmp_path / "saved") / "README.md").read_text()
+    assert f"| auc | {metrics['auc']:.4f} |" in card and "Measured on: the test folder" in card
+
+
+def test_train_config_is_the_recipe_and_kwargs_override_it(tmp_path, image_folder):
+    from deepfake_detect.training import CheckpointDir, TrainConfig
+
+    config = TrainConfig(epochs=1, batch_size=8, lr=5e-3, progress=False, num_workers=0)
+    det = load_detector(TINY)
+    det.finetune(image_folder, image_folder, config=config, seed=3, output_dir=tmp_path / "run")
+    recipe = det.config.metadata["recipe"]
+    assert recipe["lr"] == 5e-3 and recipe["seed"] == 3 and recipe["epochs"] == 1 and "output_dir" not in recipe
+    state = CheckpointDir(tmp_path / "run").read_state()
+    assert json.loads(state["recipe"]) == recipe
+    assert "## Recipe" in (tmp_path / "run" / CHECKPOINT_BEST / "README.md").read_text()
+    with pytest.raises(dd.TrainingError, match="unknown finetune argument"):
+        load_detector(TINY).finetune(image_folder, epochs=1, learning_rate=1e-3)
+    with pytest.raises(dd.TrainingError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def test_a_last_batch_of_one_joins_the_previous_one_and_no_image_is_lost():
+    """Regression: ``out[-2] += out.pop()`` took its target before the pop, so a plan of
+    2k+1 images trained on the second batch twice and never on the first."""
+    from deepfake_detect.training.samples import make_batches
+
+    plan = [(i, 0) for i in range(17)]
+    batches = make_batches(plan, 8)
+    assert [len(b) for b in batches] == [8, 9]
+    assert [x for b in batches for x in b] == plan
+    assert [len(b) for b in make_batches(plan[:16], 8)] == [8, 8] and make_batches(plan[:1], 8) == [plan[:1]]
+
+
+def test_the_trainer_runs_step_by_step(image_folder):
+    from deepfake_detect.training import TrainConfig, Trainer
+
+    det = load_detector(TINY)
+    trainer = Trainer(det, {"a": image_folder, "b": image_folder}, {"a": image_folder, "b": image_folder},
+                      TrainConfig(epochs=1, batch_size=8, progress=False, num_workers=0, source_weights={"a": 3, "b": 1}))
+    trainer.setup()
+    record = trainer.train_epoch(1)
+    assert record["epoch"] == 1 and np.isfinite(record["train_loss"]) and "val" not in record
+    val = trainer.validate()
+    assert set(val["val_sources"]) == {"a", "b"} and "auc_mean" in val["val"]
+    ids = trainer.samples.source_ids[[i for i, _ in trainer.samples.epoch_plan(1)]]
+    assert np.sum(ids == 0) == 3 * np.sum(ids == 1)  # an epoch drawn 3:1 from the sources

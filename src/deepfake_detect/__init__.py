@@ -22,7 +22,8 @@ from .errors import (
     WeightsError,
 )
 from .guard import DEFAULT_MAX_PARAMS, count_parameters, list_timm_models
-from .registry import get_entry, list_detectors, register_detector
+from .registry import get_entry, list_detectors, list_weights, register_detector, register_weights
+from .training import TrainConfig
 
 __all__ = [
     "__version__",
@@ -32,6 +33,9 @@ __all__ = [
     "build_detector",
     "list_detectors",
     "register_detector",
+    "register_weights",
+    "list_weights",
+    "TrainConfig",
     "get_entry",
     "count_parameters",
     "list_timm_models",

@@ -35,6 +35,19 @@ def camp_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return img
 
 
+def _rotate(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Rotation by up to 8 degrees either way, the corners filled with the mean colour."""
+    return img.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR,
+                      fillcolor=tuple(int(c) for c in np.asarray(img).reshape(-1, 3).mean(0)))
+
+
+def _jitter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Brightness, contrast and saturation each scaled by 0.8-1.2."""
+    for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        img = enhance(img).enhance(float(rng.uniform(0.8, 1.2)))
+    return img
+
+
 def default_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Flip; resized crop (80-100 % area); rotation up to 8 degrees; colour jitter;
     JPEG re-compression at quality 40-95; Gaussian blur. Output keeps the input size.
@@ -52,11 +65,9 @@ def default_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
         x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
         img = img.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
     if rng.random() < 0.2:
-        img = img.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR,
-                         fillcolor=tuple(int(c) for c in np.asarray(img).reshape(-1, 3).mean(0)))
+        img = _rotate(img, rng)
     if rng.random() < 0.5:
-        for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-            img = enhance(img).enhance(float(rng.uniform(0.8, 1.2)))
+        img = _jitter(img, rng)
     if rng.random() < 0.3:
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=int(rng.integers(40, 96)))
@@ -85,11 +96,9 @@ def crossdomain_augment(img: Image.Image, rng: np.random.Generator) -> Image.Ima
         y0 = int(round(min(max(cy - ch / 2, 0), h - ch)))
         img = img.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
     if rng.random() < 0.2:
-        img = img.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR,
-                         fillcolor=tuple(int(c) for c in np.asarray(img).reshape(-1, 3).mean(0)))
+        img = _rotate(img, rng)
     if rng.random() < 0.5:
-        for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-            img = enhance(img).enhance(float(rng.uniform(0.8, 1.2)))
+        img = _jitter(img, rng)
     if rng.random() < 0.2:
         f = rng.uniform(0.4, 0.9)
         small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR)

@@ -1,56 +1,51 @@
-"""Model cards: the README.md written beside a detector's config and weights."""
+"""Model cards: the README.md written beside a detector's config and weights.
+
+The YAML metadata block is written by ``huggingface_hub``'s :class:`~huggingface_hub.ModelCardData`
+(a YAML serialiser, so licences and dataset names with ``#`` or ``:`` stay plain strings), the
+card itself by :class:`~huggingface_hub.ModelCard`.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from huggingface_hub import ModelCardData
+
     from .detector import Detector
 
-__all__ = ["model_card", "write_model_card"]
+__all__ = ["model_card", "write_model_card", "card_data"]
+
+TAGS = ["deepfake-detection", "image-classification", "deepfake-detect", "safetensors"]
+INTENDED_USE = ("Research on face-forgery detection and screening of face images, with a person reviewing "
+                "the results. Not for decisions about people without human review.")
+LIMITATIONS = ("A detector trained on one kind of fake can score near chance on manipulations it has not "
+               "seen; scores are not calibrated across datasets; compression, resizing and adversarial "
+               "perturbations lower accuracy.")
 
 
-def _yaml_list(items: list[str]) -> str:
-    return "".join(f"\n- {x}" for x in items)
+def card_data(detector: "Detector") -> "ModelCardData":
+    """The card's YAML metadata: library, licence, tags, pipeline and datasets.
 
-
-def model_card(detector: "Detector") -> str:
-    """A Hub model card (YAML metadata + Markdown) from the detector's config and metadata.
-
-    ``config.metadata`` may hold ``license``, ``datasets`` (list), ``training_data``,
-    ``metrics`` (name -> value, from the last training or evaluation), ``intended_use``,
-    ``limitations`` and ``weights_source``.
+    ``config.metadata["license"]`` (default ``apache-2.0``) and ``["datasets"]`` (a list of
+    names) are written as given, as YAML strings.
     """
-    from . import __version__
+    from huggingface_hub import ModelCardData
 
-    cfg = detector.config
-    meta = cfg.metadata or {}
-    metrics = meta.get("metrics") or {}
-    license_ = meta.get("license", "apache-2.0")
-    tags = ["deepfake-detection", "image-classification", "deepfake-detect", "safetensors"]
-    lines = [
-        "---",
-        "library_name: deepfake-detect",
-        f"license: {license_}",
-        f"tags:{_yaml_list(tags)}",
-        "pipeline_tag: image-classification",
-    ]
-    if meta.get("datasets"):
-        lines.append(f"datasets:{_yaml_list(list(meta['datasets']))}")
-    lines += ["---", "", f"# {meta.get('name', cfg.architecture)}", ""]
-    lines += [
-        f"A deepfake face-image detector for [deepfake-detect](https://pypi.org/project/deepfake-detect/) "
-        f"(written by version {__version__}): one face image in, P(fake) out.",
-        "",
-        "```python",
-        "from deepfake_detect import load_detector",
-        'detector = load_detector("<this repo id or folder>")',
-        'scores = detector.predict(["face.jpg"])  # P(fake) per image',
-        "```",
-        "",
-        "## Model",
-        "",
+    meta = detector.config.metadata or {}
+    extra: dict[str, Any] = {}
+    if meta.get("weights_license"):
+        extra["license_name"] = str(meta["weights_license"])
+    datasets = [str(d) for d in meta.get("datasets") or []] or None
+    return ModelCardData(library_name="deepfake-detect", license=str(meta.get("license", "apache-2.0")),
+                         tags=list(TAGS), pipeline_tag="image-classification", datasets=datasets, **extra)
+
+
+def _model_table(detector: "Detector") -> list[str]:
+    cfg, meta = detector.config, detector.config.metadata or {}
+    rows = [
         "| | |",
         "|---|---|",
         f"| architecture | `{cfg.architecture}` |",
@@ -59,37 +54,71 @@ def model_card(detector: "Detector") -> str:
         f"| normalisation | mean {list(cfg.mean)}, std {list(cfg.std)} |",
         f"| output | {cfg.output} -> P(fake); decision threshold {cfg.threshold} |",
     ]
-    if meta.get("weights_source"):
-        lines.append(f"| weights | {meta['weights_source']} |")
-    lines += ["", "## Training data", "", str(meta.get("training_data", "Not recorded.")), ""]
-    lines += ["## Metrics", ""]
-    if metrics:
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
-        if meta.get("metrics_data"):
-            lines += ["", f"Measured on: {meta['metrics_data']}"]
-    else:
-        lines.append("No evaluation recorded.")
+    for key, label in (("weights_tag", "weights"), ("weights_source", "weights source"),
+                       ("weights_license", "licence")):
+        if meta.get(key):
+            rows.append(f"| {label} | {meta[key]} |")
+    return rows
+
+
+def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out += _flat_metrics(v, f"{prefix}{k}/")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def _metrics_section(meta: dict[str, Any]) -> list[str]:
+    metrics = meta.get("metrics") or {}
+    if not metrics:
+        return ["No evaluation recorded."]
+    lines = ["| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in _flat_metrics(metrics)]
+    if meta.get("metrics_data"):
+        lines += ["", f"Measured on: {meta['metrics_data']}"]
+    return lines
+
+
+def _body(detector: "Detector") -> str:
+    from . import __version__
+
+    cfg, meta = detector.config, detector.config.metadata or {}
+    lines = [f"# {meta.get('name', cfg.architecture)}", ""]
     lines += [
-        "",
-        "## Intended use",
-        "",
-        str(meta.get("intended_use", "Research on face-forgery detection and screening of face images, "
-                                      "with a person reviewing the results. Not for decisions about people "
-                                      "without human review.")),
-        "",
-        "## Limitations",
-        "",
-        str(meta.get("limitations", "A detector trained on one kind of fake can score near chance on "
-                                      "manipulations it has not seen; scores are not calibrated across "
-                                      "datasets; compression, resizing and adversarial perturbations lower "
-                                      "accuracy.")),
-        "",
+        f"A deepfake face-image detector for [deepfake-detect](https://pypi.org/project/deepfake-detect/) "
+        f"(written by version {__version__}): one face image in, P(fake) out.",
+        "", "```python", "from deepfake_detect import load_detector",
+        'detector = load_detector("<this repo id or folder>")',
+        'scores = detector.predict(["face.jpg"])  # P(fake) per image', "```", "",
+        "## Model", "", *_model_table(detector), "",
+        "## Training data", "", str(meta.get("training_data", "Not recorded.")), "",
     ]
+    if meta.get("recipe"):
+        lines += ["## Recipe", "", "```json", json.dumps(meta["recipe"], indent=2, sort_keys=True), "```", ""]
+    lines += ["## Metrics", "", *_metrics_section(meta), ""]
+    lines += ["## Intended use", "", str(meta.get("intended_use", INTENDED_USE)), ""]
+    lines += ["## Limitations", "", str(meta.get("limitations", LIMITATIONS)), ""]
     return "\n".join(lines)
 
 
+def model_card(detector: "Detector") -> str:
+    """A Hub model card (YAML metadata + Markdown) from the detector's config and metadata.
+
+    ``config.metadata`` may hold ``license``, ``datasets`` (list), ``training_data``,
+    ``metrics`` (name -> value, from training or :meth:`Detector.record_metrics`),
+    ``metrics_data``, ``recipe``, ``intended_use``, ``limitations``, ``weights_source``.
+    """
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(f"---\n{card_data(detector).to_yaml()}\n---\n\n{_body(detector)}")
+    return str(card)
+
+
 def write_model_card(detector: "Detector", folder: str | Path) -> Path:
+    """Write :func:`model_card` to ``folder/README.md`` atomically; returns the path."""
     from .weights import atomic_path
 
     path = Path(folder) / "README.md"

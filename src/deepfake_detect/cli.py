@@ -154,8 +154,17 @@ def cmd_models(args: argparse.Namespace) -> int:
         n = count_parameters(name)
         h, w = entry.config.input_size
         print(f"{name:<20} {n:>12,} {f'{h}x{w}':>9} {'yes' if n <= args.max_params else 'NO':>12}  {entry.description}")
-    print("default: built-in detector (efficientnet-lite0 weights shipped in the package); "
-          "any timm architecture as timm:<name>", file=sys.stderr)
+    from .registry import get_weights, list_weights
+
+    names = list_weights()
+    if names:
+        print(f"\n{'weights':<36} {'default':>8}  licence; description")
+        for wname in names:
+            w = get_weights(wname)
+            assert w is not None
+            print(f"{wname:<36} {'yes' if w.default else '':>8}  {w.license}; {w.description}")
+    print("load_detector(NAME) builds an architecture untrained, load_detector(NAME.TAG) loads named weights, "
+          "load_detector() the default weights; any timm architecture as timm:<name>", file=sys.stderr)
     return 0
 
 
@@ -205,8 +214,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
     out = Path(args.out)
-    if args.resume and (out / "last" / "config.json").is_file():
-        detector = load_detector(out / "last", device=args.device)
+    from .training import CheckpointDir
+
+    last = CheckpointDir.loadable(CheckpointDir(out).last)
+    if args.resume and last is not None:
+        detector = load_detector(last, device=args.device)
     else:
         detector = load_detector(args.model, weights=args.weights, device=args.device, **kwargs)
     train = _data(args.train, args.train_dir)

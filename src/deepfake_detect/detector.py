@@ -20,17 +20,19 @@ from .data.images import MAX_IMAGE_PIXELS, describe, iter_paths
 from .data.preprocess import Preprocessor
 from .errors import ConfigError, DeepfakeDetectError, ImageLoadError, UnknownDetectorError, WeightsError
 from .guard import DEFAULT_MAX_PARAMS, check_parameter_limit
-from .registry import DetectorEntry, get_entry
-from .weights import load_weights, read_state_dict, save_weights
+from .heads import p_fake
+from .registry import DetectorEntry, WeightsEntry, default_weights, get_entry, get_weights
+from .weights import atomic_path, load_weights, read_state_dict, save_weights
 
 if TYPE_CHECKING:
-    from .training import TrainResult
+    from .training import TrainConfig, TrainResult
 
 __all__ = ["Detector", "load_detector", "SkippedImagesWarning", "CONFIG_NAME", "WEIGHTS_NAME"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-DEFAULT_DETECTOR_DIR = Path(__file__).parent / "weights" / "default"
+#: The explicit prefix of a local folder (beside ``hf-hub:`` for Hub repos).
+LOCAL_PREFIX = "local-dir:"
 #: Below this many images, ``predict`` skips building the optimised model (its set-up costs
 #: more than it saves on a few images).
 FAST_PATH_MIN_IMAGES = 32
@@ -102,11 +104,7 @@ class Detector:
 
     def scores_from_output(self, output: Any) -> torch.Tensor:
         """Model output (logits, or a tuple whose first element is the logits) -> P(fake), shape (N,)."""
-        logits = output[0] if isinstance(output, (tuple, list)) else output
-        logits = logits.float()
-        if self.config.output == "softmax":
-            return torch.softmax(logits.reshape(logits.shape[0], -1), dim=1)[:, 1]
-        return torch.sigmoid(logits.reshape(logits.shape[0], -1)[:, 0])
+        return p_fake(output, self.config.output)
 
     def predict_tensor(self, batch: torch.Tensor, *, optimize: bool = True) -> torch.Tensor:
         """P(fake) for an already preprocessed (N, 3, H, W) batch, shape (N,), on the batch's device.
@@ -210,17 +208,50 @@ class Detector:
         return self._fast[1]
 
     # -- training and evaluation -----------------------------------------------------
-    def finetune(self, train: Any, val: Any = None, **kwargs: Any) -> "TrainResult":
-        """Fine-tune on your data; see :func:`deepfake_detect.training.finetune` for the arguments."""
+    def finetune(self, train: Any, val: Any = None, *, config: "TrainConfig | None" = None,
+                 **overrides: Any) -> "TrainResult":
+        """Fine-tune in place on your data; afterwards the detector holds the best weights.
+
+        Args:
+            train, val: labelled data (see :func:`deepfake_detect.training.finetune`), or
+                several sources as ``{name: data}``.
+            config: a :class:`~deepfake_detect.training.TrainConfig` (the recipe).
+            **overrides: :class:`~deepfake_detect.training.TrainConfig` fields applied on top
+                of ``config`` (``epochs=3, lr=1e-3, ...``).
+
+        Returns:
+            :class:`~deepfake_detect.training.TrainResult`.
+        """
         from .training import finetune
 
-        return finetune(self, train, val, **kwargs)
+        return finetune(self, train, val, config=config, **overrides)
 
-    def evaluate(self, data: Any, **kwargs: Any) -> dict[str, float]:
-        """Challenge metrics on labelled data; see :func:`deepfake_detect.training.evaluate`."""
-        from .training import evaluate
+    def evaluate(self, data: Any, **kwargs: Any) -> dict[str, Any]:
+        """Challenge metrics on labelled data; see :func:`deepfake_detect.evaluate.evaluate`.
+        The detector is not changed; pass the result to :meth:`record_metrics` to show it in
+        the model card."""
+        from .evaluate import evaluate
 
         return evaluate(self, data, **kwargs)
+
+    def record_metrics(self, metrics: dict[str, Any], *, data: Any = None) -> None:
+        """Record ``metrics`` (from :meth:`evaluate`) in ``config.metadata`` so the model card
+        of a later :meth:`save_pretrained`/:meth:`push_to_hub` shows them.
+
+        Args:
+            metrics: metric name -> value (or, for several sources, name -> metrics).
+            data: what they were measured on: a description string, or the data passed to
+                :meth:`evaluate` (described by its name and size).
+        """
+        from .evaluate import describe_data
+
+        where = data if isinstance(data, str) else describe_data(data) if data is not None else None
+        meta = {**self.config.metadata, "metrics": dict(metrics)}
+        if where:
+            meta["metrics_data"] = where
+        else:
+            meta.pop("metrics_data", None)
+        self.config = self.config.replace(metadata=meta)
 
     def explain(self, image: Any, *, method: str = "auto") -> np.ndarray:
         """A heatmap (H, W) float32 in [0, 1] at the image's size of the evidence for "fake";
@@ -258,8 +289,6 @@ class Detector:
         folder.mkdir(parents=True, exist_ok=True)
         config = self.config.replace(library_version=__version__)
         save_weights(self.model, folder / WEIGHTS_NAME, dtype=dtype)
-        from .weights import atomic_path
-
         with atomic_path(folder / CONFIG_NAME) as tmp:
             config.save(tmp)
         write_model_card(self, folder)
@@ -346,10 +375,13 @@ def load_detector(
     """Build or load a detector.
 
     Args:
-        name_or_path: ``None`` for the built-in default detector (shipped inside the
-            package, offline); a registry name (:func:`list_detectors`), or
-            ``"timm:<architecture>"``; a folder written by :meth:`Detector.save_pretrained`;
-            or a Hugging Face Hub repo id (``"org/name"`` or ``"hf-hub:org/name"``).
+        name_or_path: ``None`` for the registry's default weights (the built-in detector,
+            shipped inside the package, offline); named weights ``"<architecture>.<tag>"``
+            (:func:`list_detectors(pretrained=True) <list_detectors>`); an architecture with
+            fresh weights: a registry name (:func:`list_detectors`) or
+            ``"timm:<architecture>"``; a folder written by :meth:`Detector.save_pretrained`
+            or a finetune ``output_dir`` (``"local-dir:PATH"`` says so explicitly); or a
+            Hugging Face Hub repo id (``"org/name"`` or ``"hf-hub:org/name"``).
         weights: a ``.safetensors`` file, or a state-dict ``.pt``/``.pth`` (read with
             ``torch.load(weights_only=True)``), loaded strictly into the architecture.
         device: where to put the model (default ``"cpu"``).
@@ -366,22 +398,12 @@ def load_detector(
         ParameterLimitError: the architecture is over ``max_params``.
         WeightsError, ConfigError, HubError: unreadable or mismatched weights or config.
     """
+    hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
     if name_or_path is None:
-        detector = _load_folder(DEFAULT_DETECTOR_DIR, max_params=max_params, model_kwargs=model_kwargs,
-                                source="built-in default detector")
+        detector = _load_weights_entry(default_weights(), max_params, model_kwargs, hub,
+                                       source="built-in default detector")
     else:
-        name = os.fspath(name_or_path)
-        folder = _as_local_folder(name)
-        if folder is not None:
-            detector = _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
-        elif name.startswith("hf-hub:") or (_REPO_ID.match(name) and not _looks_local(name)):
-            from .hub import download_detector
-
-            repo_folder = download_detector(name, revision=revision, cache_dir=cache_dir, token=token,
-                                            local_files_only=local_files_only)
-            detector = _load_folder(repo_folder, max_params=max_params, model_kwargs=model_kwargs, source=name)
-        else:
-            detector = build_detector(name, max_params=max_params, **model_kwargs)
+        detector = _load_named(os.fspath(name_or_path), max_params, model_kwargs, hub)
     if weights is not None:
         load_weights(detector.model, read_state_dict(weights), source=str(weights))
         detector.source = str(weights)
@@ -402,28 +424,66 @@ def build_detector(name: str, *, max_params: int | None = DEFAULT_MAX_PARAMS,
     return Detector(model, config, source=name)
 
 
+def _load_named(name: str, max_params: int | None, model_kwargs: dict[str, Any],
+                hub: dict[str, Any]) -> Detector:
+    """A detector from a name that is not ``None``: a folder, a Hub repo, named weights or an
+    architecture, in that order."""
+    if name.startswith(LOCAL_PREFIX):
+        path = Path(name[len(LOCAL_PREFIX):]).expanduser()
+        folder = _as_local_folder(str(path))
+        if folder is None:
+            raise ConfigError(f"{name}: {path} is not a folder written by save_pretrained or finetune")
+        return _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
+    folder = _as_local_folder(name)
+    if folder is not None:
+        return _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
+    if name.startswith("hf-hub:") or (_REPO_ID.match(name) and not _looks_local(name)):
+        from .hub import download_detector
+
+        repo_folder = download_detector(name, **hub)
+        return _load_folder(repo_folder, max_params=max_params, model_kwargs=model_kwargs, source=name)
+    tagged = get_weights(name)
+    if tagged is not None:
+        return _load_weights_entry(tagged, max_params, model_kwargs, hub)
+    return build_detector(name, max_params=max_params, **model_kwargs)
+
+
+def _load_weights_entry(entry: WeightsEntry, max_params: int | None, model_kwargs: dict[str, Any],
+                        hub: dict[str, Any], source: str = "") -> Detector:
+    """Registered weights: a shipped folder, or a Hub repo (``hf-hub:org/name[@revision]``).
+    The entry's name and licence are added to ``config.metadata`` (for the model card)."""
+    if entry.is_local:
+        folder = Path(entry.source)
+    else:
+        from .hub import download_detector
+
+        repo, _, pinned = entry.source.partition("@")
+        folder = download_detector(repo, **{**hub, "revision": hub.get("revision") or pinned or None})
+    detector = _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=source or entry.name)
+    meta = {**detector.config.metadata, "weights_tag": entry.name}
+    if entry.license:
+        meta["weights_license"] = entry.license
+    detector.config = detector.config.replace(metadata=meta)
+    return detector
+
+
 def _as_local_folder(name: str) -> Path | None:
+    """The folder to load for a local path: a save_pretrained folder, or the checkpoint of a
+    finetune ``output_dir`` (see :class:`~deepfake_detect.training.CheckpointDir`); None
+    for a name that is not a local path."""
+    from .training.checkpoint import CheckpointDir
+
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / CONFIG_NAME).is_file():
             return path
-        from .training import CHECKPOINT_BEST, CHECKPOINT_LAST
-
-        # a finetune output_dir: its best checkpoint, or its last one when it had no validation data
-        for sub in (CHECKPOINT_BEST, CHECKPOINT_LAST):
-            for checkpoint in (path / sub, _moved_aside(path / sub)):
-                if (checkpoint / CONFIG_NAME).is_file():
-                    return checkpoint
+        found = CheckpointDir(path).model_folder()
+        if found is not None:
+            return found
         raise ConfigError(f"folder {path} has no {CONFIG_NAME}; it was not written by save_pretrained or finetune")
-    if not path.exists() and (_moved_aside(path) / CONFIG_NAME).is_file():
-        return _moved_aside(path)
+    if not path.exists():
+        return CheckpointDir.loadable(path) if CheckpointDir.moved_aside(path).is_dir() else None
     return None
-
-
-def _moved_aside(checkpoint: Path) -> Path:
-    """Where finetune's atomic folder swap keeps the previous checkpoint between its two
-    renames; a process killed there leaves it (read here, restored by the next finetune)."""
-    return checkpoint.with_name(f".{checkpoint.name}.old")
 
 
 def _looks_local(name: str) -> bool:

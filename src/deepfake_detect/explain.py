@@ -35,8 +35,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .data.images import describe, load_image
-from .errors import DeepfakeDetectError, ImageLoadError
+from .data.images import load_image
+from .data.preprocess import crop_box, gaussian_blur, normalize, tensor_to_pil, to_unit_tensor
+from .errors import DeepfakeDetectError
+from .heads import fake_log_odds, output_part
+from .modules import frozen, param_dtype
 
 if TYPE_CHECKING:
     from .detector import Detector
@@ -58,7 +61,8 @@ def explain(detector: "Detector", image: Any, *, method: str = "auto", layer: st
             ``"saliency"`` (|d fake-logit / d pixel|, max over the RGB channels, lightly
             Gaussian-smoothed; any differentiable detector), ``"residual"`` (mean over RGB
             of |x - x_hat| in [0, 1] pixel units, from the model's own reconstruction;
-            ``ae-classifier`` and other models returning ``(logits, x_hat)``), or
+            ``ae-classifier`` and any entry registered with
+            ``outputs=("logits", "reconstruction")``), or
             ``"auto"``: residual for reconstruction models, Grad-CAM for CNNs (a model with
             a ``Conv2d`` and no attention module), saliency otherwise.
         layer: for Grad-CAM, the name (as in ``model.named_modules()``) of the module whose
@@ -79,12 +83,12 @@ def explain(detector: "Detector", image: Any, *, method: str = "auto", layer: st
         raise DeepfakeDetectError(f"method={method!r}: expected one of {METHODS}")
     img = _as_pil(image)
     prep = detector.preprocessor(max_pixels=None)
-    x01 = _unit_tensor(prep.prepare(img))[None]  # (1, 3, h, w) RGB in [0, 1]
+    x01 = to_unit_tensor(prep.prepare(img))[None]  # (1, 3, h, w) RGB in [0, 1]
     model = detector.model
     if method == "auto":
         method = "residual" if is_reconstruction_model(detector) else "gradcam" if is_cnn(model) else "saliency"
-    with _frozen(model):
-        x01 = x01.to(detector.device, _param_dtype(model))
+    with frozen(model):
+        x01 = x01.to(detector.device, param_dtype(model))
         if method == "residual":
             heat = _residual(detector, x01)
         elif method == "gradcam":
@@ -99,14 +103,10 @@ def explain(detector: "Detector", image: Any, *, method: str = "auto", layer: st
 
 # -- what kind of model ----------------------------------------------------------------------
 def is_reconstruction_model(detector: "Detector") -> bool:
-    """Whether the detector's model returns ``(logits, x_hat)`` (``ae-classifier``, or any
-    architecture registered with ``loss="ae"``)."""
-    from .models.recce import AEClassifier
-
-    if isinstance(detector.model, AEClassifier):
-        return True
+    """Whether the detector's registry entry declares a ``"reconstruction"`` output
+    (``ae-classifier``, or any architecture registered with ``outputs=("logits", "reconstruction")``)."""
     try:
-        return detector.entry.loss == "ae"
+        return "reconstruction" in detector.entry.outputs
     except DeepfakeDetectError:
         return False
 
@@ -124,37 +124,20 @@ def is_cnn(model: nn.Module) -> bool:
 
 # -- the score explained ---------------------------------------------------------------------
 def fake_logit(detector: "Detector", output: Any) -> torch.Tensor:
-    """The log-odds of "fake" from a model output, shape (N,).
-
-    Sigmoid heads: the logit. 2-class softmax heads: ``logit[1] - logit[0]``; more classes:
-    ``logit[1] - logsumexp(other logits)``. A tuple output uses its first element.
-    """
-    logits = output[0] if isinstance(output, (tuple, list)) else output
-    logits = logits.float().reshape(logits.shape[0], -1)
-    if detector.config.output == "softmax":
-        if logits.shape[1] == 2:
-            return logits[:, 1] - logits[:, 0]
-        others = torch.cat([logits[:, :1], logits[:, 2:]], dim=1)
-        return logits[:, 1] - torch.logsumexp(others, dim=1)
-    return logits[:, 0]
-
-
-def _normalize(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
-    """[0, 1] RGB -> the model's normalised input, differentiably."""
-    mean = torch.tensor(detector.config.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
-    std = torch.tensor(detector.config.std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
-    return (x01 - mean) / std
+    """The log-odds of "fake" from a model output, shape (N,); see
+    :func:`deepfake_detect.heads.fake_log_odds`."""
+    return fake_log_odds(output, detector.config.output)
 
 
 # -- the three methods (each returns an (h, w) map at the model's input size) -----------------
 def _saliency(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
     x01 = x01.clone().requires_grad_(True)
     with torch.enable_grad():
-        score = fake_logit(detector, detector.model(_normalize(detector, x01))).sum()
+        score = fake_logit(detector, detector.model(normalize(x01, detector.config))).sum()
         (grad,) = torch.autograd.grad(score, x01)
     sal = grad.abs().amax(dim=1, keepdim=True)  # (1, 1, h, w)
     sigma = max(1.0, min(sal.shape[-2:]) / 112.0)  # 2 px at 224
-    return _gaussian_blur(sal, sigma)[0, 0]
+    return gaussian_blur(sal, sigma)[0, 0]
 
 
 def _gradcam(detector: "Detector", x01: torch.Tensor, layer: str | None) -> torch.Tensor:
@@ -180,7 +163,7 @@ def _gradcam(detector: "Detector", x01: torch.Tensor, layer: str | None) -> torc
 
     x01 = x01.clone().requires_grad_(True)  # so every activation is in the graph, even with frozen weights
     with _hooks(model, hook), torch.enable_grad():
-        score = fake_logit(detector, model(_normalize(detector, x01))).sum()
+        score = fake_logit(detector, model(normalize(x01, detector.config))).sum()
     if "act" not in found:
         what = f"module {layer!r} gave no 4-D output" if layer else "no convolutional feature map was found"
         raise DeepfakeDetectError(f"Grad-CAM on {type(model).__name__}: {what}; use method='saliency'")
@@ -196,35 +179,21 @@ def _gradcam(detector: "Detector", x01: torch.Tensor, layer: str | None) -> torc
 
 def _residual(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        x = _normalize(detector, x01)
+        x = normalize(x01, detector.config)
         out = detector.model(x)
-    x_hat = out[1] if isinstance(out, (tuple, list)) and len(out) > 1 else None
+    outputs = detector.entry.outputs if is_reconstruction_model(detector) else ("logits",)
+    x_hat = output_part(out, outputs, "reconstruction")
     if not isinstance(x_hat, torch.Tensor) or x_hat.shape != x.shape:
         raise DeepfakeDetectError(
-            f"method='residual' needs a model that returns (logits, x_hat) with x_hat shaped like its input "
-            f"(ae-classifier); {detector.config.architecture!r} does not. Use method='gradcam' or 'saliency'"
+            f"method='residual' needs a model that returns (logits, x_hat) with x_hat shaped like its input, "
+            f"declared by its registry entry (outputs=('logits', 'reconstruction'), as ae-classifier); "
+            f"{detector.config.architecture!r} does not. Use method='gradcam' or 'saliency'"
         )
     std = torch.tensor(detector.config.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return ((x - x_hat.to(x.dtype)).abs() * std).mean(dim=1)[0]  # [0, 1] pixel units
 
 
 # -- helpers ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _frozen(model: nn.Module) -> Iterator[None]:
-    """Eval mode and frozen parameters for the duration; the previous state restored after."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
-
-
 @contextlib.contextmanager
 def _hooks(model: nn.Module, hook: Any) -> Iterator[None]:
     handles = [m.register_forward_hook(hook) for m in model.modules()]
@@ -235,41 +204,8 @@ def _hooks(model: nn.Module, hook: Any) -> Iterator[None]:
             h.remove()
 
 
-def _param_dtype(model: nn.Module) -> torch.dtype:
-    p = next(model.parameters(), None)
-    return p.dtype if p is not None and p.is_floating_point() else torch.float32
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of an (N, C, H, W) tensor, reflect padding; ``sigma`` in pixels."""
-    radius = min(int(math.ceil(3 * sigma)), min(x.shape[-2:]) - 1)
-    if sigma <= 0 or radius < 1:
-        return x
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def _as_pil(image: Any) -> Image.Image:
-    if isinstance(image, torch.Tensor):
-        if image.ndim == 4 and image.shape[0] == 1:
-            image = image[0]
-        if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
-            raise ImageLoadError(describe(image), "tensor images must be float (3, H, W) RGB in [0, 1]")
-        arr = (image.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        return Image.fromarray(np.ascontiguousarray(arr), "RGB")
-    return load_image(image)
-
-
-def _unit_tensor(prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """A prepared image (HWC uint8 or CHW float) -> (3, h, w) float32 in [0, 1]."""
-    if isinstance(prepared, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(prepared)).permute(2, 0, 1).float().div_(255.0)
-    return prepared.float()
+    return tensor_to_pil(image) if isinstance(image, torch.Tensor) else load_image(image)
 
 
 def _to_original(heat: np.ndarray, size: tuple[int, int], detector: "Detector") -> np.ndarray:
@@ -279,17 +215,8 @@ def _to_original(heat: np.ndarray, size: tuple[int, int], detector: "Detector") 
     puts it on the centre crop the model saw and leaves 0 outside.
     """
     W, H = size
-    cfg = detector.config
-    h, w = cfg.input_size
     out = np.zeros((H, W), dtype=np.float32)
-    if cfg.resize == "squash":
-        box = (0.0, 0.0, float(W), float(H))
-    else:  # as Preprocessor.resize: shorter side to max(h, w) / crop_pct, then the centre crop
-        scale = max(h, w) / cfg.crop_pct / min(W, H)
-        nw, nh = max(w, round(W * scale)), max(h, round(H * scale))
-        left, top = (nw - w) // 2, (nh - h) // 2
-        sx, sy = nw / W, nh / H
-        box = (left / sx, top / sy, (left + w) / sx, (top + h) / sy)
+    box = crop_box(size, detector.config)  # as Preprocessor.resize: the region the model saw
     x0, y0 = int(math.floor(box[0])), int(math.floor(box[1]))
     x1, y1 = min(W, int(math.ceil(box[2]))), min(H, int(math.ceil(box[3])))
     tw, th = max(1, x1 - x0), max(1, y1 - y0)

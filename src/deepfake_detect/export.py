@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .errors import DeepfakeDetectError, MissingDependencyError
+from .heads import PFakeModel
 
 if TYPE_CHECKING:
     from .detector import Detector
@@ -37,27 +38,6 @@ __all__ = ["export_onnx", "onnx_metadata", "PFakeModel"]
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "p_fake"
-
-
-class PFakeModel(nn.Module):
-    """Wraps a detector's model: (N, 3, H, W) normalised RGB -> P(fake), shape (N,).
-
-    ``output="softmax"``: ``softmax(logits, 1)[:, 1]``; ``"sigmoid"``: ``sigmoid(logits[:, 0])``.
-    A tuple output (``ae-classifier``'s ``(logits, x_hat)``) uses its first element.
-    """
-
-    def __init__(self, model: nn.Module, output: str) -> None:
-        super().__init__()
-        self.model = model
-        self.output = output
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        logits = out[0] if isinstance(out, (tuple, list)) else out
-        logits = logits.float().reshape(logits.shape[0], -1)
-        if self.output == "softmax":
-            return torch.softmax(logits, dim=1)[:, 1]
-        return torch.sigmoid(logits[:, 0])
 
 
 def onnx_metadata(detector: "Detector") -> dict[str, str]:

@@ -25,10 +25,11 @@ import torch
 from PIL import Image
 
 from .data.images import describe, load_image
-from .data.preprocess import Preprocessor
-from .errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
+from .data.preprocess import Preprocessor, tensor_to_pil
+from .errors import DeepfakeDetectError, MissingDependencyError
 
-__all__ = ["detect_largest_face", "crop_face", "load_cascade", "NoFaceWarning", "FaceCropPreprocessor", "CropPolicy"]
+__all__ = ["detect_largest_face", "crop_face", "load_cascade", "thread_cascade", "NoFaceWarning", "FaceCropPreprocessor",
+           "CropPolicy"]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -115,13 +116,25 @@ def load_cascade() -> Any:
     return cascade
 
 
+_local = threading.local()
+
+
+def thread_cascade() -> Any:
+    """This thread's cascade from :func:`load_cascade`, loaded once per thread (a classifier
+    must not be shared between threads)."""
+    if not hasattr(_local, "cascade"):
+        _local.cascade = load_cascade()
+    return _local.cascade
+
+
 def detect_largest_face(image: Any, *, cascade: Any = None,
                         min_size_fraction: float = 0.0) -> tuple[int, int, int, int] | None:
     """The largest frontal face in ``image``, as a pixel box ``(x0, y0, x1, y1)`` (x1, y1 exclusive).
 
     Args:
         image: a PIL image (or anything :func:`~deepfake_detect.data.load_image` reads).
-        cascade: a classifier from :func:`load_cascade` to reuse (default: load one).
+        cascade: a classifier from :func:`load_cascade` to use (default: this thread's,
+            :func:`thread_cascade`).
         min_size_fraction: ignore faces smaller than this fraction of the image's shorter
             side (at least 24 pixels either way).
 
@@ -133,7 +146,7 @@ def detect_largest_face(image: Any, *, cascade: Any = None,
     """
     cv2 = _cv2()
     img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
-    cascade = cascade if cascade is not None else load_cascade()
+    cascade = cascade if cascade is not None else thread_cascade()
     gray = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
     side = max(24, int(min_size_fraction * min(img.size)))
     try:
@@ -175,8 +188,8 @@ class FaceCropPreprocessor:
     """A :class:`~deepfake_detect.data.Preprocessor` that crops the largest face first.
 
     ``prepare(item)`` loads the image, crops its largest face (:func:`crop_face` with
-    ``policy``) and then
-    prepares the crop as the wrapped preprocessor would; items without a face are prepared
+    ``policy``) and then prepares the crop as the wrapped preprocessor would; items without
+    a face are prepared
     whole and their names collected in ``not_found`` (in no particular order; safe to call
     from several threads, each gets its own cascade). ``to_tensor`` and ``normalize`` are the
     wrapped preprocessor's.
@@ -187,18 +200,22 @@ class FaceCropPreprocessor:
         self.prep = prep
         self.policy = policy or CropPolicy()
         self.not_found: list[Any] = []
-        self._local = threading.local()
 
     def prepare(self, item: Any) -> np.ndarray | torch.Tensor:
-        img = _tensor_to_pil(item) if isinstance(item, torch.Tensor) else load_image(
+        img = tensor_to_pil(item) if isinstance(item, torch.Tensor) else load_image(
             item, max_pixels=self.prep.max_pixels)
-        cascade = getattr(self._local, "cascade", None)
-        if cascade is None:
-            cascade = self._local.cascade = load_cascade()
-        crop, found = crop_face(img, self.policy, cascade=cascade)
+        crop, found = crop_face(img, self.policy)
         if not found:
             self.not_found.append(item)
         return self.prep.prepare(crop)
+
+    @property
+    def height(self) -> int:
+        return self.prep.height
+
+    @property
+    def width(self) -> int:
+        return self.prep.width
 
     def to_tensor(self, items: list[np.ndarray | torch.Tensor]) -> torch.Tensor:
         return self.prep.to_tensor(items)
@@ -212,15 +229,3 @@ class FaceCropPreprocessor:
             missed = {id(x) for x in self.not_found}
             names = [describe(x) for x in items if id(x) in missed]
             warnings.warn(NoFaceWarning(names, total=len(items)), stacklevel=stacklevel)
-
-
-def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    """A (3, H, W) float tensor in [0, 1] -> an RGB PIL image (8-bit)."""
-    if t.ndim != 3 or t.shape[0] != 3 or not t.is_floating_point():
-        raise ImageLoadError(describe(t), "tensor images must be float (3, H, W) RGB in [0, 1]")
-    t = t.detach().to("cpu", torch.float32)
-    if not torch.isfinite(t).all():
-        raise ImageLoadError(describe(t), "tensor holds NaN or infinite values")
-    arr = (t.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
-

@@ -6,7 +6,8 @@ Everything goes through ``huggingface_hub`` (its cache layout, ``HF_HOME``,
 - fail fast: before any request the endpoint is probed with a 3-second TCP connect; when
   it cannot be reached (or ``HF_HUB_OFFLINE=1``, read at call time) only the local cache
   is used, and a miss is a :class:`HubError` within seconds saying how to pre-download;
-- safety: only ``model.safetensors`` is read; a repo holding only pickles is refused.
+- safety: only ``model.safetensors`` is read; a repo holding only pickles is refused;
+- consistency: a load resolves the revision once and reads every file from that commit.
 
 Partial downloads are never loaded: ``huggingface_hub`` writes to ``*.incomplete`` in the
 cache's blob folder, resumes it on the next try, and only renames a complete file into place.
@@ -14,10 +15,12 @@ cache's blob folder, resumes it on the next try, and only renames a complete fil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -27,12 +30,14 @@ from .errors import HubError
 if TYPE_CHECKING:
     from .detector import Detector
 
-__all__ = ["HUB_PREFIX", "download_detector", "download_file", "push_to_hub", "strip_prefix"]
+__all__ = ["HUB_PREFIX", "DETECTOR_FILES", "download_detector", "download_file", "push_to_hub", "strip_prefix"]
 
 HUB_PREFIX = "hf-hub:"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 3.0
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: What a detector repo holds that a load reads; nothing else is downloaded.
+DETECTOR_FILES = ("config.json", "model.safetensors", "README.md")
 
 
 def strip_prefix(name: str) -> str:
@@ -69,6 +74,44 @@ def _how_to_get(repo_id: str, revision: str | None) -> str:
             f"load_detector), or pass a local folder written by save_pretrained")
 
 
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, revision: str | None, what: str, why: str, endpoint: str) -> Iterator[None]:
+    """huggingface_hub's typed errors -> :class:`HubError` naming the repo, revision and file."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{repo_id!r} (revision {revision or 'main'})"
+    try:
+        yield
+    except GatedRepoError:  # before RepositoryNotFoundError: it subclasses it
+        raise HubError(f"Hub repo {where} is gated: accept its terms on the Hub and pass token=") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"Hub repo {where} was not found at {endpoint}; check the name, or pass token= "
+                       "for a private repo") from None
+    except RevisionNotFoundError:
+        raise HubError(f"revision {revision!r} of Hub repo {repo_id!r} was not found at {endpoint}") from None
+    except LocalEntryNotFoundError:  # before EntryNotFoundError: it may subclass it
+        raise HubError(f"{what} of Hub repo {where} is not in the local cache and {why}; "
+                       f"{_how_to_get(repo_id, revision)}") from None
+    except EntryNotFoundError:
+        raise HubError(f"Hub repo {where} has no file {what!r}") from None
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise HubError(f"could not download {what} of Hub repo {where} from {endpoint}: {e}") from None
+
+
+def _offline(local_files_only: bool, endpoint: str) -> tuple[bool, str]:
+    """``(use only the cache, why)``: asked for, offline mode, or the endpoint unreachable."""
+    if local_files_only:
+        return True, "local_files_only=True"
+    if _offline_env():
+        return True, "offline mode is on (HF_HUB_OFFLINE=1)"
+    if not _reachable(endpoint):
+        return True, f"{endpoint} cannot be reached"
+    return False, ""
+
+
 def download_file(repo_id: str, filename: str, *, revision: str | None = None, cache_dir: Any = None,
                   token: str | bool | None = None, local_files_only: bool = False) -> str:
     """One file of a Hub model repo, from the cache or downloaded into it; returns its path.
@@ -78,68 +121,57 @@ def download_file(repo_id: str, filename: str, *, revision: str | None = None, c
             mode with the file not cached (within seconds, saying how to pre-download).
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
-    )
 
     repo_id = strip_prefix(repo_id)
     endpoint = _endpoint()
-    offline, why = local_files_only, "local_files_only=True"
-    if not offline and _offline_env():
-        offline, why = True, "offline mode is on (HF_HUB_OFFLINE=1)"
-    if not offline and not _reachable(endpoint):
-        offline, why = True, f"{endpoint} cannot be reached"
-    where = f"{repo_id!r} (revision {revision or 'main'})"
-    try:
+    offline, why = _offline(local_files_only, endpoint)
+    with _hub_errors(repo_id, revision, filename, why, endpoint):
         return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
                                local_files_only=offline, endpoint=endpoint, etag_timeout=5)
-    except RepositoryNotFoundError:
-        raise HubError(f"Hub repo {where} was not found at {endpoint}; check the name, or pass token= "
-                       "for a private repo") from None
-    except RevisionNotFoundError:
-        raise HubError(f"revision {revision!r} of Hub repo {repo_id!r} was not found at {endpoint}") from None
-    except LocalEntryNotFoundError:  # before EntryNotFoundError: it may subclass it
-        raise HubError(f"{filename} of Hub repo {where} is not in the local cache and {why}; "
-                       f"{_how_to_get(repo_id, revision)}") from None
-    except EntryNotFoundError:
-        raise HubError(f"Hub repo {where} has no file {filename!r}") from None
-    except (HfHubHTTPError, OSError, ValueError) as e:
-        raise HubError(f"could not download {filename} of Hub repo {where} from {endpoint}: {e}") from None
+    raise AssertionError("unreachable")  # pragma: no cover (for type checkers)
 
 
 def download_detector(name: str, *, revision: str | None = None, cache_dir: Any = None,
                       token: str | bool | None = None, local_files_only: bool = False) -> Path:
-    """Fetch ``config.json`` + ``model.safetensors`` (+ ``README.md``) of a detector repo.
+    """Fetch ``config.json`` + ``model.safetensors`` (+ ``README.md``) of a detector repo, all
+    from one commit: the revision is resolved once (``snapshot_download`` with
+    ``allow_patterns``), so a push during the download cannot mix two commits.
 
     Args:
         name: ``"org/name"`` or ``"hf-hub:org/name"``.
         revision: a branch, tag or commit sha (pin a sha for reproducible results).
 
     Returns:
-        The snapshot folder in the Hub cache that holds the files.
+        The snapshot folder in the Hub cache that holds the files (named by the commit sha).
 
     Raises:
-        HubError: see :func:`download_file`; also for a repo without safetensors weights.
+        HubError: see :func:`download_file`; also for a repo without ``config.json`` or
+            safetensors weights.
     """
+    from huggingface_hub import snapshot_download
+
     repo_id = strip_prefix(name)
-    kwargs = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-    config = download_file(repo_id, "config.json", **kwargs)
-    try:
-        download_file(repo_id, "model.safetensors", **kwargs)
-    except HubError as e:
-        if "has no file" not in str(e):
-            raise
-        files = _list_files(repo_id, revision, token)
-        pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    endpoint = _endpoint()
+    offline, why = _offline(local_files_only, endpoint)
+    with _hub_errors(repo_id, revision, "the detector files", why, endpoint):
+        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token,
+                                        local_files_only=offline, endpoint=endpoint, etag_timeout=5,
+                                        allow_patterns=list(DETECTOR_FILES)))
+    where = f"Hub repo {repo_id!r} (revision {revision or 'main'}, commit {folder.name})"
+    for needed in ("config.json", "model.safetensors"):
+        if (folder / needed).is_file():
+            continue
+        if offline:
+            raise HubError(f"{needed} of {where} is not in the local cache and {why}; "
+                           f"{_how_to_get(repo_id, revision)}")
+        if needed == "config.json":
+            raise HubError(f"{where} has no config.json; it was not written by deepfake-detect's push_to_hub")
+        pickles = [f for f in _list_files(repo_id, folder.name, token) if f.endswith(PICKLE_SUFFIXES)]
         hint = (f" It holds {pickles}: pickled weights are not read, since loading them can run code. "
                 "Convert them with `safetensors.torch.save_file(torch.load(path, weights_only=True), "
                 "'model.safetensors')` and push again") if pickles else ""
-        raise HubError(f"Hub repo {repo_id!r} has no model.safetensors.{hint}") from None
-    try:
-        download_file(repo_id, "README.md", **kwargs)
-    except HubError:
-        pass  # the model card is optional
-    return Path(config).parent
+        raise HubError(f"{where} has no model.safetensors.{hint}")
+    return folder
 
 
 def _list_files(repo_id: str, revision: str | None, token: str | bool | None) -> list[str]:

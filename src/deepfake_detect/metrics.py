@@ -12,16 +12,12 @@ with ``errors='skip'`` give NaN scores; drop those rows first). Violations raise
 Equal scores are handled exactly: the ROC and precision-recall curves move through a group of
 tied scores in one step, and the AUC counts a tied (fake, real) pair as 1/2.
 
-Two small plotting helpers draw PNGs with Pillow only: :func:`plot_roc` and the generic
-:func:`plot_curves` (several named lines with a legend).
+The plots (:func:`plot_roc`, :func:`plot_curves`) live in :mod:`deepfake_detect.plotting`
+and are still importable from here.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +36,15 @@ __all__ = [
     "plot_roc",
     "plot_curves",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``plot_roc`` and ``plot_curves`` moved to :mod:`deepfake_detect.plotting`; importable here too."""
+    if name in ("plot_roc", "plot_curves"):
+        from . import plotting
+
+        return getattr(plotting, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 ArrayLike = Any  # a sequence or numpy array of numbers
 
@@ -282,266 +287,3 @@ def compute_metrics(y_true: ArrayLike, y_score: ArrayLike, threshold: float = 0.
         "logloss": log_loss(y, s),
         "n": int(len(y)),
     }
-
-
-# --------------------------------------------------------------------------------------------
-# plotting (Pillow only)
-
-_PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-]
-
-
-def _nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi] (steps of 1, 2, 2.5 or 5 times a power of ten)."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        return [lo]
-    raw = (hi - lo) / max(target, 1)
-    mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw - 1e-12 * mag)
-    first = math.ceil(lo / step - 1e-9) * step
-    ticks = []
-    v = first
-    while v <= hi + 1e-9 * step:
-        ticks.append(round(v, 12))
-        v += step
-    return ticks
-
-
-def _fmt_tick(v: float) -> str:
-    if v == 0:
-        return "0"
-    if abs(v) >= 1e5 or abs(v) < 1e-3:
-        return f"{v:.0e}"
-    return f"{v:.4f}".rstrip("0").rstrip(".")
-
-
-def _auto_limits(values: Iterable[np.ndarray]) -> tuple[float, float]:
-    finite = [v[np.isfinite(v)] for v in values]
-    finite = [v for v in finite if v.size]
-    if not finite:
-        return 0.0, 1.0
-    lo = float(min(v.min() for v in finite))
-    hi = float(max(v.max() for v in finite))
-    if hi == lo:
-        pad = abs(lo) * 0.05 or 0.5
-        return lo - pad, hi + pad
-    pad = (hi - lo) * 0.04
-    return lo - pad, hi + pad
-
-
-def plot_curves(
-    series: Mapping[str, tuple[ArrayLike, ArrayLike]],
-    path: str | os.PathLike[str],
-    *,
-    xlabel: str = "",
-    ylabel: str = "",
-    title: str | None = None,
-    xlim: tuple[float, float] | None = None,
-    ylim: tuple[float, float] | None = None,
-    markers: bool | None = None,
-    diagonal: bool = False,
-    annotations: Sequence[tuple[float, float, str]] = (),
-    size: tuple[int, int] = (480, 480),
-) -> Path:
-    """Draw named line series on one pair of axes and save a PNG (Pillow only).
-
-    Args:
-        series: ``{name: (xs, ys)}``; each is drawn as a line in its own colour and listed in
-            the legend. NaN/inf values break the line.
-        path: the PNG file to write (parent folders are created).
-        xlabel, ylabel, title: axis labels and the title above the plot.
-        xlim, ylim: axis ranges; default from the data with a small margin.
-        markers: dots at the data points; default: for series of at most 30 points.
-        diagonal: draw the dashed ``y = x`` chance line (for ROC curves).
-        annotations: ``(x, y, text)`` points marked with a ring and labelled.
-        size: image ``(width, height)`` in pixels.
-
-    Returns:
-        ``Path(path)``.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    data = {}
-    for name, xy in series.items():
-        xs, ys = (np.asarray(a, dtype=np.float64).ravel() for a in xy)
-        if xs.shape != ys.shape:
-            raise DataError(f"series {name!r}: xs and ys have different lengths ({xs.size} vs {ys.size})")
-        data[str(name)] = (xs, ys)
-    x0, x1 = xlim if xlim is not None else _auto_limits(v[0] for v in data.values())
-    y0, y1 = ylim if ylim is not None else _auto_limits(v[1] for v in data.values())
-    if not (x1 > x0 and y1 > y0):
-        raise DataError(f"empty axis range: xlim=({x0}, {x1}), ylim=({y0}, {y1})")
-
-    width, height = int(size[0]), int(size[1])
-    font = ImageFont.load_default()
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-
-    def text_size(text: str) -> tuple[int, int]:
-        box = draw.textbbox((0, 0), text, font=font)
-        return box[2] - box[0], box[3] - box[1]
-
-    _, th = text_size("0123456789")
-    left, right = 16 + th + 8 + text_size("0.00")[0] + 10, 16
-    top = 14 + (th + 10 if title else 0)
-    bottom = 14 + th + 8 + th + 10
-    pw, ph = width - left - right, height - top - bottom
-    if pw < 20 or ph < 20:
-        raise DataError(f"plot size {size} is too small")
-
-    def px(x: np.ndarray | float) -> np.ndarray | float:
-        return (np.asarray(x) - x0) / (x1 - x0) * (pw - 1)
-
-    def py(y: np.ndarray | float) -> np.ndarray | float:
-        return (1.0 - (np.asarray(y) - y0) / (y1 - y0)) * (ph - 1)
-
-    # grid, ticks and tick labels
-    grid, axis_c, text_c = (232, 232, 232), (60, 60, 60), (20, 20, 20)
-    for v in _nice_ticks(x0, x1):
-        xp = left + float(px(v))
-        draw.line([(xp, top), (xp, top + ph - 1)], fill=grid)
-        draw.line([(xp, top + ph), (xp, top + ph + 4)], fill=axis_c)
-        label = _fmt_tick(v)
-        tw, _ = text_size(label)
-        draw.text((xp - tw / 2, top + ph + 7), label, fill=text_c, font=font)
-    for v in _nice_ticks(y0, y1):
-        yp = top + float(py(v))
-        draw.line([(left, yp), (left + pw - 1, yp)], fill=grid)
-        draw.line([(left - 5, yp), (left - 1, yp)], fill=axis_c)
-        label = _fmt_tick(v)
-        tw, _ = text_size(label)
-        draw.text((left - 8 - tw, yp - th / 2 - 1), label, fill=text_c, font=font)
-
-    # curves on a plot-area layer drawn at 2x and downsampled (anti-aliased lines); the layer
-    # also clips whatever lies outside the axes
-    ss = 2
-    layer = Image.new("RGBA", (pw * ss, ph * ss), (255, 255, 255, 0))
-    ld = ImageDraw.Draw(layer)
-    if diagonal:
-        lo, hi = max(x0, y0), min(x1, y1)
-        if hi > lo:
-            n_dash = 40
-            for k in range(n_dash):
-                a = lo + (hi - lo) * k / n_dash
-                b = lo + (hi - lo) * (k + 0.5) / n_dash
-                ld.line([(ss * float(px(a)), ss * float(py(a))), (ss * float(px(b)), ss * float(py(b)))],
-                        fill=(150, 150, 150, 255), width=ss)
-    colours = {}
-    for k, (name, (xs, ys)) in enumerate(data.items()):
-        colour = _PALETTE[k % len(_PALETTE)]
-        colours[name] = colour
-        ok = np.isfinite(xs) & np.isfinite(ys)
-        pxs, pys = ss * px(xs), ss * py(ys)
-        # split into runs of finite points
-        breaks = np.flatnonzero(np.diff(ok.astype(np.int8)) != 0) + 1
-        for run in np.split(np.arange(len(xs)), breaks):
-            if run.size and ok[run[0]]:
-                pts = list(zip(pxs[run].tolist(), pys[run].tolist()))
-                if len(pts) > 1:
-                    ld.line(pts, fill=colour + (255,), width=2 * ss, joint="curve")
-        show = markers if markers is not None else len(xs) <= 30
-        if show:
-            r = 3.5 * ss
-            for xv, yv in zip(pxs[ok].tolist(), pys[ok].tolist()):
-                ld.ellipse([xv - r, yv - r, xv + r, yv + r], fill=colour + (255,))
-    notes = []
-    for ax, ay, text in annotations:
-        if not (math.isfinite(ax) and math.isfinite(ay)):
-            continue
-        xv, yv = float(px(ax)), float(py(ay))
-        r = 5 * ss
-        ld.ellipse([ss * xv - r, ss * yv - r, ss * xv + r, ss * yv + r], outline=(214, 39, 40, 255), width=ss * 2)
-        notes.append((xv, yv, text))
-    layer = layer.resize((pw, ph), Image.Resampling.LANCZOS)
-    img.paste(layer, (left, top), layer)
-    for xv, yv, text in notes:
-        tw, _ = text_size(text)
-        tx = xv + 9 if xv + 9 + tw < pw - 2 else xv - 9 - tw
-        ty = min(max(yv + 6, 2), ph - th - 4)
-        tx, ty = left + tx, top + ty
-        draw.rectangle([tx - 2, ty - 1, tx + tw + 2, ty + th + 3], fill=(255, 255, 255))
-        draw.text((tx, ty), text, fill=(214, 39, 40), font=font)
-    draw.rectangle([left - 1, top - 1, left + pw, top + ph], outline=axis_c)
-
-    # legend in the corner holding the fewest data points
-    if data:
-        entries = list(data)
-        lw = max(text_size(n)[0] for n in entries) + 34
-        lh = len(entries) * (th + 8) + 8
-        lw, lh = min(lw, pw - 8), min(lh, ph - 8)
-        corners = {
-            "lower right": (pw - lw - 6, ph - lh - 6), "upper left": (6, 6),
-            "upper right": (pw - lw - 6, 6), "lower left": (6, ph - lh - 6),
-        }
-        all_x = np.concatenate([px(v[0]) for v in data.values()])
-        all_y = np.concatenate([py(v[1]) for v in data.values()])
-
-        def crowd(c: tuple[float, float]) -> int:
-            cx, cy = c
-            return int(np.sum((all_x >= cx) & (all_x <= cx + lw) & (all_y >= cy) & (all_y <= cy + lh)))
-
-        cx, cy = min(corners.values(), key=crowd)
-        cx, cy = left + cx, top + cy
-        draw.rectangle([cx, cy, cx + lw, cy + lh], fill="white", outline=(180, 180, 180))
-        for k, name in enumerate(entries):
-            ey = cy + 6 + k * (th + 8)
-            draw.line([(cx + 6, ey + th / 2 + 1), (cx + 26, ey + th / 2 + 1)], fill=colours[name], width=3)
-            draw.text((cx + 30, ey), name, fill=text_c, font=font)
-
-    # axis labels and title
-    if title:
-        tw, _ = text_size(title)
-        draw.text(((width - tw) / 2, 10), title, fill=text_c, font=font)
-    if xlabel:
-        tw, _ = text_size(xlabel)
-        draw.text((left + (pw - tw) / 2, height - th - 12), xlabel, fill=text_c, font=font)
-    if ylabel:
-        tw, _ = text_size(ylabel)
-        tmp = Image.new("L", (tw + 4, th + 6), 0)
-        ImageDraw.Draw(tmp).text((2, 1), ylabel, fill=255, font=font)
-        tmp = tmp.rotate(90, expand=True)
-        img.paste(Image.new("RGB", tmp.size, text_c), (10, int(top + (ph - tmp.size[1]) / 2)), tmp)
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out, format="PNG")
-    return out
-
-
-def plot_roc(
-    y_true: ArrayLike,
-    y_score: ArrayLike,
-    path: str | os.PathLike[str],
-    *,
-    title: str | None = None,
-    size: tuple[int, int] = (480, 480),
-) -> Path:
-    """Draw the ROC curve to a PNG (Pillow only) and return ``Path(path)``.
-
-    Shows the exact curve (:func:`roc_curve`), the dashed chance diagonal, the AUC in the
-    legend and a ring at the operating point of :func:`tpr_at_fpr` with FPR <= 1e-3.
-
-    Raises:
-        DataError: as :func:`roc_auc`.
-    """
-    y, s = _check(y_true, y_score, both_classes=True)
-    fpr, tpr, _ = roc_curve(y, s)
-    auc = roc_auc(y, s)
-    t3 = tpr_at_fpr(y, s, 1e-3)
-    ok = fpr <= 1e-3 * (1 + 1e-12)
-    f3 = float(fpr[ok][np.argmax(tpr[ok])])
-    return plot_curves(
-        {f"ROC (AUC = {auc:.4f})": (fpr, tpr)},
-        path,
-        xlabel="false positive rate (real called fake)",
-        ylabel="true positive rate (fake detected)",
-        title=title if title is not None else f"ROC curve, AUC = {auc:.4f} (n = {len(y)})",
-        xlim=(-0.02, 1.02),
-        ylim=(-0.02, 1.02),
-        markers=False,
-        diagonal=True,
-        annotations=[(f3, t3, f"TPR@FPR 1e-3 = {t3:.3f}")],
-        size=size,
-    )

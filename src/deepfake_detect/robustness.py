@@ -50,7 +50,9 @@ from PIL import Image
 
 from .data.datasets import LabeledData, as_labeled_data
 from .errors import DataError, DeepfakeDetectError
-from .explain import _frozen, _gaussian_blur, _normalize, _param_dtype, fake_logit
+from .data.preprocess import gaussian_blur, normalize, tensor_to_pil, to_unit_tensor
+from .heads import fake_log_odds
+from .modules import frozen, param_dtype
 
 if TYPE_CHECKING:
     from .detector import Detector
@@ -122,7 +124,7 @@ def sweep(
     resample = prep.resample
     for start in range(0, len(data), batch_size):
         idx = list(range(start, min(start + batch_size, len(data))))
-        images = [_unit_image(prep.prepare(data.image(i))) for i in idx]  # (3, h, w) in [0, 1]
+        images = [to_unit_tensor(prep.prepare(data.image(i))) for i in idx]  # (3, h, w) in [0, 1]
         clean = torch.stack(images)
         y = torch.as_tensor(labels[idx], dtype=torch.float32)
         for name, levels in plan:
@@ -157,17 +159,17 @@ def perturb(image: torch.Tensor, name: str, level: float, *, resample: int = Ima
         return image
     if name == "jpeg":
         buf = io.BytesIO()
-        _to_pil(image).save(buf, format="JPEG", quality=int(level))
+        tensor_to_pil(image).save(buf, format="JPEG", quality=int(level))
         buf.seek(0)
         with Image.open(buf) as im:
-            return _unit_image(np.asarray(im.convert("RGB")))
+            return to_unit_tensor(np.asarray(im.convert("RGB")))
     if name == "blur":
-        return _gaussian_blur(image[None], float(level))[0].clamp_(0.0, 1.0)
+        return gaussian_blur(image[None], float(level))[0].clamp_(0.0, 1.0)
     if name == "resize":
-        pil = _to_pil(image)
+        pil = tensor_to_pil(image)
         w, h = pil.size
         small = pil.resize((max(1, round(w * float(level))), max(1, round(h * float(level)))), resample)
-        return _unit_image(np.asarray(small.resize((w, h), resample)))
+        return to_unit_tensor(np.asarray(small.resize((w, h), resample)))
     if name == "noise":
         rng = rng if rng is not None else np.random.default_rng()
         noise = torch.from_numpy(rng.normal(0.0, float(level) / 255.0, size=tuple(image.shape)).astype(np.float32))
@@ -274,23 +276,9 @@ def _rng(seed: int, name: str, level_index: int, image_index: int) -> np.random.
     return np.random.default_rng((int(seed), _CODES[name], level_index, image_index))
 
 
-def _unit_image(prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """HWC uint8 or CHW float in [0, 1] -> (3, H, W) float32 in [0, 1]."""
-    if isinstance(prepared, np.ndarray):
-        arr = np.ascontiguousarray(prepared)
-        arr = arr if arr.flags.writeable else arr.copy()
-        return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
-    return prepared.float()
-
-
-def _to_pil(image: torch.Tensor) -> Image.Image:
-    arr = (image.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
-
-
 def _score(detector: "Detector", batch01: torch.Tensor) -> np.ndarray:
     """P(fake) for an (N, 3, H, W) batch in [0, 1], through the detector's inference path."""
-    x = _normalize(detector, batch01.float()).contiguous(memory_format=torch.channels_last)
+    x = normalize(batch01.float(), detector.config).contiguous(memory_format=torch.channels_last)
     return detector.predict_tensor(x).float().cpu().numpy()
 
 
@@ -300,19 +288,19 @@ def _attack(detector: "Detector", x01: torch.Tensor, y: torch.Tensor, name: str,
     if eps <= 0:
         return x01
     model = detector.model
-    device, dtype = detector.device, _param_dtype(model)
+    device, dtype = detector.device, param_dtype(model)
     x = x01.to(device, dtype)
     target = y.to(device, torch.float32)
 
     def gradient_sign(x_adv: torch.Tensor) -> torch.Tensor:
         x_adv = x_adv.detach().requires_grad_(True)
         with torch.enable_grad():
-            z = fake_logit(detector, model(_normalize(detector, x_adv)))
+            z = fake_log_odds(model(normalize(x_adv, detector.config)), detector.config.output)
             loss = F.binary_cross_entropy_with_logits(z, target, reduction="sum")
             (grad,) = torch.autograd.grad(loss, x_adv)
         return grad.sign()
 
-    with _frozen(model):
+    with frozen(model):
         if name == "fgsm":
             adv = (x + eps * gradient_sign(x)).clamp(0.0, 1.0)
         else:

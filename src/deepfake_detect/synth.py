@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -30,7 +29,7 @@ from torch.utils.data import Dataset
 
 from .data.images import load_image
 from .errors import DataError, MissingDependencyError
-from .face import detect_largest_face, load_cascade
+from .face import detect_largest_face
 from .landmarks import HULL_REGIONS, face_landmarks, hull_mask, landmarks_available
 
 __all__ = ["self_blend", "self_blended_pairs", "locate_face", "SelfBlendedDataset", "BLEND_RATIOS",
@@ -58,20 +57,10 @@ def _detect_face(rgb: np.ndarray) -> Box | None:
     if min(h, w) < 48:
         return None
     try:
-        box = detect_largest_face(Image.fromarray(np.ascontiguousarray(rgb), "RGB"), cascade=_thread_cascade(),
-                                  min_size_fraction=0.3)
+        box = detect_largest_face(Image.fromarray(np.ascontiguousarray(rgb), "RGB"), min_size_fraction=0.3)
     except MissingDependencyError:
         return None
     return None if box is None else tuple(float(v) for v in box)  # type: ignore[return-value]
-
-
-_local = threading.local()
-
-
-def _thread_cascade() -> Any:
-    if not hasattr(_local, "cascade"):
-        _local.cascade = load_cascade()
-    return _local.cascade
 
 
 def locate_face(image: Any, face_box: Sequence[float] | None = None) -> tuple[Box | None, np.ndarray | None]:

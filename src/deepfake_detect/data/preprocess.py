@@ -1,8 +1,15 @@
-"""The detector's preprocessing: resize to the input size as uint8, normalise at the last moment."""
+"""The detector's preprocessing, in one place: the resize geometry, normalisation, and the
+conversions between PIL images, HWC uint8 arrays and CHW float tensors in [0, 1].
+
+Prediction, training, explanations, robustness sweeps, self-blending and face cropping all
+use these, so an image is resized and normalised the same way everywhere.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+import math
 
 import numpy as np
 import torch
@@ -13,7 +20,8 @@ from ..config import DetectorConfig
 from ..errors import ImageLoadError
 from .images import MAX_IMAGE_PIXELS, describe, load_image
 
-__all__ = ["Preprocessor"]
+__all__ = ["Preprocessor", "resize_geometry", "crop_box", "normalize", "to_uint8_hwc", "to_unit_tensor",
+           "tensor_to_pil", "check_tensor_image", "gaussian_blur"]
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -59,11 +67,9 @@ class Preprocessor:
         h, w = self.height, self.width
         if self.config.resize == "squash":
             return img if img.size == (w, h) else img.resize((w, h), self.resample)
-        scale = max(h, w) / self.config.crop_pct / min(img.size)
-        new = (max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale)))
+        new, (left, top) = resize_geometry(img.size, self.config)
         if img.size != new:
             img = img.resize(new, self.resample)
-        left, top = (new[0] - w) // 2, (new[1] - h) // 2
         return img.crop((left, top, left + w, top + h))
 
     def _draft_size(self) -> tuple[int, int]:
@@ -73,21 +79,14 @@ class Preprocessor:
         return (side, side)
 
     def _prepare_tensor(self, t: torch.Tensor) -> torch.Tensor:
-        if t.ndim != 3 or t.shape[0] != 3 or not t.is_floating_point():
-            raise ImageLoadError(describe(t), "tensor images must be float (3, H, W) RGB in [0, 1]")
-        t = t.detach().to("cpu", torch.float32)
-        if not torch.isfinite(t).all():
-            raise ImageLoadError(describe(t), "tensor holds NaN or infinite values")
+        t = check_tensor_image(t)
         if tuple(t.shape[1:]) == (self.height, self.width):
             return t
         if self.config.resize == "squash":
             return F.interpolate(t[None], size=(self.height, self.width), mode="bilinear",
                                  antialias=True, align_corners=False)[0]
-        h, w = t.shape[1:]
-        scale = max(self.height, self.width) / self.config.crop_pct / min(h, w)
-        nh, nw = max(self.height, round(h * scale)), max(self.width, round(w * scale))
+        (nw, nh), (left, top) = resize_geometry((t.shape[2], t.shape[1]), self.config)
         t = F.interpolate(t[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
-        top, left = (nh - self.height) // 2, (nw - self.width) // 2
         return t[:, top:top + self.height, left:left + self.width]
 
     # -- a batch ---------------------------------------------------------------------
@@ -96,10 +95,7 @@ class Preprocessor:
         if all(isinstance(x, np.ndarray) for x in items):
             batch = torch.from_numpy(np.stack(items)).permute(0, 3, 1, 2).float().div_(255.0)
         else:
-            batch = torch.stack([
-                torch.from_numpy(x).permute(2, 0, 1).float().div_(255.0) if isinstance(x, np.ndarray) else x
-                for x in items
-            ])
+            batch = torch.stack([to_unit_tensor(x) for x in items])
         return self.normalize(batch)
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
@@ -107,3 +103,94 @@ class Preprocessor:
         # sub then div, as torchvision's Normalize does, so scores match the camp loop bit for bit
         batch = batch.contiguous(memory_format=torch.channels_last)
         return batch.sub(self._mean.to(batch.device)).div_(self._std.to(batch.device))
+
+
+# -- geometry ----------------------------------------------------------------------------
+def resize_geometry(size: tuple[int, int], config: DetectorConfig) -> tuple[tuple[int, int], tuple[int, int]]:
+    """For an image of ``size = (W, H)`` pixels: ``((resized W, resized H), (left, top))`` of
+    the config's resize policy. ``"squash"`` resizes to ``input_size`` exactly (offset 0);
+    ``"crop"`` resizes the shorter side to ``max(input_size) / crop_pct`` and takes the centre
+    crop of ``input_size`` at ``(left, top)``."""
+    h, w = config.input_size
+    if config.resize == "squash":
+        return (w, h), (0, 0)
+    W, H = size
+    scale = max(h, w) / config.crop_pct / min(W, H)
+    nw, nh = max(w, round(W * scale)), max(h, round(H * scale))
+    return (nw, nh), ((nw - w) // 2, (nh - h) // 2)
+
+
+def crop_box(size: tuple[int, int], config: DetectorConfig) -> tuple[float, float, float, float]:
+    """The region ``(x0, y0, x1, y1)`` of an original image of ``size = (W, H)`` that the model
+    sees, in original pixels (the whole image for ``"squash"``)."""
+    W, H = size
+    if config.resize == "squash":
+        return (0.0, 0.0, float(W), float(H))
+    h, w = config.input_size
+    (nw, nh), (left, top) = resize_geometry(size, config)
+    sx, sy = nw / W, nh / H
+    return (left / sx, top / sy, (left + w) / sx, (top + h) / sy)
+
+
+# -- values ------------------------------------------------------------------------------
+def normalize(x01: torch.Tensor, config: DetectorConfig) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> the model's normalised input, differentiably (no
+    in-place ops; the result keeps ``x01``'s dtype and device)."""
+    mean = torch.tensor(config.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+    return (x01 - mean) / std
+
+
+def check_tensor_image(t: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) float RGB tensor, on the CPU as float32.
+
+    Raises:
+        ImageLoadError: another shape or dtype, or NaN/infinite values.
+    """
+    if t.ndim != 3 or t.shape[0] != 3 or not t.is_floating_point():
+        raise ImageLoadError(describe(t), "tensor images must be float (3, H, W) RGB in [0, 1]")
+    t = t.detach().to("cpu", torch.float32)
+    if not torch.isfinite(t).all():
+        raise ImageLoadError(describe(t), "tensor holds NaN or infinite values")
+    return t
+
+
+def to_uint8_hwc(t: torch.Tensor) -> np.ndarray:
+    """A (3, H, W) float tensor in [0, 1] -> an (H, W, 3) uint8 array (clamped, rounded)."""
+    arr = (t.detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(arr)
+
+
+def to_unit_tensor(prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A prepared image (HWC uint8 array or CHW float tensor) -> (3, H, W) float32 in [0, 1]."""
+    if isinstance(prepared, np.ndarray):
+        arr = np.ascontiguousarray(prepared)
+        arr = arr if arr.flags.writeable else arr.copy()
+        return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+    return prepared.float()
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """A (3, H, W) (or (1, 3, H, W)) float tensor in [0, 1] -> an RGB PIL image (8-bit).
+
+    Raises:
+        ImageLoadError: another shape or dtype, or NaN/infinite values.
+    """
+    if t.ndim == 4 and t.shape[0] == 1:
+        t = t[0]
+    return Image.fromarray(to_uint8_hwc(check_tensor_image(t)), "RGB")
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of an (N, C, H, W) tensor, reflect padding; ``sigma`` in pixels
+    (kernel radius ``ceil(3 sigma)``)."""
+    radius = min(int(math.ceil(3 * sigma)), min(x.shape[-2:]) - 1)
+    if sigma <= 0 or radius < 1:
+        return x
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
 
-from ..config import IMAGENET_MEAN, IMAGENET_STD
-from ..registry import register_detector
+from ..config import IMAGENET_MEAN, IMAGENET_STD, DetectorConfig
+from ..registry import register_detector, register_weights
 from ._backbone import create_timm
 from .recce import AEClassifier, AELoss
 from .resnet import FineTuning_Resnet18, resnet18_baseline
 
-__all__ = ["AEClassifier", "AELoss", "FineTuning_Resnet18", "resnet18_baseline"]
+__all__ = ["AEClassifier", "AELoss", "FineTuning_Resnet18", "resnet18_baseline", "PRETRAINED_DIR"]
+
+#: Weights shipped inside the package, one save_pretrained folder per ``<architecture>.<tag>``.
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
 
 @register_detector(
-    "resnet18-baseline", input_size=256, resize="squash", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-    output="softmax", head=("fc",), loss="cross_entropy",
+    "resnet18-baseline",
+    config=DetectorConfig("resnet18-baseline", input_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, output="softmax"),
+    head=("fc",), loss="cross_entropy",
     description="camp baseline: timm resnet18, 2-class head, 256x256",
 )
 def _resnet18_baseline(**kwargs) -> nn.Module:
@@ -23,8 +29,8 @@ def _resnet18_baseline(**kwargs) -> nn.Module:
 
 
 @register_detector(
-    "resnet18-finetune", input_size=224, resize="squash", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-    output="sigmoid", head=("classifier",), freeze_backbone=True, loss="bce",
+    "resnet18-finetune", config=DetectorConfig("resnet18-finetune", input_size=224, output="sigmoid"),
+    head=("classifier",), freeze_backbone=True, loss="bce",
     description="FineTuning_Resnet18: frozen resnet18 features, max pool, Linear(512, 1)",
 )
 def _resnet18_finetune(**kwargs) -> nn.Module:
@@ -32,8 +38,8 @@ def _resnet18_finetune(**kwargs) -> nn.Module:
 
 
 @register_detector(
-    "ae-classifier", input_size=224, resize="squash", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-    output="sigmoid", head=("decoder", "mff", "classfier"), loss="ae",
+    "ae-classifier", config=DetectorConfig("ae-classifier", input_size=224, output="sigmoid"),
+    head=("decoder", "mff", "classfier"), loss="ae", outputs=("logits", "reconstruction"),
     description="AEClassifier: Swin-tiny reconstruction + classification (after RECCE)",
 )
 def _ae_classifier(**kwargs) -> nn.Module:
@@ -41,10 +47,20 @@ def _ae_classifier(**kwargs) -> nn.Module:
 
 
 @register_detector(
-    "efficientnet-lite0", input_size=256, resize="squash", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-    output="sigmoid", head=("classifier",), loss="bce",
+    "efficientnet-lite0",
+    config=DetectorConfig("efficientnet-lite0", input_size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    head=("classifier",), loss="bce",
     description="timm tf_efficientnet_lite0, one logit, 256x256 (the built-in default's architecture)",
 )
 def _efficientnet_lite0(*, pretrained_backbone: bool = False, backbone_weights=None, **kwargs) -> nn.Module:
     kwargs.setdefault("num_classes", 1)
     return create_timm("tf_efficientnet_lite0", pretrained=pretrained_backbone, weights=backbone_weights, **kwargs)
+
+
+register_weights(
+    "efficientnet-lite0", "dfdc_ffhq_sbi", PRETRAINED_DIR / "efficientnet-lite0.dfdc_ffhq_sbi",
+    license="research-only (DFDC terms, FFHQ CC BY-NC-SA 4.0)",
+    description="the built-in default: fine-tuned on dfdc-faces, ffhq-stylegan and self-blended fakes "
+                "(metrics and recipe in its config.json)",
+    default=True,
+)

@@ -1,0 +1,469 @@
+"""``Trainer``: one fine-tuning run in small steps (setup, train_epoch, validate, fit).
+
+One loop serves every registry entry: the entry says which loss fits its output and which
+submodules form the head (trained when the backbone is frozen). Images are decoded and
+resized once and kept as uint8 in memory across epochs; with a frozen backbone and no
+augmentation the backbone's features are computed once and only the head is trained after
+that. Checkpoints are written atomically after every epoch (:class:`CheckpointDir`), so an
+interrupted run resumes with the same schedule and ends with the same weights as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.datasets import LabeledData, as_labeled_data, as_sources, concat_sources
+from ..distributed import DistContext
+from ..errors import DataError, TrainingError
+from ..evaluate import per_source_metrics, validation_scores
+from ..losses import make_loss
+from ..modules import freeze_norms, in_head
+from ..weights import load_weights, read_state_dict
+from .checkpoint import CheckpointDir
+from .config import TrainConfig
+from .feature_cache import FeatureCache
+from .optim import make_ema, make_optimizer, make_scheduler
+from .samples import Samples, check_source_weights, load_batches, make_batches
+
+if TYPE_CHECKING:
+    from ..detector import Detector
+
+__all__ = ["Trainer", "TrainResult", "finetune"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` (and :func:`finetune`) returns.
+
+    Attributes:
+        history: one dict per completed epoch: ``epoch`` (1-based), ``train_loss``, ``lr``,
+            ``seconds``, ``img_per_s`` and, with validation data, ``val`` (the metrics of
+            :func:`~deepfake_detect.evaluate.evaluate`; pooled over sources, with
+            ``val_sources`` per source beside it).
+        best: ``{"epoch": ..., **val metrics}`` of the best validation epoch (``None``
+            without validation data).
+        output_dir: where checkpoints were written, if anywhere.
+        interrupted: training stopped early on Ctrl-C; resume with ``resume=True``.
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    output_dir: Path | None = None
+    interrupted: bool = False
+
+
+def selection_score(val: dict[str, Any]) -> float:
+    """What picks the best epoch: the mean of per-source AUCs when there are sources, else AUC."""
+    return float(val.get("auc_mean", val["auc"]))
+
+
+def _split(data: Any) -> tuple[LabeledData, np.ndarray | None, dict[str, LabeledData] | None]:
+    """``(all images, source index per image or None, sources or None)``."""
+    sources = as_sources(data)
+    if sources is None:
+        return as_labeled_data(data), None, None
+    merged, ids = concat_sources(sources)
+    return merged, ids, sources
+
+
+class Trainer:
+    """Fine-tunes ``detector`` in place on ``train`` (validating on ``val``) with ``config``.
+
+    ``fit()`` runs :meth:`setup` and then, per epoch, :meth:`train_epoch`, :meth:`validate`
+    and a checkpoint; afterwards the detector holds the best (or last) weights and its
+    ``config.metadata`` records the training data, best metrics and the recipe.
+    """
+
+    def __init__(self, detector: "Detector", train: Any, val: Any = None, config: TrainConfig | None = None) -> None:
+        self.detector = detector
+        self.config = config if config is not None else TrainConfig()
+        self._train_arg, self._val_arg = train, val
+        self.result = TrainResult()
+        self._ready = False
+
+    # -- setup -------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Check the data, place the model, build optimiser, scheduler, EMA and feature
+        cache, and resume from the checkpoint when asked. Raises before any step on bad input."""
+        self._setup_data()
+        self._setup_device()
+        self._setup_model()
+        self._setup_optimisation()
+        self._setup_checkpoints()
+        self._ready = True
+
+    def _setup_data(self) -> None:
+        cfg = self.config
+        self.train_data, self.train_ids, train_sources = _split(self._train_arg)
+        self.source_weights = check_source_weights(cfg.source_weights, list(train_sources or {}))
+        self.val_data: LabeledData | None = None
+        self.val_ids, self.val_sources = None, None
+        if self._val_arg is not None:
+            self.val_data, self.val_ids, self.val_sources = _split(self._val_arg)
+        classes = set(np.unique(self.train_data.labels).tolist())
+        if classes != {0, 1} and not (classes == {0} and cfg.synth_fakes > 0):
+            raise DataError(f"training data {self.train_data.description} has only label(s) {sorted(classes)}; "
+                            "it needs real (0) and fake (1) images, or real images with synth_fakes > 0")
+        parts = self.val_sources or ({"": self.val_data} if self.val_data is not None else {})
+        for name, part in parts.items():
+            if set(np.unique(part.labels).tolist()) != {0, 1}:
+                where = f"validation source {name!r} ({part.description})" if name else \
+                    f"validation data {part.description}"
+                raise DataError(f"{where} needs both real (0) and fake (1) images for AUC")
+
+    def _setup_device(self) -> None:
+        dev = torch.device(self.config.device) if self.config.device is not None else None
+        if dev is None:
+            if os.environ.get("WORLD_SIZE", "1") != "1" and torch.cuda.is_available():
+                dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            else:
+                dev = self.detector.device
+        if dev.type == "cuda" and dev.index is None and os.environ.get("LOCAL_RANK"):
+            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        self.dist = DistContext.from_env(dev)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+            torch.backends.cudnn.benchmark = True
+        self.device = dev
+        amp = self.config.amp if self.config.amp is not None else dev.type == "cuda"
+        dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+        if amp and dev.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            dtype = torch.float16
+        self.amp, self.amp_dtype = bool(amp), dtype
+        self.scaler = torch.amp.GradScaler("cuda") if amp and dtype == torch.float16 and dev.type == "cuda" else None
+
+    def _setup_model(self) -> None:
+        cfg, entry = self.config, self.detector.entry
+        self.model = self.detector.model.to(self.device)
+        self.head = entry.head
+        self.frozen = entry.freeze_backbone if cfg.freeze_backbone is None else bool(cfg.freeze_backbone)
+        if self.frozen and not entry.head:
+            raise TrainingError(f"{entry.name!r} names no head modules, so its backbone cannot be frozen")
+        self.loss_spec = cfg.loss if cfg.loss is not None else entry.loss
+        self.loss_fn = make_loss(self.loss_spec, cfg.label_smoothing)
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(in_head(name, entry.head) if self.frozen else True)
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise TrainingError("no trainable parameters")
+        if any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
+            from ..fast import to_channels_last
+
+            to_channels_last(self.model)
+
+    def _setup_optimisation(self) -> None:
+        cfg = self.config
+        augment = cfg.augment if cfg.augment != "auto" else ("none" if self.frozen else "default")
+        prep = self.detector.face_crop_preprocessor() if cfg.crop_faces else self.detector.preprocessor()
+        self.samples = Samples(self.train_data, prep, augment, cfg.synth_fakes, cfg.seed,
+                               cfg.cache_images, self.train_ids, self.source_weights, cfg.epoch_size)
+        steps_per_epoch = len(make_batches(self.dist.shard(self.samples.epoch_plan(1)), cfg.batch_size))
+        lr = cfg.lr if cfg.lr is not None else (1e-3 if self.frozen else 3e-4)
+        self.optimizer = make_optimizer(cfg.optimizer, self.model, lr, cfg.weight_decay)
+        self.scheduler = make_scheduler(cfg.scheduler, self.optimizer, steps_per_epoch, cfg.epochs)
+        self.ema = make_ema(self.model, cfg.ema)
+        self.forward_model: nn.Module = self.model
+        if self.dist.enabled:
+            self.forward_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.feature_cache = None if cfg.crop_faces else FeatureCache.try_create(
+            self.model, self.head, self.frozen, self.samples, self.dist.enabled, self.loss_spec)
+
+    def _setup_checkpoints(self) -> None:
+        cfg = self.config
+        self.checkpoints = CheckpointDir(cfg.output_dir) if cfg.output_dir is not None else None
+        self.result = TrainResult(output_dir=self.checkpoints.root if self.checkpoints else None)
+        self.start_epoch, self.best_state = 1, None
+        if self.checkpoints is None:
+            return
+        ckpt = self.checkpoints
+        ckpt.recover()
+        if ckpt.has_state() and not cfg.resume:
+            raise TrainingError(f"{ckpt.root} already holds a checkpoint ({ckpt.state_file}); pass resume=True "
+                                "to continue it, or choose another output_dir")
+        if cfg.resume and ckpt.has_state():
+            self._restore(ckpt)
+        elif cfg.resume:
+            log.info("resume=True but %s holds no checkpoint: starting from epoch 1", ckpt.root)
+        if self.dist.is_main:
+            ckpt.root.mkdir(parents=True, exist_ok=True)
+
+    def _restore(self, ckpt: CheckpointDir) -> None:
+        state = ckpt.read_state()
+        load_weights(self.model, read_state_dict(ckpt.last / "model.safetensors"), source=str(ckpt.last))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["ema"])
+        _set_rng_state(state["rng"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.result.history = json.loads(state["history"])
+        self.result.best = json.loads(state["best"]) if state.get("best") else None
+        if self.dist.is_main:
+            log.info("resuming from %s at epoch %d", ckpt.state_file, self.start_epoch)
+
+    # -- one epoch ---------------------------------------------------------------------
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is validated and kept: the EMA copy when ``ema`` is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def train_epoch(self, epoch: int, pool: ThreadPoolExecutor | None = None) -> dict[str, Any]:
+        """One pass over the epoch's plan; returns its history record without validation."""
+        cfg = self.config
+        batches = make_batches(self.dist.shard(self.samples.epoch_plan(epoch)), cfg.batch_size)
+        self.model.train()
+        if self.frozen:
+            freeze_norms(self.model, self.head)
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        bar = _bar(sum(len(b) for b in batches), epoch, cfg.epochs, self._show)
+        cached = self.feature_cache is not None and self.feature_cache.ready
+        iterator = self.feature_cache.batches(batches) if cached else load_batches(self.samples, batches, epoch, pool)
+        for step, (images, labels) in enumerate(iterator):
+            loss_value = self._step(images, labels, batches[step], cached)
+            if not torch.isfinite(loss_value):
+                self.model.load_state_dict(self._last_good)
+                where = f"; the last good checkpoint is in {self.checkpoints.last}" if self.checkpoints else ""
+                raise TrainingError(f"loss became {loss_value.item()} at epoch {epoch}, step {step + 1}; "
+                                    f"weights were restored to the end of epoch {epoch - 1}{where}. "
+                                    "Lower lr or check the data")
+            self._backward(loss_value)
+            seen += len(labels)
+            loss_sum += float(loss_value.detach()) * len(labels)
+            bar.update(len(labels))
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        bar.close()
+        if self.feature_cache is not None:
+            self.feature_cache.finish_epoch()
+        seconds = time.perf_counter() - t0
+        return {
+            "epoch": epoch,
+            "train_loss": self.dist.all_reduce_mean(loss_sum / max(seen, 1)),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(seconds, 3),
+            "img_per_s": round(seen * self.dist.world_size / seconds, 2),
+        }
+
+    def _step(self, images: Any, labels: np.ndarray, batch: list[tuple[int, int]], cached: bool) -> torch.Tensor:
+        """The forward pass and loss of one batch (images: uint8 (N, H, W, 3), or cached head inputs)."""
+        y = torch.from_numpy(labels).to(self.device)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            if cached:
+                x = images.to(self.device)
+                out = self.feature_cache.head(self.model)(x)
+            else:
+                x = self.samples.prep.to_tensor(list(images)).to(self.device, non_blocking=True)
+                if self.feature_cache is not None:
+                    out = self.feature_cache.forward_and_store(self.model, self.forward_model, x, batch)
+                else:
+                    out = self.forward_model(x)
+            return self.loss_fn(out, y, x)
+
+    def _backward(self, loss_value: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss_value).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss_value.backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def validate(self) -> dict[str, Any]:
+        """Metrics of :attr:`eval_model` on the validation data: ``{"val": pooled metrics}``
+        plus ``"val_sources"`` (per source) with several sources; ``{}`` without validation data."""
+        if self.val_data is None:
+            return {}
+        from ..metrics import compute_metrics
+
+        det, data, model = self.detector, self.val_data, self.eval_model
+        if self.feature_cache is not None:
+            scores = self.feature_cache.val_scores(model, det.preprocessor(), det.config.output, data, self.device)
+        else:
+            scores = validation_scores(det, model, data, self.dist, self.config.batch_size,
+                                       crop_faces=self.config.crop_faces)
+        threshold = det.config.threshold
+        if self.val_sources is None:
+            return {"val": compute_metrics(data.labels, scores, threshold=threshold)}
+        per_source = per_source_metrics(data.labels, scores, self.val_ids, list(self.val_sources), threshold)
+        pooled = per_source.pop("pooled")
+        return {"val": pooled, "val_sources": per_source}
+
+    # -- the run -------------------------------------------------------------------------
+    @property
+    def _show(self) -> bool:
+        return self.config.progress and self.dist.is_main
+
+    def fit(self) -> TrainResult:
+        """Run the epochs (from ``start_epoch`` after a resume); Ctrl-C stops after restoring
+        the last complete epoch's weights (``result.interrupted``)."""
+        if not self._ready:
+            self.setup()
+        cfg = self.config
+        workers = cfg.num_workers
+        pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) \
+            if (workers is None or workers > 0) else None
+        self._last_good = _snapshot(self.model)
+        try:
+            for epoch in range(self.start_epoch, cfg.epochs + 1):
+                self._run_epoch(epoch, pool)
+        except KeyboardInterrupt:
+            self.result.interrupted = True
+            if self._show:
+                from tqdm.auto import tqdm
+
+                done = self.result.history[-1]["epoch"] if self.result.history else self.start_epoch - 1
+                where = f" in {self.checkpoints.root}; continue with resume=True" if self.checkpoints else ""
+                tqdm.write(f"interrupted: epochs up to {done} are complete{where}")
+            self.model.load_state_dict(self._last_good)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            self.dist.close()
+        self._finish()
+        return self.result
+
+    def _run_epoch(self, epoch: int, pool: ThreadPoolExecutor | None) -> None:
+        record = self.train_epoch(epoch, pool)
+        record.update(self.validate())
+        result = self.result
+        result.history.append(record)
+        improved = "val" in record and (result.best is None or
+                                        selection_score(record["val"]) > selection_score(result.best))
+        if improved:
+            result.best = {"epoch": epoch, **record["val"]}
+            self.best_state = _snapshot(self.eval_model)
+        self._last_good = _snapshot(self.model)
+        if self.checkpoints is not None and self.dist.is_main:
+            self._save(epoch, improved)
+        self.dist.barrier()
+        if self._show:
+            _summary(record, self.config.epochs)
+        for cb in self.config.callbacks:
+            cb(record)
+
+    def _save(self, epoch: int, improved: bool) -> None:
+        from ..detector import Detector
+
+        det = self.detector
+        config = self._trained_config()
+        state = {
+            "epoch": epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "history": json.dumps(self.result.history),
+            "best": json.dumps(self.result.best) if self.result.best else "",
+            "recipe": json.dumps(self.config.recipe()),
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.module.state_dict()
+        best = Detector(self.eval_model, config, source=det.source).save_pretrained if improved else None
+        last = Detector(self.model, config, source=det.source).save_pretrained
+        assert self.checkpoints is not None
+        self.checkpoints.write(epoch, last=last, best=best, state=state, history=self.result.history)
+
+    def _trained_config(self) -> Any:
+        """The detector's config with the training data, best metrics and recipe recorded."""
+        from .. import __version__
+
+        meta = dict(self.detector.config.metadata)
+        meta["training_data"] = self.train_data.description
+        meta["recipe"] = self.config.recipe()
+        best = self.result.best
+        if best is not None:
+            meta["metrics"] = {k: v for k, v in best.items() if k != "epoch"}
+            meta["metrics_data"] = f"validation data at epoch {best['epoch']}"
+        return self.detector.config.replace(metadata=meta, library_version=__version__)
+
+    def _finish(self) -> None:
+        model, best_state = self.model, self.best_state
+        if best_state is None and self.result.best is not None and self.checkpoints is not None:
+            best_state = read_state_dict(self.checkpoints.best / "model.safetensors")  # best epoch was before a resume
+        model.load_state_dict(best_state if best_state is not None else self.eval_model.state_dict())
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.weight.data = m.weight.data.contiguous()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.eval()
+        self.detector.config = self._trained_config()
+
+
+def finetune(detector: "Detector", train: Any, val: Any = None, *, config: TrainConfig | None = None,
+             **overrides: Any) -> TrainResult:
+    """Fine-tune ``detector`` in place on labelled images; afterwards it holds the best weights.
+
+    Args:
+        train, val: a :class:`~deepfake_detect.data.LabelFile`, a folder with ``real/`` and
+            ``fake/`` (or ``0/`` and ``1/``) subfolders, a list of ``(image, label)`` pairs
+            (1 = fake), or a torch Dataset yielding ``(image, label)``; or several sources
+            at once as a mapping ``{name: data}`` (or a list of datasets). Checked fully
+            before the first step. With several validation sources each epoch's history
+            has ``val_sources`` (metrics per source) beside the pooled ``val``, and the
+            best epoch is the one with the highest mean of the sources' AUCs
+            (``val["auc_mean"]``), so a large source does not outvote a small one.
+        config: a :class:`TrainConfig` (default: its defaults).
+        **overrides: :class:`TrainConfig` fields, applied on top of ``config``
+            (``epochs=3, lr=1e-3``, ...).
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        DataError: unusable data (checked before training starts).
+        TrainingError: non-finite loss (the last good weights are restored and kept on
+            disk), a checkpoint folder that would be overwritten, or bad arguments.
+    """
+    return Trainer(detector, train, val, TrainConfig.from_kwargs(config, **overrides)).fit()
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _bar(total: int, epoch: int, epochs: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="img", disable=not enabled, leave=False,
+                dynamic_ncols=True)
+
+
+def _summary(record: dict[str, Any], epochs: int) -> None:
+    from tqdm.auto import tqdm
+
+    line = (f"epoch {record['epoch']}/{epochs}: train_loss {record['train_loss']:.4f}, "
+            f"{record['img_per_s']:.1f} img/s, {record['seconds']:.1f} s")
+    if "val" in record:
+        v = record["val"]
+        line += f", val auc {v['auc']:.4f} acc {v['acc']:.4f}"
+    tqdm.write(line)
