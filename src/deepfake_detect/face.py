@@ -24,7 +24,7 @@ from .data.images import describe, load_image
 from .data.preprocess import Preprocessor
 from .errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
 
-__all__ = ["detect_largest_face", "crop_face", "load_cascade", "NoFaceWarning", "FaceCropPreprocessor"]
+__all__ = ["detect_largest_face", "crop_face", "crop_face_box", "load_cascade", "NoFaceWarning", "FaceCropPreprocessor"]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -100,18 +100,28 @@ def crop_face(image: Any, *, margin: float = 0.3, cascade: Any = None) -> tuple[
     Returns:
         ``(crop, True)`` when a face was found, ``(the whole RGB image, False)`` otherwise.
     """
+    crop, box = crop_face_box(image, margin=margin, cascade=cascade)
+    return crop, box is not None
+
+
+def crop_face_box(image: Any, *, margin: float = 0.3, cascade: Any = None
+                  ) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
+    """As :func:`crop_face`, but returns the face box found (``(x0, y0, x1, y1)`` in the
+    image's pixels, without the margin) instead of a flag: ``(crop, box)``, or
+    ``(the whole RGB image, None)`` when no face is found.
+    """
     if margin < 0:
         raise DeepfakeDetectError(f"margin={margin}: must be >= 0")
     img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
     box = detect_largest_face(img, cascade=cascade)
     if box is None:
-        return img, False
+        return img, None
     x0, y0, x1, y1 = box
     dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
     W, H = img.size
     crop = (max(0, int(round(x0 - dx))), max(0, int(round(y0 - dy))),
             min(W, int(round(x1 + dx))), min(H, int(round(y1 + dy))))
-    return img.crop(crop), True
+    return img.crop(crop), box
 
 
 class FaceCropPreprocessor:
@@ -132,15 +142,20 @@ class FaceCropPreprocessor:
         self._local = threading.local()
 
     def prepare(self, item: Any) -> np.ndarray | torch.Tensor:
+        return self.prepare_with_box(item)[0]
+
+    def prepare_with_box(self, item: Any) -> tuple[np.ndarray | torch.Tensor, tuple[int, int, int, int] | None]:
+        """``prepare(item)`` and the face box that was cropped (``None``: no face, the whole
+        image was prepared), in the image's pixels."""
         img = _tensor_to_pil(item) if isinstance(item, torch.Tensor) else load_image(
             item, max_pixels=self.prep.max_pixels)
         cascade = getattr(self._local, "cascade", None)
         if cascade is None:
             cascade = self._local.cascade = load_cascade()
-        crop, found = crop_face(img, margin=self.margin, cascade=cascade)
-        if not found:
+        crop, box = crop_face_box(img, margin=self.margin, cascade=cascade)
+        if box is None:
             self.not_found.append(item)
-        return self.prep.prepare(crop)
+        return self.prep.prepare(crop), box
 
     def to_tensor(self, items: list[np.ndarray | torch.Tensor]) -> torch.Tensor:
         return self.prep.to_tensor(items)
