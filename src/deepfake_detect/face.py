@@ -24,7 +24,7 @@ from .data.images import describe, load_image
 from .data.preprocess import Preprocessor
 from .errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
 
-__all__ = ["detect_largest_face", "crop_face", "crop_face_box", "load_cascade", "NoFaceWarning", "FaceCropPreprocessor"]
+__all__ = ["detect_largest_face", "crop_face", "crop_face_box", "crop_region", "load_cascade", "NoFaceWarning", "FaceCropPreprocessor"]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -116,12 +116,18 @@ def crop_face_box(image: Any, *, margin: float = 0.3, cascade: Any = None
     box = detect_largest_face(img, cascade=cascade)
     if box is None:
         return img, None
+    return img.crop(crop_region(box, img.size, margin=margin)), box
+
+
+def crop_region(box: tuple[int, int, int, int], image_size: tuple[int, int], *, margin: float = 0.3
+                ) -> tuple[int, int, int, int]:
+    """The region :func:`crop_face` cuts for a face ``box``: the box grown by ``margin`` of its
+    width (left/right) and height (top/bottom), clipped to ``image_size = (W, H)``."""
     x0, y0, x1, y1 = box
     dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
-    W, H = img.size
-    crop = (max(0, int(round(x0 - dx))), max(0, int(round(y0 - dy))),
+    W, H = image_size
+    return (max(0, int(round(x0 - dx))), max(0, int(round(y0 - dy))),
             min(W, int(round(x1 + dx))), min(H, int(round(y1 + dy))))
-    return img.crop(crop), box
 
 
 class FaceCropPreprocessor:
