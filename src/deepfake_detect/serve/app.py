@@ -311,14 +311,18 @@ def _parse_multipart(body: bytes, content_type: str, max_files: int) -> list[_Up
     def on_part_data(data: bytes, start: int, end: int) -> None:
         parts[-1][1].append(data[start:end])
 
+    ended: list[bool] = []
     callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
-                 "on_header_value": on_header_value, "on_header_end": on_header_end, "on_part_data": on_part_data}
+                 "on_header_value": on_header_value, "on_header_end": on_header_end, "on_part_data": on_part_data,
+                 "on_end": lambda: ended.append(True)}
     try:
         parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
         parser.write(body)
         parser.finalize()
     except MultipartParseError as e:
         raise RequestError(400, "body", f"malformed multipart/form-data body ({e})") from None
+    if not ended:
+        raise RequestError(400, "body", "incomplete multipart/form-data body (no closing boundary)")
     uploads: list[_Upload] = []
     for headers, chunks in parts:
         _, disp = parse_options_header(headers.get(b"content-disposition", b""))
