@@ -211,7 +211,7 @@ def check_page(url: str, browser: str, driver_path: str, tmp_path: Path, crop: b
     options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    files = [EXAMPLES / "grace_hopper.jpg", EXAMPLES / "astronaut_selfblend.jpg"]
+    files = [EXAMPLES / "astronaut.jpg", EXAMPLES / "grace_hopper_selfblend.jpg"]
     expected = {}
     for f in files:
         r = httpx.post(url + "/v1/predict", files={"file": (f.name, f.read_bytes())}, timeout=60).json()["results"][0]
