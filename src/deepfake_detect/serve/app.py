@@ -191,10 +191,11 @@ class DetectionService:
             heat[y0:y1, x0:x1] = explain(self.detector, img.crop(prepared.region), method=method)
         else:
             heat = explain(self.detector, img, method=method)
-        shown = overlay(img, heat)
         side = self.config.explain_max_side
-        if max(shown.size) > side:
-            shown.thumbnail((side, side))
+        if max(img.size) > side:  # shrink first: blending a large photo at full size costs memory for nothing
+            img = img.copy()
+            img.thumbnail((side, side))
+        shown = overlay(img, heat)  # the heatmap is resized to the image
         buf = io.BytesIO()
         shown.save(buf, format="PNG")
         return buf.getvalue(), heat.shape, method
