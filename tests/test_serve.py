@@ -254,6 +254,16 @@ def test_bad_input_gets_a_4xx_naming_the_field(tiny, images, case):
         assert r.json()["results"][0]["p_fake"] == pytest.approx(float(tiny.predict(images[0][1])[0]), abs=1e-6)
 
 
+def test_a_body_without_content_length_is_cut_at_the_limit(tiny):
+    def body():  # chunked transfer: no Content-Length to refuse it by
+        for _ in range(100):
+            yield b"x" * 10_000
+
+    with TestClient(create_app(tiny, max_upload_bytes=50_000)) as client:
+        r = client.post("/v1/predict", content=body(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["field"] == "body" and "50,000" in r.json()["reason"]
+
+
 def test_explain_rejects_bad_parameters_and_several_images(tiny, images):
     with TestClient(create_app(tiny)) as client:
         r = client.post("/v1/explain?method=magic", files=multipart(images[:1]))
