@@ -390,12 +390,20 @@ def test_cli_serve_warns_when_exposed(monkeypatch, capsys):
 
     seen: dict = {}
     monkeypatch.setattr(serve_module, "serve", lambda detector, **kw: seen.update(kw, detector=detector))
+    monkeypatch.setattr(serve_module, "return_freed_memory", lambda: seen.update(malloc=True))  # not in pytest
     assert main(["serve", "--host", "0.0.0.0", "--port", "8123", "--max-batch", "8", "--max-wait-ms", "5"]) == 0
     err = capsys.readouterr().err
     assert "no authentication" in err and "reverse proxy" in err and "docs/serve.md" in err
     assert seen["host"] == "0.0.0.0" and seen["port"] == 8123
-    assert seen["config"].max_batch == 8 and seen["config"].max_wait_ms == 5
+    assert seen["config"].max_batch == 8 and seen["config"].max_wait_ms == 5 and seen["malloc"]
     assert main(["serve", "--port", "8124"]) == 0
     assert "no authentication" not in capsys.readouterr().err
     assert main(["serve", "--max-batch", "0"]) == 1
     assert "max_batch" in capsys.readouterr().err
+
+
+def test_malloc_setting_leaves_an_explicit_environment_alone(monkeypatch):
+    from deepfake_detect.serve import return_freed_memory
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "33554432")
+    assert return_freed_memory() is False

@@ -323,7 +323,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .errors import DeepfakeDetectError
     from .data.images import MAX_IMAGE_PIXELS
-    from .serve import ServeConfig, is_loopback, serve  # first: a missing extra fails before the model loads
+    from .serve import ServeConfig, is_loopback, return_freed_memory, serve  # first: a missing extra fails early
 
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, crop_faces=args.crop_faces,
                          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
@@ -331,6 +331,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          max_queue=args.max_queue)
     if not 0 <= args.port <= 65535:
         raise DeepfakeDetectError(f"--port {args.port}: expected 0 to 65535")
+    return_freed_memory()  # flat resident memory in a long-running process
     detector = _load(args)
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: the service has no authentication and anyone who can reach "
