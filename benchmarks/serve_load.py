@@ -196,8 +196,10 @@ def main() -> None:
         "",
         table(headers, rows),
         "",
-        f"Every request was answered; errors in all runs: {total_errors}. Largest difference between a "
-        f"score from the server and `Detector.predict` on the same file: {worst_diff:.1e}.",
+        ("Every request was answered with 200; errors in all runs: 0." if total_errors == 0 else
+         f"ERRORS: {total_errors} requests failed or got a status other than 200 (see the table).")
+        + f" Largest difference between a score from the server and `Detector.predict` on the same file: "
+        f"{worst_diff:.1e}.",
     ])
     print(section)
     if not args.no_write:
