@@ -116,6 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG")
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("serve", help="an HTTP detection service with request batching and a web page (extra 'serve')",
+                       description="Serve a detector over HTTP: POST /v1/predict, POST /v1/explain, GET /v1/models, "
+                       "GET /healthz, and a drag-and-drop page at /. Concurrent requests are scored together "
+                       "in batches. There is no authentication: see docs/serve.md before exposing it.")
+    p.add_argument("model", nargs="?", default=None, metavar="DETECTOR",
+                   help="registry name, timm:<arch>, save_pretrained folder, or Hub repo id (default: the built-in default)")
+    p.add_argument("--weights", metavar="FILE", help=".safetensors or state-dict .pt/.pth to load into the model")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-batch", type=int, default=32, help="most images in one forward pass (default: 32)")
+    p.add_argument("--max-wait-ms", type=float, default=10.0,
+                   help="longest a batch waits for more images (default: 10)")
+    p.add_argument("--crop-faces", action="store_true", help="score the largest face of each image (extra 'face')")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body in MB (default: 20)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="largest image in pixels (default: the library's limit, 64,000,000)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds before an unanswered request gets 503 (default: 30)")
+    p.add_argument("--max-queue", type=int, default=256,
+                   help="most images waiting for the model before requests get 503 (default: 256)")
+    p.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -305,6 +329,29 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .errors import DeepfakeDetectError
+    from .data.images import MAX_IMAGE_PIXELS
+    from .serve import ServeConfig, is_loopback, return_freed_memory, serve  # first: a missing extra fails early
+
+    config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, crop_faces=args.crop_faces,
+                         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                         max_pixels=args.max_pixels or MAX_IMAGE_PIXELS, timeout_s=args.timeout,
+                         max_queue=args.max_queue)
+    if not 0 <= args.port <= 65535:
+        raise DeepfakeDetectError(f"--port {args.port}: expected 0 to 65535")
+    return_freed_memory()  # flat resident memory in a long-running process
+    detector = _load(args)
+    if not is_loopback(args.host):
+        print(f"warning: listening on {args.host}: the service has no authentication and anyone who can reach "
+              "this port can use it; put it behind a reverse proxy with authentication (docs/serve.md, "
+              "'Behind a reverse proxy')", file=sys.stderr)
+    print(f"serving {detector.source} on http://{args.host}:{args.port}/ (page at /, API at /v1/predict)",
+          file=sys.stderr)
+    serve(detector, host=args.host, port=args.port, config=config, access_log=not args.no_access_log)
     return 0
 
 

@@ -134,9 +134,9 @@ class Detector:
         Args:
             inputs: a path (str or Path); a folder (scanned recursively for image files,
                 in the order of :func:`deepfake_detect.data.list_images`, which gives the
-                file names back); or a list mixing paths, folders, PIL images, HWC uint8
-                numpy arrays, CHW float tensors in [0, 1], and NCHW float tensors (one
-                input per image).
+                file names back); or a list mixing paths, folders, the bytes of image files,
+                PIL images, HWC uint8 numpy arrays, CHW float tensors in [0, 1], and NCHW
+                float tensors (one input per image).
             batch_size: images per forward pass.
             device: ``"cpu"``, ``"cuda"``, ...; default: where the model is.
             progress: show a progress bar (default: only for more than 1,000 images).
@@ -308,7 +308,7 @@ def _flatten_inputs(inputs: Any) -> list[Any]:
         return [inputs]
     if isinstance(inputs, torch.Tensor):
         return list(inputs) if inputs.ndim == 4 else [inputs]
-    if isinstance(inputs, np.ndarray) or hasattr(inputs, "getpixel"):
+    if isinstance(inputs, (np.ndarray, bytes, bytearray, memoryview)) or hasattr(inputs, "getpixel"):
         return [inputs]
     if not isinstance(inputs, Iterable):
         raise ImageLoadError(describe(inputs), "unsupported input; pass a path, folder, image, or a list of them")

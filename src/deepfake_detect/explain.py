@@ -44,7 +44,7 @@ from .modules import frozen, param_dtype
 if TYPE_CHECKING:
     from .detector import Detector
 
-__all__ = ["METHODS", "explain", "save_overlay", "colorize", "fake_logit"]
+__all__ = ["METHODS", "explain", "save_overlay", "overlay", "colorize", "fake_logit"]
 
 #: Accepted values of ``method``.
 METHODS = ("auto", "gradcam", "saliency", "residual")
@@ -248,6 +248,16 @@ def save_overlay(image: Any, heat: np.ndarray, path: str | os.PathLike[str], *, 
     Returns:
         ``Path(path)``.
     """
+    blended = overlay(image, heat, alpha=alpha)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blended.save(path, format="PNG")
+    return path
+
+
+def overlay(image: Any, heat: np.ndarray, *, alpha: float = 0.5) -> Image.Image:
+    """``heat`` as a colour map blended over ``image``: an RGB PIL image of the image's size
+    (what :func:`save_overlay` writes; the arguments are the same)."""
     if not 0.0 <= alpha <= 1.0:
         raise DeepfakeDetectError(f"alpha={alpha}: expected a value in [0, 1]")
     heat = np.asarray(heat, dtype=np.float32)
@@ -259,7 +269,4 @@ def save_overlay(image: Any, heat: np.ndarray, path: str | os.PathLike[str], *, 
         heat = np.asarray(Image.fromarray(heat, "F").resize((W, H), Image.Resampling.BILINEAR))
     base = np.asarray(img, dtype=np.float32)
     blend = (1.0 - alpha) * base + alpha * colorize(heat).astype(np.float32)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(blend + 0.5, 0, 255).astype(np.uint8), "RGB").save(path, format="PNG")
-    return path
+    return Image.fromarray(np.clip(blend + 0.5, 0, 255).astype(np.uint8), "RGB")

@@ -28,8 +28,8 @@ from .data.images import describe, load_image
 from .data.preprocess import Preprocessor, tensor_to_pil
 from .errors import DeepfakeDetectError, MissingDependencyError
 
-__all__ = ["detect_largest_face", "crop_face", "load_cascade", "thread_cascade", "NoFaceWarning", "FaceCropPreprocessor",
-           "CropPolicy"]
+__all__ = ["detect_largest_face", "crop_face", "crop_face_box", "load_cascade", "thread_cascade", "NoFaceWarning",
+           "FaceCropPreprocessor", "CropPolicy"]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -172,6 +172,16 @@ def crop_face(image: Any, policy: CropPolicy | None = None, *, margin: float | N
     Returns:
         ``(crop, True)`` when a face was found, ``(the whole RGB image, False)`` otherwise.
     """
+    crop, box = crop_face_box(image, policy, margin=margin, cascade=cascade)
+    return crop, box is not None
+
+
+def crop_face_box(image: Any, policy: CropPolicy | None = None, *, margin: float | None = None,
+                  cascade: Any = None) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
+    """As :func:`crop_face`, but returns the face box found (``(x0, y0, x1, y1)`` in the
+    image's pixels, before the policy's margin) instead of a flag: ``(crop, box)``, or
+    ``(the whole RGB image, None)`` when no face is found. The crop is
+    ``image.crop(policy.crop_box(box, image.size))``."""
     policy = policy or CropPolicy()
     if margin is not None:
         if margin < 0:
@@ -180,8 +190,8 @@ def crop_face(image: Any, policy: CropPolicy | None = None, *, margin: float | N
     img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
     box = detect_largest_face(img, cascade=cascade)
     if box is None:
-        return img, False
-    return img.crop(policy.crop_box(box, img.size)), True
+        return img, None
+    return img.crop(policy.crop_box(box, img.size)), box
 
 
 class FaceCropPreprocessor:
@@ -202,12 +212,17 @@ class FaceCropPreprocessor:
         self.not_found: list[Any] = []
 
     def prepare(self, item: Any) -> np.ndarray | torch.Tensor:
+        return self.prepare_with_box(item)[0]
+
+    def prepare_with_box(self, item: Any) -> tuple[np.ndarray | torch.Tensor, tuple[int, int, int, int] | None]:
+        """``prepare(item)`` and the face box that was cropped (``None``: no face, the whole
+        image was prepared), in the image's pixels."""
         img = tensor_to_pil(item) if isinstance(item, torch.Tensor) else load_image(
             item, max_pixels=self.prep.max_pixels)
-        crop, found = crop_face(img, self.policy)
-        if not found:
+        crop, box = crop_face_box(img, self.policy)
+        if box is None:
             self.not_found.append(item)
-        return self.prep.prepare(crop)
+        return self.prep.prepare(crop), box
 
     @property
     def height(self) -> int:

@@ -3,6 +3,7 @@ a pixel limit against decompression bombs, and errors that name the file and the
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Iterable
@@ -32,7 +33,7 @@ MAX_IMAGE_PIXELS = 64_000_000
 REFUSED_FORMATS = frozenset({"EPS", "WMF"})
 _REFUSED_MAGIC = (b"%!PS", b"\xc5\xd0\xd3\xc6", b"\xd7\xcd\xc6\x9a", b"\x01\x00\x00\x00")
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, Any]  # Any: a torch.Tensor
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, Any]  # Any: a torch.Tensor
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
@@ -59,6 +60,8 @@ def describe(source: Any) -> str:
     """A short name for an input, used in messages and reports."""
     if isinstance(source, (str, os.PathLike)):
         return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source):,} bytes>"
     if isinstance(source, Image.Image):
         return f"<PIL image {source.mode} {source.size[0]}x{source.size[1]}>"
     shape = getattr(source, "shape", None)
@@ -71,7 +74,8 @@ def load_image(
     """Open ``source`` as an RGB PIL image.
 
     Args:
-        source: a file path, a PIL image, or an HWC/HW ``uint8`` numpy array.
+        source: a file path, the bytes of an image file (read in memory, nothing written
+            to disk), a PIL image, or an HWC/HW ``uint8`` numpy array.
         draft_size: ``(width, height)`` the image will be resized to; JPEG files are then
             decoded at the smallest DCT scale that is still at least this large (faster).
         max_pixels: refuse images with more pixels than this, from the header, before decoding
@@ -89,18 +93,25 @@ def load_image(
         return _to_rgb(source, describe(source))
     if isinstance(source, np.ndarray):
         return _from_array(source)
-    if not isinstance(source, (str, os.PathLike)):
-        raise ImageLoadError(describe(source), "unsupported input type; pass a path, PIL image, "
+    fp: Path | io.BytesIO
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name = describe(source)
+        if len(source) == 0:
+            raise ImageLoadError(name, "file is empty (0 bytes)")
+        fp = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        fp = Path(source)
+        name = str(fp)
+        check_input_file(fp)
+    else:
+        raise ImageLoadError(describe(source), "unsupported input type; pass a path, bytes, PIL image, "
                              "HWC uint8 numpy array, or CHW float tensor")
-    path = Path(source)
-    name = str(path)
-    check_input_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path, formats=_open_formats())
+            img = Image.open(fp, formats=_open_formats())
     except UnidentifiedImageError:
-        head = _head(path)
+        head = fp.getvalue()[:16] if isinstance(fp, io.BytesIO) else _head(fp)
         if head.startswith(_REFUSED_MAGIC):
             raise ImageLoadError(name, "looks like an EPS/PostScript or WMF/EMF file: these are not read, as PIL "
                                  "would have them rendered by an external program") from None
