@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import torch
@@ -60,3 +61,14 @@ def write_doc(path: Path, generated: str) -> str:
     page = generated.rstrip("\n") + "\n\n" + notes
     path.write_text(page)
     return page
+
+
+def stop_after(seconds: float):
+    """A ``finetune`` callback that ends training after the epoch in which ``seconds`` of wall
+    clock have passed (finetune stops cleanly on KeyboardInterrupt and keeps the best epoch)."""
+    start = time.perf_counter()
+
+    def callback(record):
+        if time.perf_counter() - start > seconds:
+            raise KeyboardInterrupt
+    return callback

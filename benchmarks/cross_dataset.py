@@ -35,21 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, stop_after, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import self_blended_set, source_splits
 
 TEST_SETS = ("dfdc", "ffhq", "sbi")
-
-
-def stop_after(seconds: float):
-    start = time.perf_counter()
-
-    def callback(record):
-        if time.perf_counter() - start > seconds:
-            raise KeyboardInterrupt  # finetune ends cleanly and keeps the best epoch
-    return callback
 
 
 def reals_only(data):

@@ -22,19 +22,10 @@ from pathlib import Path
 
 import torch
 
-from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, stop_after, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 from deepfake_detect.data import LabelFile, stratified_split
-
-
-def stop_after(seconds: float):
-    start = time.perf_counter()
-
-    def callback(record):
-        if time.perf_counter() - start > seconds:
-            raise KeyboardInterrupt  # finetune ends cleanly and keeps the best epoch
-    return callback
 
 
 def run(name: str, label: str, train, select, val, budget_s: float, **kwargs) -> list[object]:

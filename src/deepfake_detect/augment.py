@@ -48,6 +48,14 @@ def _jitter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return img
 
 
+def _jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """JPEG re-compression at quality 40-95."""
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=int(rng.integers(40, 96)))
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
 def default_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Flip; resized crop (80-100 % area); rotation up to 8 degrees; colour jitter;
     JPEG re-compression at quality 40-95; Gaussian blur. Output keeps the input size.
@@ -69,10 +77,7 @@ def default_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     if rng.random() < 0.5:
         img = _jitter(img, rng)
     if rng.random() < 0.3:
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=int(rng.integers(40, 96)))
-        buf.seek(0)
-        img = Image.open(buf).convert("RGB")
+        img = _jpeg(img, rng)
     if rng.random() < 0.15:
         img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.1, 1.2))))
     return img
@@ -106,10 +111,7 @@ def crossdomain_augment(img: Image.Image, rng: np.random.Generator) -> Image.Ima
     if rng.random() < 0.2:
         img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.5))))
     if rng.random() < 0.4:
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=int(rng.integers(40, 96)))
-        buf.seek(0)
-        img = Image.open(buf).convert("RGB")
+        img = _jpeg(img, rng)
     return img
 
 
