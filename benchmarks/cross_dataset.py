@@ -93,11 +93,12 @@ def main() -> None:
         train, holdout, val = ({k: stratified_split(v, min(0.99, args.limit / len(v)), seed=0)[1] for k, v in part.items()}
                                for part in (train, holdout, val))
     test = {**val, "sbi": self_blended_set(val, per_source=300, seed=12345)}
-    rows = []
+    rows, reused_rows = [], []
     t0 = time.perf_counter()
     for label, sources, select, kwargs in arms(train, holdout, args.seed):
         if label in done:
             rows.append(done[label])
+            reused_rows.append(label)
             continue
         torch.manual_seed(args.seed)
         det = load_detector("efficientnet-lite0", backbone_weights=args.backbone_weights)
@@ -120,13 +121,14 @@ def main() -> None:
                         [recipe.get("epochs", "?"), recipe.get("best_epoch", "?"), recipe.get("minutes", "?")]))
         print(rows[-1], file=sys.stderr, flush=True)
     minutes = (time.perf_counter() - t0) / 60
+    reused = f"; the rows of {len(reused_rows)} trained arms were read from {results_path.name}" if reused_rows else ""
     n = {k: len(v) for k, v in test.items()}
     headers = ["trained on"] + [f"{name} {m}" for name in TEST_SETS for m in ("AUC", "TPR@1e-3")] + \
         ["epochs", "best epoch", "minutes"]
     doc = f"""# Generalisation: train on one source, score on every source
 
 `python benchmarks/cross_dataset.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --backbone-weights effl0_in1k.safetensors --minutes {args.minutes:g} --epoch-size {args.epoch_size}`
-(commit {git_rev()}, {minutes:.0f} minutes). Machine: {machine()}.
+(commit {git_rev()}, {minutes:.0f} minutes{reused}). Machine: {machine()}.
 
 Every trained arm: `efficientnet-lite0` from ImageNet weights, {args.input_size}x{args.input_size}, AdamW lr 1e-3
 (constant), "crossdomain" augmentation, seed 0, epochs of {args.epoch_size} images for {args.minutes:g} minutes

@@ -367,7 +367,7 @@ def test_the_built_in_default_loads_offline_from_the_package(monkeypatch, jpeg_f
     weights = Path(dd.registry.default_weights().source) / "model.safetensors"
     assert weights.stat().st_size < 25_000_000
     assert det.num_params == dd.count_parameters("efficientnet-lite0") < 200_000_000
-    assert {"val_auc", "sbi_val_auc"} <= set(det.config.metadata["metrics"])
+    assert {"dfdc_auc", "ffhq_auc", "sbi_auc"} <= set(det.config.metadata["metrics"])
     scores = det.predict(jpeg_files)
     assert scores.shape == (5,) and np.all((scores >= 0) & (scores <= 1))
 
