@@ -37,7 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deepfake-detect {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_scoring_commands(sub)
+    _add_training_commands(sub)
+    _add_analysis_commands(sub)
+    _add_serve_command(sub)
+    return parser
 
+
+def _add_scoring_commands(sub: Any) -> None:
+    """models, predict"""
     p = sub.add_parser("models", help="list registry entries (and timm architectures) under the parameter limit",
                        description="List registered detectors with parameter counts and input sizes; with --timm, "
                        "timm architectures under the limit, largest first.")
@@ -58,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
+
+
+
+def _add_training_commands(sub: Any) -> None:
+    """finetune, evaluate"""
     p = sub.add_parser("finetune", help="fine-tune a detector on labelled images",
                        description="Fine-tune on a challenge label file + image folder, or a folder with "
                        "real/ and fake/ subfolders. Writes last/ and best/ checkpoints to --out after every epoch.")
@@ -71,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per recipe)")
-    p.add_argument("--augment", default="auto", help="auto, default, camp or none")
+    p.add_argument("--augment", default="auto", help="auto, default, crossdomain, camp or none")
     p.add_argument("--synth-fakes", type=float, default=0.0, help="self-blended fakes per real image per epoch")
     p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--backbone-weights", metavar="FILE", help="local ImageNet weights for the backbone")
@@ -91,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
+
+
+def _add_analysis_commands(sub: Any) -> None:
+    """info, explain, robustness"""
     p = sub.add_parser("info", help="a detector's config, parameter count, preprocessing and weight source",
                        description="Show what a detector is: config, parameters, preprocessing, weights.")
     p.add_argument("model", nargs="?", default=None, help="NAME|FOLDER|REPO (default: the built-in default)")
@@ -117,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     p.set_defaults(func=cmd_robustness)
 
+
+
+def _add_serve_command(sub: Any) -> None:
+    """serve"""
     p = sub.add_parser("serve", help="an HTTP detection service with request batching and a web page (extra 'serve')",
                        description="Serve a detector over HTTP: POST /v1/predict, POST /v1/explain, GET /v1/models, "
                        "GET /healthz, and a drag-and-drop page at /. Concurrent requests are scored together "
@@ -140,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most images waiting for the model before requests get 503 (default: 256)")
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=cmd_serve)
-    return parser
+
 
 
 def _load(args: argparse.Namespace):
