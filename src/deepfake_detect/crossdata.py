@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.datasets import LabeledData, LabelFile, as_labeled_data
+from .data.datasets import LabeledData, LabelFile, as_labeled_data, stratified_split
 from .errors import DataError
 
 __all__ = ["load_split", "group_split", "read_groups", "self_blended_set", "source_splits", "SOURCES_CSV"]
@@ -51,8 +51,6 @@ def source_splits(root: str | os.PathLike[str], holdout: float, *, seed: int = 0
     if (root / SOURCES_CSV).is_file():
         kept, held = group_split(train, read_groups(root / SOURCES_CSV), holdout, seed=seed)
     else:
-        from .data.datasets import stratified_split
-
         kept, held = stratified_split(train, holdout, seed=seed)
     return kept, held, load_split(root, "val")
 
