@@ -36,6 +36,9 @@ class ParameterLimitError(DeepfakeDetectError):
             "or pass max_params=None to lift the limit explicitly."
         )
 
+    def __reduce__(self) -> tuple:  # picklable (e.g. sent to the other processes under torchrun)
+        return type(self), (self.name, self.num_params, self.limit)
+
 
 class UnknownDetectorError(DeepfakeDetectError, KeyError):
     """A detector name that is neither registered, a local folder, nor a Hub repo id."""
@@ -50,6 +53,9 @@ class ImageLoadError(DeepfakeDetectError):
     def __init__(self, source: str, reason: str) -> None:
         self.source, self.reason = source, reason
         super().__init__(f"cannot load image {source}: {reason}")
+
+    def __reduce__(self) -> tuple:  # picklable (e.g. sent to the other processes under torchrun)
+        return type(self), (self.source, self.reason)
 
 
 class WeightsError(DeepfakeDetectError):
