@@ -1,15 +1,52 @@
-"""Multi-process training under ``torchrun``: process group setup and small collectives."""
+"""Multi-process training and prediction under ``torchrun``: process group setup, small
+collectives, and the per-process device and thread count."""
 
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext"]
+from .errors import DeepfakeDetectError
+
+__all__ = ["DistContext", "is_main_process", "local_device", "threads_per_process", "cores_per_process"]
+
+
+def is_main_process() -> bool:
+    """True unless this is a process of rank 1 or more under ``torchrun`` (``RANK``)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def local_device(device: str | torch.device) -> torch.device:
+    """``device``; a CUDA device without an index becomes this process's own GPU,
+    ``cuda:LOCAL_RANK``, under ``torchrun``."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and os.environ.get("LOCAL_RANK"):
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return dev
+
+
+def cores_per_process() -> int:
+    """This process's share of the CPU cores it may run on, when ``LOCAL_WORLD_SIZE``
+    processes share the machine (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def threads_per_process() -> int | None:
+    """Torch threads for each of several processes on one machine: :func:`cores_per_process`;
+    None (keep torch's own setting) for a single process, or when ``OMP_NUM_THREADS`` is set
+    (by the user, or by ``torchrun``, which sets 1 when it is unset)."""
+    if os.environ.get("OMP_NUM_THREADS") or int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= 1:
+        return None
+    return cores_per_process()
 
 
 @dataclass
@@ -43,13 +80,16 @@ class DistContext:
             owns = True
         return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local, owns_group=owns)
 
-    def shard(self, indices: list[Any]) -> list[Any]:
-        """This rank's part of ``indices``, padded by wrapping so every rank gets as many."""
+    def shard(self, indices: list[Any], *, pad: bool = True) -> list[Any]:
+        """This rank's part of ``indices`` (every ``world_size``-th, from ``rank``). With
+        ``pad``, padded by wrapping around so every rank gets as many (training steps must
+        line up); without it, the parts are disjoint and differ in length by at most one."""
         if not self.enabled:
             return indices
-        n = -(-len(indices) // self.world_size) * self.world_size
-        padded = indices + indices[: n - len(indices)]
-        return padded[self.rank::self.world_size]
+        if pad and indices:
+            n = -(-len(indices) // self.world_size) * self.world_size
+            indices = [indices[i % len(indices)] for i in range(n)]
+        return indices[self.rank::self.world_size]
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order, on every rank."""
@@ -58,6 +98,22 @@ class DistContext:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+    def raise_if_any(self, error: BaseException | None) -> None:
+        """A collective: raise on every rank when ``error`` is set on any, so that no rank is
+        left waiting in a later collective. Every rank raises the lowest failing rank's
+        exception (that rank its own; the others a copy, or a :class:`DeepfakeDetectError`
+        with its message when it cannot be pickled)."""
+        if not self.enabled:
+            if error is not None:
+                raise error
+            return
+        sent = None if error is None else _portable(error, self.rank)
+        for rank, err in enumerate(self.gather(sent)):
+            if err is not None:
+                if rank == self.rank:
+                    raise error  # type: ignore[misc]
+                raise err
 
     def all_reduce_mean(self, value: float) -> float:
         if not self.enabled:
@@ -73,3 +129,13 @@ class DistContext:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _portable(error: BaseException, rank: int) -> BaseException:
+    """``error`` when it survives pickling (all_gather_object sends it), else a
+    :class:`DeepfakeDetectError` carrying its message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return DeepfakeDetectError(f"on rank {rank}: {type(error).__name__}: {error}")

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..data.datasets import LabeledData, as_labeled_data, as_sources, concat_sources
-from ..distributed import DistContext
+from ..distributed import DistContext, local_device
 from ..errors import DataError, TrainingError
 from ..evaluate import per_source_metrics, validation_scores
 from ..losses import make_loss
@@ -132,8 +132,7 @@ class Trainer:
                 dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             else:
                 dev = self.detector.device
-        if dev.type == "cuda" and dev.index is None and os.environ.get("LOCAL_RANK"):
-            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        dev = local_device(dev)  # "cuda" is cuda:LOCAL_RANK under torchrun
         self.dist = DistContext.from_env(dev)
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
