@@ -55,7 +55,8 @@ def _add_scoring_commands(sub: Any) -> None:
 
     p = sub.add_parser("predict", help="P(fake) for images or folders; a table, or a submission CSV with --out",
                        description="Score images. Prints a table (img_name, y_pred, verdict) or, with --out, "
-                       "writes the challenge CSV 'img_name,y_pred'. Folders are scanned recursively.")
+                       "writes the challenge CSV 'img_name,y_pred'. Folders are scanned recursively. Under "
+                       "torchrun the processes share the images and rank 0 writes the output.")
     p.add_argument("paths", nargs="+", help="image files and/or folders")
     _add_model(p)
     p.add_argument("--out", "-o", metavar="CSV", help="write img_name,y_pred here instead of a table")
@@ -225,8 +226,11 @@ def _report_skipped(caught: list[warnings.WarningMessage]) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .distributed import is_main_process, local_device
     from .submission import image_names, write_submission
 
+    if args.device:  # under torchrun, "cuda" is each process's own GPU
+        args.device = str(local_device(args.device))
     detector = _load(args)
     inputs, names = image_names(args.paths)
     if not inputs:
@@ -236,9 +240,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                   progress=None if not args.no_progress else False)
     if args.crop_faces:
         kwargs["crop_faces"] = True
+    if args.device:
+        kwargs["device"] = args.device
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        scores = detector.predict(inputs, **kwargs)
+        # under torchrun each process scores its share; all of them get every score back
+        scores = detector.predict(inputs, distributed=True, **kwargs)
+    if not is_main_process():
+        return 0  # rank 0 reports and writes
     _report_skipped(caught)
     if args.out:
         rows = write_submission(names, scores, args.out)

@@ -25,6 +25,7 @@ from .registry import DetectorEntry, WeightsEntry, default_weights, get_entry, g
 from .weights import atomic_path, load_weights, read_state_dict, save_weights
 
 if TYPE_CHECKING:
+    from .distributed import DistContext
     from .training import TrainConfig, TrainResult
 
 __all__ = ["Detector", "load_detector", "SkippedImagesWarning", "CONFIG_NAME", "WEIGHTS_NAME"]
@@ -128,6 +129,7 @@ class Detector:
         max_pixels: int | None = MAX_IMAGE_PIXELS,
         crop_faces: bool = False,
         fast_decode: bool = False,
+        distributed: bool = False,
     ) -> np.ndarray:
         """P(fake) in [0, 1] for each input, in input order.
 
@@ -156,6 +158,11 @@ class Detector:
                 (Pillow's draft mode): several times faster on large photos, but scores
                 move slightly (about 1e-2 seen on a 1024-pixel photo). Off by default, so
                 scores match a full decode and resize.
+            distributed: under ``torchrun``, every process is given the same ``inputs``,
+                scores every N-th of them, and gets all the scores back (a collective call:
+                every rank must make it). On CUDA each process uses ``cuda:LOCAL_RANK``.
+                An unreadable image (``errors="raise"``) or any other failure on one rank
+                raises on every rank. Without ``torchrun`` it is an ordinary call.
 
         Returns:
             ``numpy.ndarray`` of float32, shape (number of inputs,).
@@ -164,6 +171,10 @@ class Detector:
             raise DeepfakeDetectError(f"errors={errors!r}: expected 'raise' or 'skip'")
         if batch_size < 1:
             raise DeepfakeDetectError(f"batch_size={batch_size}: must be at least 1")
+        if distributed:
+            return _predict_distributed(self, inputs, dict(
+                batch_size=batch_size, device=device, progress=progress, num_workers=num_workers, errors=errors,
+                max_pixels=max_pixels, crop_faces=crop_faces, fast_decode=fast_decode))
         if device is not None:
             self.to(device)
         items = _flatten_inputs(inputs)
@@ -346,6 +357,127 @@ def _prefetch_batches(items: Sequence[Any], prep: Preprocessor, batch_size: int,
             current = pending
             pending = submit(starts[i + 1]) if i + 1 < len(starts) else []
             yield start, [f.result() for f in current]
+
+
+#: Under ``torchrun``, each process scores this many batches between two checks that no
+#: process has failed, so a failure stops the others soon (long before a collective timeout).
+DIST_CHECK_BATCHES = 8
+
+
+def _predict_distributed(detector: Detector, inputs: Any, options: dict[str, Any]) -> np.ndarray:
+    """``detector.predict(inputs, **options)`` with the inputs split over the ``torchrun``
+    processes (every ``world_size``-th from ``rank``, no padding) and the scores gathered
+    on every rank; the warnings of ``errors="skip"`` and ``crop_faces`` are merged into one
+    each, issued on every rank."""
+    from .distributed import DistContext, cores_per_process, local_device, threads_per_process
+
+    device = options.pop("device")
+    dev = local_device(device if device is not None else
+                       "cuda" if detector.device.type == "cuda" else detector.device)
+    ctx = DistContext.from_env(dev)
+    if not ctx.enabled:
+        return detector.predict(inputs, device=device, **options)
+    threads, before = threads_per_process(), torch.get_num_threads()
+    try:
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        if options["num_workers"] is None:
+            options["num_workers"] = min(4, cores_per_process())
+        return _score_shards(detector, inputs, options, ctx, dev)
+    finally:
+        if threads is not None:
+            torch.set_num_threads(before)
+        ctx.close()
+
+
+def _score_shards(detector: Detector, inputs: Any, options: dict[str, Any], ctx: "DistContext",
+                  dev: torch.device) -> np.ndarray:
+    """Score this rank's part in steps of ``DIST_CHECK_BATCHES`` batches, all ranks checking
+    for a failure after each step; then gather the scores and warnings."""
+    from .face import NoFaceWarning
+
+    items: list[Any] = []
+    error: Exception | None = None
+    try:
+        items = _flatten_inputs(inputs)
+        detector.to(dev)
+        # the model single-process predict would run on all the inputs (built once, here)
+        detector._inference_model(optimize=len(items) >= FAST_PATH_MIN_IMAGES)
+    except Exception as e:
+        error = e
+    ctx.raise_if_any(error)
+    sizes = ctx.gather(len(items))
+    if len(set(sizes)) > 1:
+        raise DeepfakeDetectError(f"predict(distributed=True): the processes were given different inputs "
+                                  f"({', '.join(map(str, sizes))} images by rank); give each the same list")
+    n, mine = len(items), ctx.shard(list(range(len(items))), pad=False)
+    chunk = options["batch_size"] * DIST_CHECK_BATCHES
+    per_rank = -(-n // ctx.world_size)  # the most any rank has
+    steps = -(-per_rank // chunk)  # the same on every rank
+    scores = np.full(len(mine), np.nan, dtype=np.float32)
+    skipped: list[tuple[int, ImageLoadError]] = []
+    no_face: list[int] = []
+    others: list[warnings.WarningMessage] = []
+    progress = options.pop("progress")
+    bar = _progress(n, progress if ctx.is_main else False, desc="predict")
+    for step in range(steps):
+        part = mine[step * chunk:(step + 1) * chunk]
+        try:
+            if part:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    out = detector.predict([items[i] for i in part], progress=False, **options)
+                scores[step * chunk:step * chunk + len(part)] = out
+                for w in caught:
+                    if isinstance(w.message, SkippedImagesWarning):
+                        skipped += _skipped_at(part, out, w.message.errors)
+                    elif isinstance(w.message, NoFaceWarning):
+                        no_face += _in_order(part, [describe(items[i]) for i in part], w.message.inputs)
+                    else:
+                        others.append(w)
+        except Exception as e:
+            error = e
+        ctx.raise_if_any(error)
+        bar.update(_done(n, ctx.world_size, chunk, step) - bar.n)
+    bar.close()
+    result = np.full(n, np.nan, dtype=np.float32)
+    all_skipped: list[tuple[int, ImageLoadError]] = []
+    all_no_face: list[int] = []
+    for part_idx, part_scores, part_skipped, part_no_face in ctx.gather((mine, scores, skipped, no_face)):
+        result[part_idx] = part_scores
+        all_skipped += part_skipped
+        all_no_face += part_no_face
+    for w in others:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if all_no_face:
+        warnings.warn(NoFaceWarning([describe(items[i]) for i in sorted(all_no_face)], total=n), stacklevel=4)
+    if all_skipped:
+        warnings.warn(SkippedImagesWarning([e for _, e in sorted(all_skipped, key=lambda t: t[0])]), stacklevel=4)
+    return result
+
+
+def _done(n: int, world: int, chunk: int, step: int) -> int:
+    """Images scored by all the ranks together after ``step`` + 1 steps."""
+    return sum(min(len(range(r, n, world)), (step + 1) * chunk) for r in range(world))
+
+
+def _skipped_at(part: list[int], scores: np.ndarray, errors: list[ImageLoadError]) -> list[tuple[int, ImageLoadError]]:
+    """The input index of each skipped image: the NaN scores, in order (when a model also
+    gave NaN for a readable image and they do not pair up, the part's first index)."""
+    nan = [part[j] for j in np.flatnonzero(np.isnan(scores))]
+    return list(zip(nan, errors)) if len(nan) == len(errors) else [(part[0], e) for e in errors]
+
+
+def _in_order(part: list[int], names: list[str], wanted: list[str]) -> list[int]:
+    """The indices in ``part`` of ``wanted``, a subsequence of ``names`` (greedily)."""
+    out, k = [], 0
+    for i, name in zip(part, names):
+        if k < len(wanted) and name == wanted[k]:
+            out.append(i)
+            k += 1
+    return out
 
 
 def _progress(total: int, enabled: bool | None, desc: str):
