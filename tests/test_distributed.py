@@ -87,6 +87,8 @@ PREDICT_SCRIPT = textwrap.dedent("""
     det = load_detector(model)
     out = {{"threads": __import__("torch").get_num_threads()}}
     out["folder"] = det.predict(folder, distributed=True).tolist()
+    # each call makes and destroys a process group: again and again, in one run
+    out["again"] = [det.predict(folder, distributed=True).tolist() == out["folder"] for _ in range(4)]
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs)
     items = files[:3] + [bad] + files[3:]  # the bad file is input 3, on rank 1
     with warnings.catch_warnings(record=True) as caught:
@@ -119,6 +121,7 @@ def test_predict_distributed_returns_every_score_on_every_rank(tmp_path, small_m
     expected = load_detector(small_model).predict(seven_images)
     for out in ranks:
         np.testing.assert_allclose(out["folder"], expected, atol=1e-5)  # all 7, in input order
+        assert out["again"] == [True] * 4
         assert out["skip"][3] is None and None not in out["skip"][:3] + out["skip"][4:]
         np.testing.assert_allclose(out["skip"][:3] + out["skip"][4:], expected, atol=1e-5)
         assert len(out["skip_warnings"]) == 1 and len(out["skip_warnings"][0]) == 1  # one warning, no duplicate

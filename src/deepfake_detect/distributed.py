@@ -68,15 +68,16 @@ class DistContext:
 
     @classmethod
     def from_env(cls, device: torch.device | None = None) -> "DistContext":
-        """Join the process group torchrun describes in the environment (gloo on CPU, nccl on CUDA)."""
+        """Join the process group torchrun describes in the environment (gloo on CPU, nccl on
+        CUDA), or use the one already set up; :meth:`close` destroys only a group made here."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
-        rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
         owns = False
         if not dist.is_initialized():
             backend = "nccl" if (device is not None and device.type == "cuda") else "gloo"
-            dist.init_process_group(backend=backend)
+            dist.init_process_group(backend=backend, **_fresh_store())
             owns = True
         return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local, owns_group=owns)
 
@@ -129,6 +130,22 @@ class DistContext:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _fresh_store() -> dict[str, Any]:
+    """``store``, ``rank`` and ``world_size`` for ``init_process_group``: the ``env://``
+    rendezvous store, under a prefix of its own for each process group made in a run.
+
+    torch names the keys of a process group made after one was destroyed (predict, then
+    predict or finetune again, in one process) as it named the first one's, so a process
+    could read a peer's old address from the store and fail to connect. Every rank counts
+    the groups it makes with the same shared counter: the k-th group of every rank gets
+    the prefix k (no rank can start its group k+1 before every rank joined group k)."""
+    store, rank, world = next(dist.rendezvous("env://"))
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    generation = (store.add(f"deepfake_detect/groups/{restart}", 1) - 1) // world
+    return {"store": dist.PrefixStore(f"deepfake_detect/{restart}/{generation}", store), "rank": rank,
+            "world_size": world}
 
 
 def _portable(error: BaseException, rank: int) -> BaseException:
