@@ -1,5 +1,6 @@
-"""Inference backends: ONNX Runtime parity with torch for every built-in entry, the graph
-cache (hits, invalidation, atomic writes), auto's choices, int8, and their errors."""
+"""Inference backends: ONNX Runtime (and OpenVINO, where installed) parity with torch for
+every built-in entry, the graph cache (hits, invalidation, atomic writes), auto's choices,
+int8, and their errors."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ pytest.importorskip("onnx")
 BUILTIN = [n for n in dd.list_detectors() if not n.startswith("test-")]
 #: Small inputs keep the exports fast; ae-classifier's Swin encoders need 224x224.
 SMALL_INPUT = {"ae-classifier": (224, 224)}
+
+#: The graph runtimes installed here (ONNX Runtime always: the module is skipped without it).
+RUNTIMES = [b for b in backends.GRAPH_BACKENDS if backends.runtime_available(b)]
+#: What backend="auto" runs on the CPU here.
+AUTO = RUNTIMES[0]
 
 BRANCHY = "test-backends-branchy"
 
@@ -89,15 +95,16 @@ def images(n: int, size: int = 48) -> list:
 # -- parity -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "ae-classifier" else n
                                   for n in BUILTIN])
-def test_onnxruntime_matches_torch_for_every_builtin_entry(name: str, cache: Path) -> None:
+def test_graph_runtimes_match_torch_for_every_builtin_entry(name: str, cache: Path) -> None:
     d = small(name)
     h, w = d.config.input_size
     x = torch.randn(5, 3, h, w, generator=torch.Generator().manual_seed(1))
     want = d.predict_tensor(x).numpy()
-    got = d.predict_tensor(x, backend="onnxruntime").numpy()
-    assert got.shape == want.shape == (5,)
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert 0.001 < float(np.std(want)) or name == "ae-classifier"  # not a constant output: the check means something
+    for backend in RUNTIMES:  # the first exports; the others read the cached graph
+        got = d.predict_tensor(x, backend=backend).numpy()
+        assert got.shape == want.shape == (5,)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0, err_msg=backend)
     assert len(graphs(cache)) == 1
 
 
@@ -109,7 +116,7 @@ def test_predict_onnxruntime_equals_torch_and_says_so(cache: Path) -> None:
     got = d.predict(imgs, backend="onnxruntime", batch_size=3)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert d.last_backend.backend == "onnxruntime" and d.last_backend.precision == "fp32"
-    session = d._runtime.session(d.model, "fp32")
+    session = d._runtime.session(d.model, "onnxruntime")
     assert session is not None and session.threads == backends.available_cores()
 
 
@@ -204,7 +211,7 @@ def test_deepcopy_gives_a_detector_without_the_session() -> None:
     d = tiny()
     d.predict(images(2), backend="onnxruntime")
     twin = copy.deepcopy(d)
-    assert twin._runtime.session(twin.model, "fp32") is None
+    assert twin._runtime.session(twin.model, "onnxruntime") is None
     np.testing.assert_allclose(twin.predict(images(2), backend="onnxruntime"), d.predict(images(2)), atol=1e-6)
 
 
@@ -226,14 +233,14 @@ def test_auto_uses_a_cached_graph_or_a_large_job(cache: Path, monkeypatch) -> No
     d = tiny()
     want = d.predict(images(n), backend="torch")
     np.testing.assert_allclose(d.predict(images(n)), want, atol=1e-4)
-    assert d.last_backend.backend == "onnxruntime" and "cached" in d.last_backend.reason
+    assert d.last_backend.backend == AUTO and "cached" in d.last_backend.reason
     d.predict(images(1))  # the session is in memory now: even one image uses it
-    assert d.last_backend.backend == "onnxruntime"
+    assert d.last_backend.backend == AUTO
     other = tiny(seed=5)  # no graph for these weights: exported once the job is large enough
     other.predict(images(n))
     assert other.last_backend.backend == "torch"
     other.predict(images(n + 4))
-    assert other.last_backend.backend == "onnxruntime" and "exported" in other.last_backend.reason
+    assert other.last_backend.backend == AUTO and "exported" in other.last_backend.reason
 
 
 def test_auto_falls_back_when_the_graph_disagrees_with_torch(cache: Path, monkeypatch, caplog) -> None:
@@ -264,17 +271,33 @@ def test_backend_argument_checks_and_load_detector_default() -> None:
 
 
 # -- missing extra ------------------------------------------------------------------------
-def test_without_the_onnx_extra(monkeypatch) -> None:
+def test_without_the_extras(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
-    assert not backends.onnxruntime_available()
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert not backends.onnxruntime_available() and not backends.runtime_available("openvino")
     d = tiny()
     with pytest.raises(MissingDependencyError, match=r"pip install 'deepfake-detect\[onnx\]'"):
         d.predict(images(2), backend="onnxruntime")
+    with pytest.raises(MissingDependencyError, match=r"pip install 'deepfake-detect\[openvino\]'"):
+        d.predict(images(2), backend="openvino")
     with pytest.raises(MissingDependencyError, match=r"deepfake-detect\[onnx\]"):
         d.predict(images(2), precision="int8", calibration=images(2))
     monkeypatch.setattr(backends, "AUTO_EXPORT_MIN_IMAGES", 1)
+    monkeypatch.setattr(backends, "AUTO_CACHED_MIN_IMAGES", 1)
     d.predict(images(2))
-    assert d.last_backend.backend == "torch" and "not installed" in d.last_backend.reason
+    assert d.last_backend.backend == "torch" and "no graph runtime is installed" in d.last_backend.reason
+
+
+def test_auto_prefers_openvino_then_onnxruntime(monkeypatch) -> None:
+    monkeypatch.setattr(backends, "AUTO_EXPORT_MIN_IMAGES", 1)
+    monkeypatch.setattr(backends, "AUTO_CACHED_MIN_IMAGES", 1)
+    d = tiny()
+    d.predict(images(2))
+    assert d.last_backend.backend == AUTO
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    d = tiny()
+    d.predict(images(2))
+    assert d.last_backend.backend == "onnxruntime"
 
 
 # -- precisions ---------------------------------------------------------------------------
@@ -326,10 +349,10 @@ def test_cli_backend_and_precision(tmp_path: Path, cache: Path) -> None:
     def scores(csv: Path) -> np.ndarray:
         return np.array([float(line.split(",")[1]) for line in csv.read_text().splitlines()[1:]])
 
-    for backend in ("torch", "onnxruntime"):
+    for backend in ("torch", *RUNTIMES):
         proc = run("--backend", backend, "--out", str(tmp_path / f"{backend}.csv"))
         assert proc.returncode == 0, proc.stderr
-    np.testing.assert_allclose(scores(tmp_path / "onnxruntime.csv"), scores(tmp_path / "torch.csv"), atol=1e-4)
+        np.testing.assert_allclose(scores(tmp_path / f"{backend}.csv"), scores(tmp_path / "torch.csv"), atol=1e-4)
     assert len(graphs(cache)) == 1
     proc = run("--backend", "tensorrt")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr

@@ -1,31 +1,31 @@
-"""Inference backends: PyTorch, or ONNX Runtime on the detector's exported graph; and lower
-precisions, only when asked for.
+"""Inference backends: PyTorch, or a graph runtime (OpenVINO, ONNX Runtime) on the detector's
+exported graph; and lower precisions, only when asked for.
 
 :meth:`Detector.predict <deepfake_detect.Detector.predict>` takes ``backend`` and
 ``precision``; this module decides and runs them:
 
 * ``backend="torch"``: the model's own forward (BatchNorm folded and channels_last from
   :data:`~deepfake_detect.detector.FAST_PATH_MIN_IMAGES` images on).
-* ``backend="onnxruntime"``: the graph :func:`~deepfake_detect.export.export_onnx` writes,
-  run by an ONNX Runtime CPU session with one intra-op thread per available core. Needs the
-  ``onnx`` extra. The graph is exported once per version of the weights and checked against
-  the torch forward before use (P(fake) within :data:`PARITY_ATOL`); it is kept in memory by
-  the detector and on disk under :func:`graph_dir`, named by :func:`weights_digest` (a SHA-256
-  of the weights' content, the config and the library versions), so a later process with
-  the same weights loads it in a fraction of a second and changed weights never meet a stale
-  graph.
-* ``backend="auto"`` (the default): torch on CUDA; on CPU ONNX Runtime when the extra is
-  installed and the job repays the set-up: a session already built for these weights, or
-  at least :data:`AUTO_CACHED_MIN_IMAGES` images and a graph cached on disk, or at least
-  :data:`AUTO_EXPORT_MIN_IMAGES` images (then it exports). Otherwise torch. A model that
-  cannot be exported (or whose graph disagrees with torch) is scored by torch, with the
-  reason logged as a warning.
+* ``backend="onnxruntime"`` (extra ``onnx``) or ``"openvino"`` (extra ``openvino``): the
+  graph :func:`~deepfake_detect.export.export_onnx` writes, run on the CPU with one thread
+  per available core. The graph is exported once per version of the weights and checked
+  against the torch forward before use (P(fake) within :data:`PARITY_ATOL`); the detector
+  keeps the session in memory, and the graph is cached on disk under :func:`graph_dir`,
+  named by :func:`weights_digest` (a SHA-256 of the weights' content, the config and the
+  library versions), so a later process with the same weights loads it in a fraction of a
+  second, and changed weights never meet a stale graph. Both runtimes read the same file.
+* ``backend="auto"`` (the default): torch on CUDA; on CPU a graph runtime (OpenVINO if
+  installed, else ONNX Runtime) when the job repays the set-up: a session already built for
+  these weights, or at least :data:`AUTO_CACHED_MIN_IMAGES` images and a graph cached on
+  disk, or at least :data:`AUTO_EXPORT_MIN_IMAGES` images (then it exports). Otherwise torch.
+  A model that cannot be exported (or whose graph disagrees with torch) is scored by torch,
+  with the reason logged as a warning.
 
 Precisions: ``"fp32"`` (default); ``"int8"``: ONNX Runtime static quantisation (QDQ,
 per-channel int8 weights, uint8 activations whose ranges are calibrated on a few of your
-images (99.999th percentile); the pooling and head stay float32), cached per weights and calibration set;
-``"fp16"``/``"bf16"``: torch autocast, CUDA only. A lower precision is used only when asked
-for; each build of an int8 graph logs a warning and :attr:`Detector.last_backend` says what
+images (99.999th percentile); the pooling and head stay float32), cached per weights and
+calibration set; ``"fp16"``/``"bf16"``: torch autocast, CUDA only. A lower precision is used
+only when asked for; it is logged as a warning, and :attr:`Detector.last_backend` says what
 scored the last call.
 
 The cache folder is ``$DEEPFAKE_DETECT_CACHE``, else ``$XDG_CACHE_HOME/deepfake-detect``,
@@ -44,13 +44,14 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -64,14 +65,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS", "PRECISIONS", "AUTO_EXPORT_MIN_IMAGES", "AUTO_CACHED_MIN_IMAGES", "PARITY_ATOL", "MAX_CACHE_BYTES",
-    "CACHE_ENV", "BackendChoice", "OrtSession", "onnxruntime_available", "available_cores", "cache_dir",
-    "graph_dir", "clear_cache", "weights_digest", "check_backend", "check_precision",
+    "CACHE_ENV", "GRAPH_BACKENDS", "BackendChoice", "GraphSession", "OrtSession", "OpenVINOSession",
+    "runtime_available", "onnxruntime_available", "available_cores", "cache_dir", "graph_dir", "clear_cache",
+    "weights_digest", "check_backend", "check_precision", "select",
 ]
 
 log = logging.getLogger(__name__)
 
 #: ``backend`` values of :meth:`Detector.predict`.
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+#: The runtimes of exported graphs, in the order ``"auto"`` prefers them (the fastest on
+#: the built-in default first; see docs/backends.md).
+GRAPH_BACKENDS = ("openvino", "onnxruntime")
+#: backend -> (the modules it needs, the extra that installs them).
+_NEEDS = {"onnxruntime": (("onnx", "onnxruntime"), "onnx"), "openvino": (("onnx", "openvino"), "openvino")}
 #: ``precision`` values of :meth:`Detector.predict`.
 PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 #: ``backend="auto"`` exports a graph (seconds) for jobs of at least this many images.
@@ -95,7 +102,7 @@ _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class BackendChoice:
-    """What scored a call: ``backend`` (``"torch"`` or ``"onnxruntime"``), ``precision``
+    """What scored a call: ``backend`` (``"torch"``, ``"onnxruntime"``, ``"openvino"``), ``precision``
     (``"fp32"``, ``"int8"``, ``"fp16"``, ``"bf16"``) and why (``reason``, one line)."""
 
     backend: str
@@ -129,22 +136,30 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def onnxruntime_available() -> bool:
-    """Whether the ``onnx`` extra (``onnx`` and ``onnxruntime``) is importable; imports nothing."""
+def _importable(module: str) -> bool:
     try:
-        return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
-    except (ImportError, ValueError):
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # e.g. sys.modules[module] = None
         return False
 
 
-def _require_onnxruntime(feature: str) -> None:
-    for module in ("onnx", "onnxruntime"):
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            raise MissingDependencyError(module, "onnx", feature)
+def runtime_available(backend: str) -> bool:
+    """Whether a graph backend (``"onnxruntime"``: extra ``onnx``; ``"openvino"``: extra
+    ``openvino``) can run here; checks the packages without importing them."""
+    modules, _ = _NEEDS[backend]
+    return all(_importable(m) for m in modules)
+
+
+def onnxruntime_available() -> bool:
+    """Whether the ``onnx`` extra (``onnx`` and ``onnxruntime``) is importable; imports nothing."""
+    return runtime_available("onnxruntime")
+
+
+def _require(backend: str, feature: str) -> None:
+    modules, extra = _NEEDS[backend]
+    for module in modules:
+        if not _importable(module):
+            raise MissingDependencyError(module, extra, feature)
 
 
 def available_cores() -> int:
@@ -239,9 +254,9 @@ class _WeightsVersion:
         return weights_fingerprint(model) == self.fingerprint and all(r() is not None for r in self._refs)
 
 
-# -- the ONNX Runtime session -------------------------------------------------------------
-class OrtSession:
-    """An ONNX Runtime CPU session on an exported detector graph.
+# -- graph sessions -----------------------------------------------------------------------
+class GraphSession:
+    """A CPU session of a graph runtime on an exported detector graph.
 
     Call it with a normalised (N, 3, H, W) float32 batch (tensor or array, any memory
     format); it returns P(fake), a float32 array of shape (N,). Thread-safe.
@@ -250,13 +265,44 @@ class OrtSession:
         path: the ``.onnx`` file (read once, when the session is created).
         precision: what the graph computes in (``"fp32"`` or ``"int8"``), for reports.
         threads: intra-op threads (default :func:`available_cores`).
+
+    Attributes:
+        backend: ``"onnxruntime"`` or ``"openvino"``.
     """
 
+    backend = ""
+
     def __init__(self, path: str | os.PathLike[str], *, precision: str = "fp32", threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.precision = precision
+        self.threads = threads or available_cores()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """P(fake) of a C-contiguous (N, 3, H, W) float32 array."""
+        raise NotImplementedError
+
+    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        if isinstance(batch, torch.Tensor):
+            x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+        else:
+            x = np.ascontiguousarray(batch, dtype=np.float32)
+        return np.asarray(self.run(x), dtype=np.float32).reshape(-1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, precision={self.precision!r}, threads={self.threads})"
+
+
+class OrtSession(GraphSession):
+    """An ONNX Runtime CPU session (see :class:`GraphSession`)."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], *, precision: str = "fp32", threads: int | None = None) -> None:
+        super().__init__(path, precision=precision, threads=threads)
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or available_cores()
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -264,34 +310,48 @@ class OrtSession:
         # cores, and on a shared machine spinning costs more than it saves.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
-        self.path = Path(path)
-        self.precision = precision
-        self.threads = opts.intra_op_num_threads
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
 
-    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
-        if isinstance(batch, torch.Tensor):
-            x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-        else:
-            x = np.ascontiguousarray(batch, dtype=np.float32)
-        (out,) = self._session.run([self._output], {self._input: x})
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output], {self._input: x})[0]
 
-    def __repr__(self) -> str:
-        return f"OrtSession({str(self.path)!r}, precision={self.precision!r}, threads={self.threads})"
+
+class OpenVINOSession(GraphSession):
+    """An OpenVINO CPU session (see :class:`GraphSession`): latency mode, float32 inference
+    (OpenVINO would otherwise run bf16 on CPUs that have it, and scores would move)."""
+
+    backend = "openvino"
+
+    def __init__(self, path: str | os.PathLike[str], *, precision: str = "fp32", threads: int | None = None) -> None:
+        super().__init__(path, precision=precision, threads=threads)
+        import openvino as ov
+
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
+        if precision == "fp32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        self._compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()  # an infer request runs one batch at a time
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return np.array(self._request.infer({0: x})[0], copy=True)
+
+
+_SESSIONS: dict[str, type[GraphSession]] = {"onnxruntime": OrtSession, "openvino": OpenVINOSession}
 
 
 # -- per-detector state -------------------------------------------------------------------
 class Runtime:
-    """A detector's ONNX Runtime state: its sessions (one per precision and calibration set,
-    for the current weights), the SHA-256 of its current weights, and the reason its current
-    weights could not be exported. Not copied with the detector (``copy.deepcopy`` and pickling
-    give an empty one)."""
+    """A detector's graph-runtime state: its sessions (one per backend, precision and
+    calibration set, for the current weights), the SHA-256 of its current weights, and the
+    reason its current weights could not be exported. Not copied with the detector
+    (``copy.deepcopy`` and pickling give an empty one)."""
 
     def __init__(self) -> None:
-        self._sessions: dict[tuple[str, str], tuple[_WeightsVersion, OrtSession]] = {}
+        self._sessions: dict[tuple[str, str, str], tuple[_WeightsVersion, GraphSession]] = {}
         self._digests: dict[str, tuple[_WeightsVersion, str]] = {}
         self._failed: tuple[_WeightsVersion, str] | None = None
 
@@ -304,9 +364,14 @@ class Runtime:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()
 
-    def session(self, model: nn.Module, precision: str, calibration_digest: str = "") -> OrtSession | None:
-        entry = self._sessions.get((precision, calibration_digest))
+    def session(self, model: nn.Module, backend: str, precision: str = "fp32",
+                calibration_digest: str = "") -> GraphSession | None:
+        """The session of ``backend`` for the model's current weights, or None."""
+        entry = self._sessions.get((backend, precision, calibration_digest))
         return entry[1] if entry is not None and entry[0].matches(model) else None
+
+    def keep(self, version: _WeightsVersion, session: GraphSession, calibration_digest: str = "") -> None:
+        self._sessions[(session.backend, session.precision, calibration_digest)] = (version, session)
 
     def digest(self, model: nn.Module, config: Any, *extra: str) -> str:
         tag = "\0".join(extra)
@@ -327,20 +392,20 @@ def _runtime(detector: "Detector") -> Runtime:
 
 
 # -- choosing and running -----------------------------------------------------------------
-Scorer = Callable[[torch.Tensor], np.ndarray]
+Scorer = Callable[[Union[torch.Tensor, np.ndarray]], np.ndarray]
 
 
 def select(detector: "Detector", backend: str, precision: str, *, num_images: int,
            calibration: Any = None) -> tuple[BackendChoice, Scorer]:
     """Decide what scores ``num_images`` images and return it: ``(choice, scorer)``, where
     ``scorer(batch)`` maps a normalised (N, 3, H, W) float32 batch to P(fake), a float32
-    array (N,).
+    array (N,) (for a graph backend the scorer is its :class:`GraphSession`).
 
     Raises:
         DeepfakeDetectError: a bad ``backend``/``precision``, a precision this device or
-            backend cannot run, ``int8`` without calibration images, or (explicit
-            ``"onnxruntime"``) a model that cannot be exported.
-        MissingDependencyError: ONNX Runtime asked for (or int8) without the ``onnx`` extra.
+            backend cannot run, ``int8`` without calibration images, or (explicit graph
+            backend) a model that cannot be exported.
+        MissingDependencyError: a graph backend (or int8) without its extra.
     """
     check_backend(backend)
     check_precision(precision)
@@ -348,9 +413,10 @@ def select(detector: "Detector", backend: str, precision: str, *, num_images: in
     if precision in _AUTOCAST_DTYPES:
         return _select_autocast(detector, backend, precision, device, num_images)
     if precision == "int8":
-        if backend == "torch":
-            raise DeepfakeDetectError("precision='int8' runs on ONNX Runtime: use backend='onnxruntime' or 'auto'")
-        _require_onnxruntime("precision='int8'")
+        if backend not in ("auto", "onnxruntime"):
+            raise DeepfakeDetectError(f"precision='int8' runs on ONNX Runtime, not {backend!r}: "
+                                      "use backend='onnxruntime' or 'auto'")
+        _require("onnxruntime", "precision='int8'")
         if calibration is None:
             raise DeepfakeDetectError(
                 "precision='int8' needs calibration images to set the activation ranges: "
@@ -359,18 +425,18 @@ def select(detector: "Detector", backend: str, precision: str, *, num_images: in
         return BackendChoice("onnxruntime", "int8", f"static int8 graph {session.path.name}"), session
     if backend == "torch":
         return BackendChoice("torch", "fp32", "backend='torch'"), _torch_scorer(detector, num_images, "fp32")
-    if backend == "onnxruntime":
-        _require_onnxruntime("backend='onnxruntime'")
-        session = _fp32_session(detector)
-        return BackendChoice("onnxruntime", "fp32", f"graph {session.path.name}"), session
+    if backend != "auto":
+        _require(backend, f"backend={backend!r}")
+        session = _graph_session(detector, backend)
+        return BackendChoice(backend, "fp32", f"graph {session.path.name}"), session
     return _select_auto(detector, device, num_images)
 
 
 def _select_autocast(detector: "Detector", backend: str, precision: str, device: torch.device,
                      num_images: int) -> tuple[BackendChoice, Scorer]:
-    if backend == "onnxruntime":
+    if backend in GRAPH_BACKENDS:
         raise DeepfakeDetectError(f"precision={precision!r} runs on the torch backend on CUDA; "
-                                  "ONNX Runtime here runs 'fp32' or 'int8'")
+                                  f"{backend} here runs 'fp32' (and ONNX Runtime 'int8')")
     if device.type != "cuda":
         raise DeepfakeDetectError(
             f"precision={precision!r} needs a CUDA device (torch autocast); the detector is on {device}. "
@@ -389,28 +455,30 @@ def _select_auto(detector: "Detector", device: torch.device, num_images: int) ->
 
     if device.type != "cpu":
         return torch_choice(f"the model is on {device}")
-    if not onnxruntime_available():
-        return torch_choice("the onnx extra is not installed (pip install 'deepfake-detect[onnx]')")
+    backend = next((b for b in GRAPH_BACKENDS if runtime_available(b)), None)
+    if backend is None:
+        return torch_choice("no graph runtime is installed (pip install 'deepfake-detect[onnx]' or "
+                            "'deepfake-detect[openvino]')")
     runtime, model = _runtime(detector), detector.model
     failed = runtime.failure(model)
     if failed is not None:
         return torch_choice(f"these weights could not be exported: {failed}")
-    session = runtime.session(model, "fp32")
+    session = runtime.session(model, backend)
     if session is not None:
-        return BackendChoice("onnxruntime", "fp32", f"session in memory ({session.path.name})"), session
+        return BackendChoice(backend, "fp32", f"session in memory ({session.path.name})"), session
     if num_images < AUTO_CACHED_MIN_IMAGES:
         return torch_choice(f"{num_images} image(s), fewer than {AUTO_CACHED_MIN_IMAGES}")
     cached = (graph_dir() / f"{_fp32_digest(detector)}.onnx").is_file()
     if not cached and num_images < AUTO_EXPORT_MIN_IMAGES:
         return torch_choice(f"{num_images} images, fewer than {AUTO_EXPORT_MIN_IMAGES}, and no cached graph")
     try:
-        session = _fp32_session(detector)
+        session = _graph_session(detector, backend)
     except DeepfakeDetectError as e:
         log.warning("backend='auto': %s; scoring with torch instead", e)
         return BackendChoice("torch", "fp32", f"export failed: {e}"), _torch_scorer(detector, num_images, "fp32")
     reason = "cached graph" if cached else f"{num_images} images, exported"
-    log.info("backend='auto' chose onnxruntime: %s (%s)", reason, session.path)
-    return BackendChoice("onnxruntime", "fp32", f"{reason} ({session.path.name})"), session
+    log.info("backend='auto' chose %s: %s (%s)", backend, reason, session.path)
+    return BackendChoice(backend, "fp32", f"{reason} ({session.path.name})"), session
 
 
 def _torch_scorer(detector: "Detector", num_images: int, precision: str) -> Scorer:
@@ -419,7 +487,7 @@ def _torch_scorer(detector: "Detector", num_images: int, precision: str) -> Scor
     optimize = num_images >= FAST_PATH_MIN_IMAGES
 
     def score(batch: torch.Tensor) -> np.ndarray:
-        return detector.predict_tensor(batch, optimize=optimize, precision=precision).float().cpu().numpy()
+        return torch_scores(detector, batch, optimize=optimize, precision=precision).float().cpu().numpy()
 
     return score
 
@@ -442,32 +510,36 @@ def _fp32_digest(detector: "Detector") -> str:
     return _runtime(detector).digest(detector.model, detector.config, "fp32")
 
 
-def _fp32_session(detector: "Detector") -> OrtSession:
-    """The float32 session of the detector's current weights: from memory, from the disk
-    cache, or exported (and checked against torch) now."""
+def _graph_session(detector: "Detector", backend: str) -> GraphSession:
+    """The float32 session of ``backend`` for the detector's current weights: from memory,
+    on the graph cached on disk, or on a graph exported (and checked against torch) now."""
     runtime, model = _runtime(detector), detector.model
-    session = runtime.session(model, "fp32")
+    session = runtime.session(model, backend)
     if session is not None:
         return session
     version = _WeightsVersion(model)
     digest = _fp32_digest(detector)
-    session = _cached_session(graph_dir() / f"{digest}.onnx", "fp32")
+    session = _cached_session(graph_dir() / f"{digest}.onnx", backend, "fp32")
     if session is None:
         try:
-            session = _build_cached(digest, lambda tmp: _export_checked(detector, tmp), "fp32")
+            session = _build_cached(digest, lambda tmp: _export_checked(detector, tmp, backend), backend, "fp32")
         except DeepfakeDetectError as e:
             runtime._failed = (version, str(e))  # noqa: SLF001 - auto does not try again for these weights
             raise
-    runtime._sessions[("fp32", "")] = (version, session)  # noqa: SLF001
+    runtime.keep(version, session)
     return session
 
 
-def _cached_session(path: Path, precision: str) -> OrtSession | None:
+def _open(backend: str, path: Path, precision: str) -> GraphSession:
+    return _SESSIONS[backend](path, precision=precision)
+
+
+def _cached_session(path: Path, backend: str, precision: str) -> GraphSession | None:
     """A session on a cached graph, or None when there is none (or it is unreadable, then it is removed)."""
     if not path.is_file():
         return None
     try:
-        session = OrtSession(path, precision=precision)
+        session = _open(backend, path, precision)
     except Exception as e:  # a damaged file: export again
         log.warning("cached graph %s is unreadable (%s: %s); rebuilding it", path, type(e).__name__, e)
         path.unlink(missing_ok=True)
@@ -476,14 +548,14 @@ def _cached_session(path: Path, precision: str) -> OrtSession | None:
         os.utime(path)  # most recently used: pruned last
     except OSError:
         pass
-    log.info("loaded cached graph %s", path)
+    log.info("loaded cached graph %s (%s)", path, backend)
     return session
 
 
-def _build_cached(digest: str, build: Callable[[Path], None], precision: str) -> OrtSession:
+def _build_cached(digest: str, build: Callable[[Path], None], backend: str, precision: str) -> GraphSession:
     """Run ``build(tmp_path)``, move the file to ``graph_dir()/<digest>.onnx`` atomically, and
-    open a session on it. Where the cache folder is not writable, the graph is built in a
-    temporary folder and kept in memory only."""
+    open a ``backend`` session on it. Where the cache folder is not writable, the graph is
+    built in a temporary folder and kept in memory only."""
     folder = graph_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -495,7 +567,7 @@ def _build_cached(digest: str, build: Callable[[Path], None], precision: str) ->
         with tempfile.TemporaryDirectory(prefix="deepfake-detect-") as tmp_dir:
             path = Path(tmp_dir) / f"{digest}.onnx"
             build(path)
-            return OrtSession(path, precision=precision)
+            return _open(backend, path, precision)
     final = folder / f"{digest}.onnx"
     tmp = folder / f".{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
@@ -504,7 +576,7 @@ def _build_cached(digest: str, build: Callable[[Path], None], precision: str) ->
     finally:
         tmp.unlink(missing_ok=True)
     _prune(folder, keep=final)
-    return OrtSession(final, precision=precision)
+    return _open(backend, final, precision)
 
 
 def _prune(folder: Path, keep: Path) -> None:
@@ -530,9 +602,9 @@ def _prune(folder: Path, keep: Path) -> None:
             total -= size
 
 
-def _export_checked(detector: "Detector", path: Path) -> None:
-    """Export the detector's graph to ``path`` and check it against the torch forward on a
-    random batch of 3 (another batch size than the exporter traced with).
+def _export_checked(detector: "Detector", path: Path, backend: str) -> None:
+    """Export the detector's graph to ``path`` and check it, run by ``backend``, against the
+    torch forward on a random batch of 3 (another batch size than the exporter traced with).
 
     Raises:
         DeepfakeDetectError: the export failed, or the graph's P(fake) differs from torch's
@@ -546,9 +618,9 @@ def _export_checked(detector: "Detector", path: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     probe = torch.randn(3, 3, h, w, generator=gen)
     try:
-        got = OrtSession(path)(probe)
+        got = _open(backend, path, "fp32")(probe)
     except Exception as e:
-        raise DeepfakeDetectError(f"ONNX Runtime cannot run the exported graph of {detector.config.architecture}: "
+        raise DeepfakeDetectError(f"{backend} cannot run the exported graph of {detector.config.architecture}: "
                                   f"{type(e).__name__}: {e}") from e
     want = torch_scores(detector, probe, optimize=False, precision="fp32").float().cpu().numpy()
     diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
@@ -572,23 +644,23 @@ def _calibration_batch(detector: "Detector", calibration: Any) -> np.ndarray:
     return prep.to_tensor(arrays).contiguous().numpy()
 
 
-def _int8_session(detector: "Detector", calibration: Any) -> OrtSession:
+def _int8_session(detector: "Detector", calibration: Any) -> GraphSession:
     runtime, model = _runtime(detector), detector.model
     calib = _calibration_batch(detector, calibration)
     calib_digest = hashlib.sha256(calib.tobytes()).hexdigest()
-    session = runtime.session(model, "int8", calib_digest)
+    session = runtime.session(model, "onnxruntime", "int8", calib_digest)
     if session is not None:
         return session
     version = _WeightsVersion(model)
-    fp32 = _fp32_session(detector)
+    fp32 = _graph_session(detector, "onnxruntime")
     digest = runtime.digest(model, detector.config, "int8", _INT8_RECIPE, calib_digest,
                             f"onnxruntime={_version('onnxruntime')}")
-    session = _cached_session(graph_dir() / f"{digest}.onnx", "int8")
+    session = _cached_session(graph_dir() / f"{digest}.onnx", "onnxruntime", "int8")
     if session is None:
-        session = _build_cached(digest, lambda tmp: quantize_int8(fp32.path, tmp, calib), "int8")
+        session = _build_cached(digest, lambda tmp: quantize_int8(fp32.path, tmp, calib), "onnxruntime", "int8")
     log.warning("scoring with an int8 graph (ONNX Runtime static quantisation calibrated on %d image(s), %s): "
                 "scores differ from float32; see docs/backends.md", len(calib), session.path)
-    runtime._sessions[("int8", calib_digest)] = (version, session)  # noqa: SLF001
+    runtime.keep(version, session, calib_digest)
     return session
 
 

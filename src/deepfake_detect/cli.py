@@ -74,9 +74,10 @@ def _add_scoring_commands(sub: Any) -> None:
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
-                   help="what runs the model: auto (default: ONNX Runtime on CPU when installed and the job is "
-                   "large enough or its graph is cached, else torch), torch, or onnxruntime (extra 'onnx')")
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "openvino"), default="auto",
+                   help="what runs the model: auto (default: on CPU OpenVINO or ONNX Runtime when installed and the "
+                   "job is large enough or its graph is cached, else torch), torch, onnxruntime (extra 'onnx') or "
+                   "openvino (extra 'openvino')")
 
 
 

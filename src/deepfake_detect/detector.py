@@ -57,8 +57,8 @@ class Detector:
     that :func:`load_detector` (and the Hub) reads back.
 
     Attributes:
-        backend: what ``predict`` runs on by default: ``"auto"``, ``"torch"`` or
-            ``"onnxruntime"`` (see :mod:`deepfake_detect.backends`).
+        backend: what ``predict`` runs on by default: ``"auto"``, ``"torch"``,
+            ``"onnxruntime"`` or ``"openvino"`` (see :mod:`deepfake_detect.backends`).
         last_backend: what scored the last ``predict`` call (backend, precision, reason),
             ``None`` before the first.
     """
@@ -125,12 +125,13 @@ class Detector:
             optimize: torch backend: run the inference-optimised copy of the model
                 (BatchNorm folded, channels_last; built once per set of weights, which costs
                 a fraction of a second).
-            backend: ``"torch"`` (default here, unlike :meth:`predict`), ``"onnxruntime"``
-                or ``"auto"`` (decided for a job of ``N`` images); see :meth:`predict`.
+            backend: ``"torch"`` (default here, unlike :meth:`predict`), ``"onnxruntime"``,
+                ``"openvino"`` or ``"auto"`` (decided for a job of ``N`` images); see
+                :meth:`predict`.
             precision, calibration: as for :meth:`predict`.
 
         Returns:
-            On the batch's device for the torch backend, on the CPU for ONNX Runtime.
+            On the batch's device for the torch backend, on the CPU for a graph runtime.
         """
         from .backends import select, torch_scores
 
@@ -186,12 +187,14 @@ class Detector:
                 move slightly (about 1e-2 seen on a 1024-pixel photo). Off by default, so
                 scores match a full decode and resize.
             backend: what runs the model (default: :attr:`backend`, set by
-                :func:`load_detector`): ``"torch"``; ``"onnxruntime"``, the exported graph
-                on an ONNX Runtime CPU session (extra ``onnx``; exported once per version
-                of the weights and cached on disk; scores equal torch's within 1e-4);
-                ``"auto"``: ONNX Runtime on CPU when it repays its set-up (a session or a
-                cached graph for these weights, or a large job), else torch; torch on
-                CUDA. See :mod:`deepfake_detect.backends`; :attr:`last_backend` says what ran.
+                :func:`load_detector`): ``"torch"``; ``"onnxruntime"`` (extra ``onnx``) or
+                ``"openvino"`` (extra ``openvino``): the exported graph on a CPU session
+                (exported once per version of the weights, checked against torch and cached
+                on disk; scores equal torch's within 1e-4); ``"auto"``: on CPU a graph
+                runtime (OpenVINO if installed, else ONNX Runtime) when it repays its
+                set-up (a session or a cached graph for these weights, or a large job),
+                else torch; torch on CUDA. See :mod:`deepfake_detect.backends`;
+                :attr:`last_backend` says what ran.
             precision: ``"fp32"`` (default); ``"int8"``: a statically quantised graph on
                 ONNX Runtime, calibrated on ``calibration`` (faster on some CPUs, scores
                 move); ``"fp16"``/``"bf16"``: torch autocast, CUDA only. Used only when
@@ -206,9 +209,9 @@ class Detector:
         Raises:
             ImageLoadError: an unreadable input (with ``errors="raise"``).
             MissingDependencyError: ``backend="onnxruntime"`` or ``precision="int8"``
-                without the ``onnx`` extra.
-            DeepfakeDetectError: bad arguments; a precision the device cannot run;
-                ``backend="onnxruntime"`` on a model that cannot be exported.
+                without the ``onnx`` extra; ``backend="openvino"`` without ``openvino``.
+            DeepfakeDetectError: bad arguments; a precision the device cannot run; a
+                graph backend asked for on a model that cannot be exported.
         """
         from .backends import select
 
@@ -223,6 +226,7 @@ class Detector:
         items = _flatten_inputs(inputs)
         choice, score = select(self, backend, precision, num_images=len(items), calibration=calibration)
         self.last_backend = choice
+        graph = choice.backend != "torch"  # a graph runtime takes a C-contiguous NCHW array
         scores = np.full(len(items), np.nan, dtype=np.float32)
         skipped: list[ImageLoadError] = []
         prep = self.preprocessor(max_pixels=max_pixels, draft=fast_decode)
@@ -238,7 +242,8 @@ class Detector:
                         raise p
                     skipped.append(p)
             if ok:
-                batch = prep.to_tensor([prepared[i] for i in ok])
+                ready = [prepared[i] for i in ok]
+                batch = prep.to_array(ready) if graph else prep.to_tensor(ready)
                 scores[[start + i for i in ok]] = score(batch)
             bar.update(len(prepared))
         bar.close()
@@ -446,7 +451,8 @@ def load_detector(
         revision, cache_dir, token, local_files_only: for Hub repo ids (see
             :mod:`deepfake_detect.hub`).
         backend: the detector's default for :meth:`Detector.predict`: ``"auto"``,
-            ``"torch"`` or ``"onnxruntime"`` (stored as :attr:`Detector.backend`).
+            ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (stored as
+            :attr:`Detector.backend`).
         **model_kwargs: passed to the architecture's factory, e.g.
             ``pretrained_backbone=True`` (timm's ImageNet weights, needs network or the Hub
             cache) or ``backbone_weights=PATH`` (local ImageNet weights).
