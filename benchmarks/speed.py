@@ -2,10 +2,13 @@
 
     python benchmarks/speed.py ../shared/data/ffhq-stylegan [--quick]
 
-Measures, for every registry entry at its input size: the camp notebook's predict loop
-(Dataset + torchvision Resize/ToTensor/Normalize, DataLoader batch 40 with 2 workers,
-no_grad, softmax/sigmoid) vs ``Detector.predict`` vs the bare model forward on a ready
-tensor (channels_last, inference_mode); fine-tuning img/s of the camp train loop vs
+Measures, for the built-in default and every registry entry at its input size: the camp
+notebook's predict loop (Dataset + torchvision Resize/ToTensor/Normalize, DataLoader batch
+40 with 2 workers, no_grad, softmax/sigmoid) vs ``Detector.predict`` on the torch backend
+and with ``backend="auto"`` vs the bare model forward on a ready tensor (torch,
+channels_last, inference_mode) and the graph runtimes' sessions (ONNX Runtime, OpenVINO) on a
+ready array (the limits);
+fine-tuning img/s of the camp train loop vs
 ``Detector.finetune``; frozen-backbone epoch times; predict's peak memory over 500 vs 5,000
 images; and the first-call latency of ``load_detector()`` + one prediction. Writes
 docs/benchmarks.md.
@@ -14,9 +17,13 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +35,7 @@ from torch import nn
 from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
+from deepfake_detect.backends import GRAPH_BACKENDS, runtime_available, select
 from deepfake_detect.data import LabelFile
 
 
@@ -68,42 +76,74 @@ def camp_predict(det, paths) -> tuple[float, np.ndarray]:
     return len(paths) / (time.perf_counter() - t), np.concatenate(out)
 
 
-def bare_forward(det, n: int, batch: int) -> float:
+#: The graph runtimes installed here (each gets a "limit" column).
+RUNTIMES = [b for b in GRAPH_BACKENDS if runtime_available(b)]
+
+
+def bare_forward(det, n: int, batch: int) -> dict[str, float]:
+    """img/s of the plain and the optimised torch forward, and of each graph runtime's
+    session (the limit of ``predict(backend=...)``), on the same ready random batch."""
     fast_model = det._inference_model()  # noqa: SLF001 - the same optimised module predict uses
     plain = det.model.eval()
     h, w = det.config.input_size
     x = torch.randn(batch, 3, h, w).contiguous(memory_format=torch.channels_last)
+    x_nchw = x.contiguous().numpy()
+    runs = {"plain": lambda: plain(x), "optimised": lambda: fast_model(x)}
+    for backend in RUNTIMES:  # the sessions predict runs
+        runs[backend] = lambda s=select(det, backend, "fp32", num_images=n)[1]: s(x_nchw)
     best = {}
-    for name, m in (("plain", plain), ("optimised", fast_model)):
+    for name, run in runs.items():
         with torch.inference_mode():
-            m(x)
+            run()
             t = time.perf_counter()
             done = 0
             while done < n:
-                m(x)
+                run()
                 done += batch
         best[name] = done / (time.perf_counter() - t)
-    return best["plain"], best["optimised"]
+    return best
+
+
+def timed_predict(det, paths: list[Path], backend: str) -> tuple[float, np.ndarray]:
+    t = time.perf_counter()
+    scores = det.predict(paths, batch_size=32, backend=backend)
+    return len(paths) / (time.perf_counter() - t), scores
+
+
+PREDICT_HEADERS = ["detector", "input", "images", "camp loop", "predict (torch)", "predict (auto)", "ran", "bare (plain)",
+                   "bare (optimised)", "limit (OpenVINO)", "limit (ORT)", "torch / camp", "auto / torch", "auto / limit",
+                   "export s", "max score diff", "auto vs torch"]
+#: Rows of the predict table: the built-in default (``load_detector()``), then the registry entries.
+PREDICT_ENTRIES = ("default", "efficientnet-lite0", "resnet18-baseline", "resnet18-finetune", "ae-classifier")
 
 
 def predict_rows(paths: list[Path], quick: bool) -> tuple[list[list[object]], dict]:
     rows, raw = [], {}
-    for name in ("efficientnet-lite0", "resnet18-baseline", "resnet18-finetune", "ae-classifier"):
+    for name in PREDICT_ENTRIES:
         n = 48 if name == "ae-classifier" else (120 if quick else 400)
-        det = load_detector(name)
+        det = load_detector() if name == "default" else load_detector(name)
         sub = paths[:n]
         camp_rate, camp_scores = camp_predict(det, sub)
-        det.predict(sub[:4], batch_size=32)  # warm-up: builds the optimised model once
+        det.predict(sub[:4], batch_size=32, backend="torch")  # warm-up: builds the optimised model once
+        torch_rate, torch_scores = timed_predict(det, sub, "torch")
         t = time.perf_counter()
-        lib_scores = det.predict(sub, batch_size=32)
-        lib_rate = n / (time.perf_counter() - t)
-        plain_rate, bare_rate = bare_forward(det, n, 32)
-        diff = float(np.abs(camp_scores - lib_scores).max())
-        raw[name] = dict(camp=camp_rate, library=lib_rate, bare_plain=plain_rate, bare_optimised=bare_rate, n=n,
-                         max_abs_score_diff_vs_camp=diff)
+        det.predict(sub[:4], batch_size=32, backend=RUNTIMES[0])  # export + check + session, empty cache
+        export_s = time.perf_counter() - t
+        auto_rate, auto_scores = timed_predict(det, sub, "auto")
+        chosen = det.last_backend.backend
+        bare = bare_forward(det, n, 32)
+        limit = bare.get(chosen, bare["optimised"])  # the bare forward of what auto ran
+        diff = float(np.abs(camp_scores - torch_scores).max())
+        auto_diff = float(np.abs(auto_scores - torch_scores).max())
+        raw[name] = dict(camp=camp_rate, library=torch_rate, library_auto=auto_rate, auto_backend=chosen,
+                         bare_plain=bare["plain"], bare_optimised=bare["optimised"],
+                         **{f"bare_{b}": bare[b] for b in RUNTIMES}, export_seconds=export_s, n=n,
+                         max_abs_score_diff_vs_camp=diff, max_abs_score_diff_auto_vs_torch=auto_diff)
         h, w = det.config.input_size
-        rows.append([name, f"{h}x{w}", n, camp_rate, lib_rate, plain_rate, bare_rate,
-                     f"{lib_rate / camp_rate:.2f}x", f"{lib_rate / bare_rate:.2f}x", f"{diff:.1e}"])
+        rows.append([name, f"{h}x{w}", n, camp_rate, torch_rate, auto_rate, chosen, bare["plain"], bare["optimised"],
+                     *(bare.get(b, "-") for b in GRAPH_BACKENDS), f"{torch_rate / camp_rate:.2f}x",
+                     f"{auto_rate / torch_rate:.2f}x", f"{auto_rate / limit:.2f}x", f"{export_s:.1f}", f"{diff:.1e}",
+                     f"{auto_diff:.1e}"])
         print(rows[-1], file=sys.stderr)
     return rows, raw
 
@@ -170,7 +210,7 @@ def status(key):  # MiB, from /proc: VmHWM is this process's peak (ru_maxrss wou
 paths = [Path(p) for p in json.loads(sys.argv[1])]
 n = int(sys.argv[2])
 det = load_detector("resnet18-finetune")
-det.predict(paths[:64])  # warm-up: the optimised model and the thread pool exist from here on
+det.predict(paths[:200])  # warm-up: auto's ONNX Runtime session (or the optimised model) and the thread pool exist from here on
 base = status("VmRSS")
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak to the current RSS
 items = [paths[i % len(paths)] for i in range(n)]
@@ -226,9 +266,22 @@ def target_rows(raw: dict) -> list[list[str]]:
     frozen = secs[0] / max(max(secs[1:]), 1e-3)
     growth = sorted((int(n), m["peak_rss_mib"] - m["rss_before_mib"]) for n, m in raw["memory"].items())
     flat = "" if growth[-1][1] <= 1.25 * growth[0][1] + 32 else " (**not met**)"
+    default, resnet = raw["predict"]["default"], raw["predict"]["resnet18-baseline"]
+
+    def one(value: float, limit: float) -> str:
+        return f"{value:.2f}x{check(value, limit)}"
+
     return [
         ["`predict` >= 1.5x the camp loop", ratios(raw["predict"], "library", "camp", 1.5)],
         ["`predict` >= 0.9x the bare optimised forward", ratios(raw["predict"], "library", "bare_optimised", 0.9)],
+        ["`predict(backend=\"auto\")` on the default >= 2.0x the torch path",
+         one(default["library_auto"] / default["library"], 2.0)],
+        ["`predict(backend=\"auto\")` on the default >= 0.9x the bare ONNX Runtime session",
+         one(default["library_auto"] / default["bare_onnxruntime"], 0.9)],
+        [f"`predict(backend=\"auto\")` on the default >= 0.9x the bare session of what it ran ({default['auto_backend']})",
+         one(default["library_auto"] / default.get(f"bare_{default['auto_backend']}", default["bare_optimised"]), 0.9)],
+        ["`predict(backend=\"auto\")` on resnet18-baseline >= 1.2x the torch path",
+         one(resnet["library_auto"] / resnet["library"], 1.2)],
         ["`finetune` >= 1.3x the camp train loop (epoch 2)", ratios(raw["finetune"], "library_epoch2", "camp", 1.3)],
         ["frozen-backbone epochs after the first >= 10x faster", f"{frozen:.0f}x{check(frozen, 10)}"],
         ["predict's memory flat in the number of images",
@@ -242,6 +295,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer images (a smoke run)")
     ap.add_argument("--out", type=Path, default=DOCS / "benchmarks.md")
     args = ap.parse_args()
+    # a fresh graph cache: export times are measured, and the user's cache is left alone
+    os.environ["DEEPFAKE_DETECT_CACHE"] = cache = tempfile.mkdtemp(prefix="speed-cache-")
+    atexit.register(shutil.rmtree, cache, True)
     train = LabelFile(args.data / "train_label.txt", args.data / "train")
     val = LabelFile(args.data / "val_label.txt", args.data / "val")
     paths = list(val.items) + list(train.items)
@@ -257,19 +313,26 @@ def main() -> None:
     doc = f"""# Benchmarks: speed and memory
 
 Measured side by side in one run by `{cmd}` (commit {git_rev()}, {minutes:.1f} minutes).
-Machine: {machine()}. Images: the ffhq-stylegan 256x256 JPEGs (val then train split).
+Machine: {machine(reference=True)}. Images: the ffhq-stylegan 256x256 JPEGs (val then train split).
 Numbers are from one run on a shared 2-core machine; expect a few percent of noise.
 
 ## Predict throughput (img/s)
 
 "camp loop": the camp notebook's inference (Dataset + torchvision Resize/ToTensor/Normalize,
-DataLoader batch 40 with 2 workers, `no_grad`, NCHW float32). "predict": `Detector.predict`
-(batch 32). "bare": the model's forward on a ready random tensor, batch 32, `inference_mode`,
-channels_last, as is (plain) and after the library's inference optimisation (BatchNorm folded
-into convolutions). The last column is the largest difference between the camp loop's scores
-and `predict`'s on the same images (the same preprocessing: the scores must agree).
+DataLoader batch 40 with 2 workers, `no_grad`, NCHW float32). "predict (torch)":
+`Detector.predict(backend="torch")` (batch 32); "predict (auto)": `Detector.predict()` with the
+default `backend="auto"`, after its graph was exported (the "ran" column says what auto chose;
+"export s" is the one-off export + check + session time on an empty cache). "bare": the
+model's forward on a ready random tensor, batch 32, `inference_mode`, channels_last, as is
+(plain) and after the library's inference optimisation (BatchNorm folded into convolutions);
+"limit (OpenVINO)", "limit (ORT)": the session `backend="openvino"` / `"onnxruntime"` runs, on a
+ready NCHW float32 array ("-": not installed); "auto / limit" divides by the limit of what auto
+ran. "default" is the built-in detector (`load_detector()`), the other rows fresh weights of
+each registry entry. The last two columns: the largest difference between the camp loop's
+scores and `predict`'s (the same preprocessing: the scores must agree), and between auto's and
+the torch path's.
 
-{table(["detector", "input", "images", "camp loop", "predict", "bare (plain)", "bare (optimised)", "predict / camp", "predict / bare optimised", "max score diff"], pred)}
+{table(PREDICT_HEADERS, pred)}
 
 ## Fine-tuning throughput (img/s)
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .backends import BackendChoice, Runtime, check_backend, check_precision
 from .config import DetectorConfig
 from .data.images import MAX_IMAGE_PIXELS, describe, iter_paths
 from .data.preprocess import Preprocessor
@@ -55,13 +56,22 @@ class Detector:
     Build one with :func:`load_detector`. ``predict`` gives P(fake) per image; ``finetune``
     trains it on your data; ``evaluate`` scores it; ``save_pretrained`` writes a folder
     that :func:`load_detector` (and the Hub) reads back.
+
+    Attributes:
+        backend: what ``predict`` runs on by default: ``"auto"``, ``"torch"``,
+            ``"onnxruntime"`` or ``"openvino"`` (see :mod:`deepfake_detect.backends`).
+        last_backend: what scored the last ``predict`` call (backend, precision, reason),
+            ``None`` before the first.
     """
 
-    def __init__(self, model: nn.Module, config: DetectorConfig, *, source: str = "") -> None:
+    def __init__(self, model: nn.Module, config: DetectorConfig, *, source: str = "", backend: str = "auto") -> None:
         self.model = model
         self.config = config
         self.source = source or config.architecture
+        self.backend = check_backend(backend)
+        self.last_backend: BackendChoice | None = None
         self._fast: tuple[Any, nn.Module] | None = None
+        self._runtime = Runtime()
 
     # -- description -----------------------------------------------------------------
     @property
@@ -107,15 +117,32 @@ class Detector:
         """Model output (logits, or a tuple whose first element is the logits) -> P(fake), shape (N,)."""
         return p_fake(output, self.config.output)
 
-    def predict_tensor(self, batch: torch.Tensor, *, optimize: bool = True) -> torch.Tensor:
-        """P(fake) for an already preprocessed (N, 3, H, W) batch, shape (N,), on the batch's device.
+    def predict_tensor(self, batch: torch.Tensor, *, optimize: bool = True, backend: str = "torch",
+                       precision: str = "fp32", calibration: Any = None) -> torch.Tensor:
+        """P(fake) for an already preprocessed (N, 3, H, W) batch, shape (N,), float32.
 
-        ``optimize``: run the inference-optimised copy of the model (BatchNorm folded,
-        channels_last; built once per set of weights, which costs a fraction of a second).
+        Args:
+            batch: normalised float32 images (see :meth:`preprocessor`).
+            optimize: torch backend: run the inference-optimised copy of the model
+                (BatchNorm folded, channels_last; built once per set of weights, which costs
+                a fraction of a second).
+            backend: ``"torch"`` (default here, unlike :meth:`predict`), ``"onnxruntime"``,
+                ``"openvino"`` or ``"auto"`` (decided for a job of ``N`` images); see
+                :meth:`predict`.
+            precision, calibration: as for :meth:`predict`.
+
+        Returns:
+            On the batch's device for the torch backend, on the CPU for a graph runtime.
         """
-        model = self._inference_model(optimize)
-        with torch.inference_mode():
-            return self.scores_from_output(model(batch.to(self.device)))
+        from .backends import select, torch_scores
+
+        if backend == "torch" and precision == "fp32":
+            return torch_scores(self, batch, optimize=optimize, precision="fp32")
+        if backend == "torch":
+            select(self, backend, precision, num_images=len(batch))  # checks the device
+            return torch_scores(self, batch, optimize=optimize, precision=precision)
+        _, score = select(self, backend, precision, num_images=len(batch), calibration=calibration)
+        return torch.from_numpy(score(batch))
 
     def predict(
         self,
@@ -129,6 +156,9 @@ class Detector:
         max_pixels: int | None = MAX_IMAGE_PIXELS,
         crop_faces: bool = False,
         fast_decode: bool = False,
+        backend: str | None = None,
+        precision: str = "fp32",
+        calibration: Any = None,
         distributed: bool = False,
     ) -> np.ndarray:
         """P(fake) in [0, 1] for each input, in input order.
@@ -158,6 +188,22 @@ class Detector:
                 (Pillow's draft mode): several times faster on large photos, but scores
                 move slightly (about 1e-2 seen on a 1024-pixel photo). Off by default, so
                 scores match a full decode and resize.
+            backend: what runs the model (default: :attr:`backend`, set by
+                :func:`load_detector`): ``"torch"``; ``"onnxruntime"`` (extra ``onnx``) or
+                ``"openvino"`` (extra ``openvino``): the exported graph on a CPU session
+                (exported once per version of the weights, checked against torch and cached
+                on disk; scores equal torch's within 1e-4); ``"auto"``: on CPU a graph
+                runtime (OpenVINO if installed, else ONNX Runtime) when it repays its
+                set-up (a session or a cached graph for these weights, or a large job),
+                else torch; torch on CUDA. See :mod:`deepfake_detect.backends`;
+                :attr:`last_backend` says what ran.
+            precision: ``"fp32"`` (default); ``"int8"``: a statically quantised graph on
+                ONNX Runtime, calibrated on ``calibration`` (faster on some CPUs, scores
+                move); ``"fp16"``/``"bf16"``: torch autocast, CUDA only. Used only when
+                asked for, and logged.
+            calibration: for ``precision="int8"``: a few dozen representative images
+                (paths, a folder, PIL images, ... as ``inputs``) that set the activation
+                ranges. The int8 graph is cached per weights and calibration set.
             distributed: under ``torchrun``, every process is given the same ``inputs``,
                 scores every N-th of them, and gets all the scores back (a collective call:
                 every rank must make it). On CUDA each process uses ``cuda:LOCAL_RANK``.
@@ -166,18 +212,33 @@ class Detector:
 
         Returns:
             ``numpy.ndarray`` of float32, shape (number of inputs,).
+
+        Raises:
+            ImageLoadError: an unreadable input (with ``errors="raise"``).
+            MissingDependencyError: ``backend="onnxruntime"`` or ``precision="int8"``
+                without the ``onnx`` extra; ``backend="openvino"`` without ``openvino``.
+            DeepfakeDetectError: bad arguments; a precision the device cannot run; a
+                graph backend asked for on a model that cannot be exported.
         """
+        from .backends import select
+
         if errors not in ("raise", "skip"):
             raise DeepfakeDetectError(f"errors={errors!r}: expected 'raise' or 'skip'")
         if batch_size < 1:
             raise DeepfakeDetectError(f"batch_size={batch_size}: must be at least 1")
+        backend = check_backend(self.backend if backend is None else backend)
+        check_precision(precision)
         if distributed:
             return _predict_distributed(self, inputs, dict(
                 batch_size=batch_size, device=device, progress=progress, num_workers=num_workers, errors=errors,
-                max_pixels=max_pixels, crop_faces=crop_faces, fast_decode=fast_decode))
+                max_pixels=max_pixels, crop_faces=crop_faces, fast_decode=fast_decode, backend=backend,
+                precision=precision, calibration=calibration))
         if device is not None:
             self.to(device)
         items = _flatten_inputs(inputs)
+        choice, score = select(self, backend, precision, num_images=len(items), calibration=calibration)
+        self.last_backend = choice
+        graph = choice.backend != "torch"  # a graph runtime takes a C-contiguous NCHW array
         scores = np.full(len(items), np.nan, dtype=np.float32)
         skipped: list[ImageLoadError] = []
         prep = self.preprocessor(max_pixels=max_pixels, draft=fast_decode)
@@ -193,9 +254,9 @@ class Detector:
                         raise p
                     skipped.append(p)
             if ok:
-                batch = prep.to_tensor([prepared[i] for i in ok])
-                out = self.predict_tensor(batch, optimize=len(items) >= FAST_PATH_MIN_IMAGES).cpu().numpy()
-                scores[[start + i for i in ok]] = out
+                ready = [prepared[i] for i in ok]
+                batch = prep.to_array(ready) if graph else prep.to_tensor(ready)
+                scores[[start + i for i in ok]] = score(batch)
             bar.update(len(prepared))
         bar.close()
         if crop_faces:
@@ -502,6 +563,7 @@ def load_detector(
     cache_dir: str | os.PathLike[str] | None = None,
     token: str | bool | None = None,
     local_files_only: bool = False,
+    backend: str = "auto",
     **model_kwargs: Any,
 ) -> Detector:
     """Build or load a detector.
@@ -521,6 +583,9 @@ def load_detector(
             default); counted before any weights are allocated. ``None`` lifts the limit.
         revision, cache_dir, token, local_files_only: for Hub repo ids (see
             :mod:`deepfake_detect.hub`).
+        backend: the detector's default for :meth:`Detector.predict`: ``"auto"``,
+            ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (stored as
+            :attr:`Detector.backend`).
         **model_kwargs: passed to the architecture's factory, e.g.
             ``pretrained_backbone=True`` (timm's ImageNet weights, needs network or the Hub
             cache) or ``backbone_weights=PATH`` (local ImageNet weights).
@@ -528,8 +593,10 @@ def load_detector(
     Raises:
         UnknownDetectorError: a name that is nothing of the above (with close matches).
         ParameterLimitError: the architecture is over ``max_params``.
+        DeepfakeDetectError: an unknown ``backend``.
         WeightsError, ConfigError, HubError: unreadable or mismatched weights or config.
     """
+    check_backend(backend)
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
     if name_or_path is None:
         detector = _load_weights_entry(default_weights(), max_params, model_kwargs, hub,
@@ -540,6 +607,7 @@ def load_detector(
         load_weights(detector.model, read_state_dict(weights), source=str(weights))
         detector.source = str(weights)
     detector.model.eval()
+    detector.backend = backend
     if device is not None:
         detector.to(device)
     return detector

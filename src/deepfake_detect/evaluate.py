@@ -101,7 +101,9 @@ def validation_scores(detector: "Detector", model: nn.Module, data: LabeledData,
     image's face as ``predict(..., crop_faces=True)`` does (without its warning)."""
     from .detector import Detector
 
-    view = Detector(model, detector.config, source=detector.source)
+    # torch: the weights change every epoch, so an exported graph would be used once and
+    # then left in the cache
+    view = Detector(model, detector.config, source=detector.source, backend="torch")
     idx = dist.shard(list(range(len(data))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # images without a face are scored whole, as in predict

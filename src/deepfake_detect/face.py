@@ -235,6 +235,9 @@ class FaceCropPreprocessor:
     def to_tensor(self, items: list[np.ndarray | torch.Tensor]) -> torch.Tensor:
         return self.prep.to_tensor(items)
 
+    def to_array(self, items: list[np.ndarray | torch.Tensor]) -> np.ndarray:
+        return self.prep.to_array(items)
+
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         return self.prep.normalize(batch)
 
