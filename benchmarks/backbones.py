@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2, help="hold-out checks per arm (epochs of images/epochs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DOCS / "backbones.md")
+    ap.add_argument("--only", nargs="+", metavar="BACKBONE", help="train only these arms, e.g. Lite2 (runs in "
+                    "parallel processes share the results file)")
     ap.add_argument("--limit", type=int, help="smoke test: at most this many images per split and source")
     args = ap.parse_args()
     results_path = args.out.with_suffix(".json")
@@ -84,7 +86,7 @@ def main() -> None:
     select = {**holdout, "sbi": self_blended_set(holdout, per_source=150, seed=args.seed)}
     timing_images = [holdout["dfdc"].image(i) for i in range(min(64, len(holdout["dfdc"])))]
     for label, name, size, weights in ARMS:
-        if label in done:
+        if label in done or (args.only and not any(label.endswith(o) for o in args.only)):
             continue
         torch.manual_seed(args.seed)
         det = build_detector(name, size, args.weights_dir / weights)
@@ -105,7 +107,11 @@ def main() -> None:
             "predict_img_per_s": predict_rate(det, timing_images),
         }
         print(label, json.dumps(done[label]), file=sys.stderr, flush=True)
+        row = done[label]
+        done = json.loads(results_path.read_text()) if results_path.is_file() else {}  # another process's rows
+        done[label] = row
         results_path.write_text(json.dumps(done, indent=1) + "\n")
+    done = {label: done[label] for label, *_ in ARMS if label in done}
 
     rows = [[label, r["input_size"], r["params_m"], r["fp16_mb"], *(r["holdout"][s] for s in SELECT),
              r["holdout_mean_auc"], " / ".join(f"{v:.3f}" for v in r["per_epoch_mean_auc"]), r["train_minutes"],
