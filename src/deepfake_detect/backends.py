@@ -21,10 +21,10 @@ exported graph; and lower precisions, only when asked for.
   A model that cannot be exported (or whose graph disagrees with torch) is scored by torch,
   with the reason logged as a warning.
 
-Precisions: ``"fp32"`` (default); ``"int8"``: ONNX Runtime static quantisation (QDQ,
-per-channel int8 weights, uint8 activations whose ranges are calibrated on a few of your
-images (99.999th percentile); the pooling and head stay float32), cached per weights and
-calibration set; ``"fp16"``/``"bf16"``: torch autocast, CUDA only. A lower precision is used
+Precisions: ``"fp32"`` (default); ``"int8"``: a graph quantised statically by ONNX
+Runtime's tool (QDQ, per-channel int8 weights, uint8 activations whose ranges are calibrated
+on a few of your images (99.999th percentile); the pooling and head stay float32), cached per
+weights and calibration set, and run by the graph runtime (auto: OpenVINO if installed); ``"fp16"``/``"bf16"``: torch autocast, CUDA only. A lower precision is used
 only when asked for; it is logged as a warning, and :attr:`Detector.last_backend` says what
 scored the last call.
 
@@ -319,8 +319,9 @@ class OrtSession(GraphSession):
 
 
 class OpenVINOSession(GraphSession):
-    """An OpenVINO CPU session (see :class:`GraphSession`): latency mode, float32 inference
-    (OpenVINO would otherwise run bf16 on CPUs that have it, and scores would move)."""
+    """An OpenVINO CPU session (see :class:`GraphSession`): latency mode; float32 for every
+    operation the graph does not quantise itself (OpenVINO would otherwise run bf16 on CPUs
+    that have it, and scores would move)."""
 
     backend = "openvino"
 
@@ -328,9 +329,8 @@ class OpenVINOSession(GraphSession):
         super().__init__(path, precision=precision, threads=threads)
         import openvino as ov
 
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
-        if precision == "fp32":
-            config["INFERENCE_PRECISION_HINT"] = "f32"
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
+                  "INFERENCE_PRECISION_HINT": "f32"}
         self._compiled = ov.Core().compile_model(str(path), "CPU", config)
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # an infer request runs one batch at a time
@@ -413,16 +413,19 @@ def select(detector: "Detector", backend: str, precision: str, *, num_images: in
     if precision in _AUTOCAST_DTYPES:
         return _select_autocast(detector, backend, precision, device, num_images)
     if precision == "int8":
-        if backend not in ("auto", "onnxruntime"):
-            raise DeepfakeDetectError(f"precision='int8' runs on ONNX Runtime, not {backend!r}: "
-                                      "use backend='onnxruntime' or 'auto'")
-        _require("onnxruntime", "precision='int8'")
+        if backend == "torch":
+            raise DeepfakeDetectError("precision='int8' runs on a graph runtime, not torch: use backend='auto', "
+                                      "'openvino' or 'onnxruntime'")
+        _require("onnxruntime", "precision='int8'")  # its quantisation tool builds the graph
+        if backend == "auto":
+            backend = next(b for b in GRAPH_BACKENDS if runtime_available(b))  # onnxruntime at least
+        _require(backend, f"precision='int8' on {backend}")
         if calibration is None:
             raise DeepfakeDetectError(
                 "precision='int8' needs calibration images to set the activation ranges: "
                 "predict(..., precision='int8', calibration=[a few dozen of your images, paths or PIL images])")
-        session = _int8_session(detector, calibration)
-        return BackendChoice("onnxruntime", "int8", f"static int8 graph {session.path.name}"), session
+        session = _int8_session(detector, calibration, backend)
+        return BackendChoice(backend, "int8", f"static int8 graph {session.path.name}"), session
     if backend == "torch":
         return BackendChoice("torch", "fp32", "backend='torch'"), _torch_scorer(detector, num_images, "fp32")
     if backend != "auto":
@@ -644,22 +647,25 @@ def _calibration_batch(detector: "Detector", calibration: Any) -> np.ndarray:
     return prep.to_tensor(arrays).contiguous().numpy()
 
 
-def _int8_session(detector: "Detector", calibration: Any) -> GraphSession:
+def _int8_session(detector: "Detector", calibration: Any, backend: str) -> GraphSession:
+    """The ``backend`` session of the int8 graph of the detector's current weights and this
+    calibration set: from memory, from the disk cache, or quantised now (from the float32
+    graph, itself cached)."""
     runtime, model = _runtime(detector), detector.model
     calib = _calibration_batch(detector, calibration)
     calib_digest = hashlib.sha256(calib.tobytes()).hexdigest()
-    session = runtime.session(model, "onnxruntime", "int8", calib_digest)
+    session = runtime.session(model, backend, "int8", calib_digest)
     if session is not None:
         return session
     version = _WeightsVersion(model)
-    fp32 = _graph_session(detector, "onnxruntime")
+    fp32 = _graph_session(detector, backend)
     digest = runtime.digest(model, detector.config, "int8", _INT8_RECIPE, calib_digest,
                             f"onnxruntime={_version('onnxruntime')}")
-    session = _cached_session(graph_dir() / f"{digest}.onnx", "onnxruntime", "int8")
+    session = _cached_session(graph_dir() / f"{digest}.onnx", backend, "int8")
     if session is None:
-        session = _build_cached(digest, lambda tmp: quantize_int8(fp32.path, tmp, calib), "onnxruntime", "int8")
-    log.warning("scoring with an int8 graph (ONNX Runtime static quantisation calibrated on %d image(s), %s): "
-                "scores differ from float32; see docs/backends.md", len(calib), session.path)
+        session = _build_cached(digest, lambda tmp: quantize_int8(fp32.path, tmp, calib), backend, "int8")
+    log.warning("scoring with an int8 graph on %s (static quantisation calibrated on %d image(s), %s): "
+                "scores differ from float32; see docs/backends.md", backend, len(calib), session.path)
     runtime.keep(version, session, calib_digest)
     return session
 

@@ -197,10 +197,11 @@ class Detector:
                 set-up (a session or a cached graph for these weights, or a large job),
                 else torch; torch on CUDA. See :mod:`deepfake_detect.backends`;
                 :attr:`last_backend` says what ran.
-            precision: ``"fp32"`` (default); ``"int8"``: a statically quantised graph on
-                ONNX Runtime, calibrated on ``calibration`` (faster on some CPUs, scores
-                move); ``"fp16"``/``"bf16"``: torch autocast, CUDA only. Used only when
-                asked for, and logged.
+            precision: ``"fp32"`` (default); ``"int8"``: a statically quantised graph,
+                calibrated on ``calibration``, on a graph runtime (OpenVINO or ONNX
+                Runtime; faster on CPUs with int8 instructions, scores move);
+                ``"fp16"``/``"bf16"``: torch autocast, CUDA only. Used only when asked for,
+                and logged.
             calibration: for ``precision="int8"``: a few dozen representative images
                 (paths, a folder, PIL images, ... as ``inputs``) that set the activation
                 ranges. The int8 graph is cached per weights and calibration set.
