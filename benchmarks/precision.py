@@ -10,7 +10,9 @@ images drawn from the *train* splits (half from each source, seeded), the way a 
 calibrates on a handful of their own images. Then img/s on a ready random batch of 32,
 interleaved rounds: the torch forward (optimised), and each runtime's float32 and int8
 sessions, for the default and for resnet18-baseline (fresh weights; speed only). Writes
-docs/precision.md.
+docs/precision.md and docs/precision.json. ``--only quality`` / ``--only speed`` runs one
+part and keeps the other from the JSON (the speed part is short enough for a quiet window;
+the quality part does not depend on the load).
 """
 
 from __future__ import annotations
@@ -106,59 +108,69 @@ def main() -> None:
     ap.add_argument("--dfdc", type=Path, required=True, help="dfdc-faces folder (train/, val/, labels)")
     ap.add_argument("--calibration", type=int, default=32, help="calibration images (default 32)")
     ap.add_argument("--rounds", type=int, default=3, help="speed rounds (default 3)")
-    ap.add_argument("--seconds", type=float, default=2.0, help="seconds per speed measurement (default 2)")
+    ap.add_argument("--seconds", type=float, default=1.5, help="seconds per speed measurement (default 1.5)")
+    ap.add_argument("--only", choices=("quality", "speed"),
+                    help="run one part; the other is read from --json (e.g. the speed part on a quiet machine)")
     ap.add_argument("--out", type=Path, default=DOCS / "precision.md")
+    ap.add_argument("--json", type=Path, default=DOCS / "precision.json", help="the results of both parts")
     args = ap.parse_args()
-    os.environ["DEEPFAKE_DETECT_CACHE"] = cache = tempfile.mkdtemp(prefix="precision-cache-")
-    try:
-        t0 = time.perf_counter()
-        roots = {"ffhq-stylegan val": args.ffhq, "dfdc-faces val": args.dfdc}
-        calibration = calibration_set([args.ffhq, args.dfdc], args.calibration)
-        det = load_detector()
-        t = time.perf_counter()
-        det.predict(calibration[:2], precision="int8", calibration=calibration)
-        build_s = time.perf_counter() - t
-        quality, quality_raw = quality_rows(det, roots, calibration)
-        speed, speed_raw = [], {}
-        for name, d in (("default", det), ("resnet18-baseline", load_detector("resnet18-baseline"))):
-            row, raw = speed_rows(name, d, calibration, args.rounds, args.seconds)
-            speed.append(row)
-            speed_raw[name] = raw
-        minutes = (time.perf_counter() - t0) / 60
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
+    results = json.loads(args.json.read_text()) if args.only and args.json.is_file() else {}
     cmd = (f"python benchmarks/precision.py --ffhq ../shared/data/ffhq-stylegan --dfdc ../shared/data/dfdc-faces "
            f"--calibration {args.calibration}")
-    raw = dict(calibration=[str(p) for p in calibration], int8_build_seconds=build_s, quality=quality_raw,
-               speed=speed_raw)
-    doc = f"""# int8 vs float32
+    os.environ["DEEPFAKE_DETECT_CACHE"] = cache = tempfile.mkdtemp(prefix="precision-cache-")
+    try:
+        calibration = calibration_set([args.ffhq, args.dfdc], args.calibration)
+        det = load_detector()
+        if args.only != "speed":
+            t0 = time.perf_counter()
+            det.predict(calibration[:2], precision="int8", calibration=calibration)
+            build_s = time.perf_counter() - t0
+            rows, raw = quality_rows(det, {"ffhq-stylegan val": args.ffhq, "dfdc-faces val": args.dfdc}, calibration)
+            results["quality"] = dict(rows=rows, raw=raw, int8_build_seconds=build_s, threshold=det.config.threshold,
+                                      calibration=[str(p) for p in calibration], commit=git_rev(),
+                                      command=cmd + (" --only quality" if args.only else ""), machine=machine(),
+                                      minutes=(time.perf_counter() - t0) / 60)
+        if args.only != "quality":
+            t0 = time.perf_counter()
+            rows, raw = [], {}
+            for name, d in (("default", det), ("resnet18-baseline", load_detector("resnet18-baseline"))):
+                row, raw[name] = speed_rows(name, d, calibration, args.rounds, args.seconds)
+                rows.append(row)
+            results["speed"] = dict(rows=rows, raw=raw, rounds=args.rounds, commit=git_rev(),
+                                    command=cmd + (" --only speed" if args.only else ""), machine=machine(),
+                                    minutes=(time.perf_counter() - t0) / 60)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    q, sp = results.get("quality"), results.get("speed")
+    quality = "(not measured yet)" if q is None else f"""Measured by `{q['command']}` (commit {q['commit']}, {q['minutes']:.1f} minutes).
+Machine: {q['machine']}.
 
-Measured by `{cmd}` (commit {git_rev()}, {minutes:.1f} minutes).
-Machine: {machine()}.
+The int8 graph was calibrated on {len(q['calibration'])} images drawn from the *train* splits (half
+from each source) and built in {q['int8_build_seconds']:.0f} s (export, calibration and quantisation;
+cached afterwards). "flipped": images whose verdict at the default's threshold ({q['threshold']})
+changes.
+
+{table(["split", "int8 run by", "images", "AUC fp32", "AUC int8", "AUC change", "TPR@FPR=1e-3 fp32", "TPR@FPR=1e-3 int8", "mean abs score diff", "max abs score diff", "flipped"], q['rows'])}"""
+    speed = "(not measured yet)" if sp is None else f"""Measured by `{sp['command']}` (commit {sp['commit']}, {sp['minutes']:.1f} minutes).
+Machine: {sp['machine']}. Median img/s of {sp['rounds']} interleaved rounds; compare within a row.
+
+{table(["detector", "input", "OpenVINO fp32", "OpenVINO int8", "ONNX Runtime fp32", "ONNX Runtime int8", "torch (optimised)"], sp['rows'])}"""
+    doc = f"""# int8 vs float32
 
 `predict(precision="int8", calibration=...)` scores with a graph quantised statically by ONNX
 Runtime's tool (QDQ: per-channel int8 weights, uint8 activations whose ranges are the
 99.999th percentile seen on the calibration images; pooling and head in float32), run by
-OpenVINO or ONNX Runtime. Here it was calibrated on {args.calibration} images drawn from the
-*train* splits (half from each source), and built in {build_s:.0f} s (export, calibration and
-quantisation; cached afterwards).
+OpenVINO or ONNX Runtime; see [backends](backends.md#int8). Written by
+`benchmarks/precision.py`; raw numbers in [precision.json](precision.json).
 
 ## Quality of the built-in default (`load_detector()`), every validation image
 
-"flipped": images whose verdict at the default's threshold ({det.config.threshold}) changes.
+{quality}
 
-{table(["split", "int8 run by", "images", "AUC fp32", "AUC int8", "AUC change", "TPR@FPR=1e-3 fp32", "TPR@FPR=1e-3 int8", "mean abs score diff", "max abs score diff", "flipped"], quality)}
+## Speed on a ready batch of 32 (img/s)
 
-## Speed on a ready batch of 32 (img/s, median of {args.rounds} interleaved rounds)
-
-{table(["detector", "input", "OpenVINO fp32", "OpenVINO int8", "ONNX Runtime fp32", "ONNX Runtime int8", "torch (optimised)"], speed)}
-
-<details><summary>Raw numbers</summary>
-
-```json
-{json.dumps(raw, indent=1)}
-```
-</details>
+{speed}
 """
     print(write_doc(args.out, doc))
 

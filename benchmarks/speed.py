@@ -278,8 +278,6 @@ def target_rows(raw: dict) -> list[list[str]]:
          one(default["library_auto"] / default["library"], 2.0)],
         ["`predict(backend=\"auto\")` on the default >= 0.9x the bare ONNX Runtime session",
          one(default["library_auto"] / default["bare_onnxruntime"], 0.9)],
-        [f"`predict(backend=\"auto\")` on the default >= 0.9x the bare session of what it ran ({default['auto_backend']})",
-         one(default["library_auto"] / default.get(f"bare_{default['auto_backend']}", default["bare_optimised"]), 0.9)],
         ["`predict(backend=\"auto\")` on resnet18-baseline >= 1.2x the torch path",
          one(resnet["library_auto"] / resnet["library"], 1.2)],
         ["`finetune` >= 1.3x the camp train loop (epoch 2)", ratios(raw["finetune"], "library_epoch2", "camp", 1.3)],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,11 @@ from PIL import Image, ImageDraw
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite never needs the network
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# exported graphs go to a throw-away cache, never the user's (whose graphs would also change
+# what backend="auto" picks); subprocesses of the CLI tests inherit it
+_GRAPH_CACHE = tempfile.mkdtemp(prefix="deepfake-detect-test-cache-")
+os.environ["DEEPFAKE_DETECT_CACHE"] = _GRAPH_CACHE
+atexit.register(shutil.rmtree, _GRAPH_CACHE, True)
 
 
 def face_like(seed: int, size: int = 64, fake: bool = False) -> Image.Image:

@@ -226,6 +226,19 @@ def test_auto_uses_torch_for_a_few_images_without_exporting(cache: Path, monkeyp
     assert d.last_backend.backend == "torch" and not cache.exists()
 
 
+def test_a_few_images_import_no_graph_runtime(tmp_path: Path) -> None:
+    """The CLI's first call stays as fast as before: no runtime is imported, no weights hashed."""
+    face_like(1, 64).save(tmp_path / "face.png")
+    code = ("import sys, deepfake_detect as dd; from deepfake_detect import backends; "
+            "backends.weights_digest = None; d = dd.load_detector(); d.predict(sys.argv[1]); "
+            "assert d.last_backend.backend == 'torch', d.last_backend; "
+            "print(sorted(m for m in ('onnx', 'onnxruntime', 'openvino') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "face.png")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_auto_uses_a_cached_graph_or_a_large_job(cache: Path, monkeypatch) -> None:
     n = backends.AUTO_CACHED_MIN_IMAGES
     monkeypatch.setattr(backends, "AUTO_EXPORT_MIN_IMAGES", n + 4)
