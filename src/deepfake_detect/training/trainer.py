@@ -34,7 +34,7 @@ from ..weights import load_weights, read_state_dict
 from .checkpoint import CheckpointDir
 from .config import TrainConfig
 from .feature_cache import FeatureCache
-from .optim import make_ema, make_optimizer, make_scheduler
+from .optim import implementation_flags, make_ema, make_optimizer, make_scheduler, restore_implementation
 from .samples import Samples, check_source_weights, load_batches, make_batches
 
 if TYPE_CHECKING:
@@ -203,7 +203,9 @@ class Trainer:
     def _restore(self, ckpt: CheckpointDir) -> None:
         state = ckpt.read_state()
         load_weights(self.model, read_state_dict(ckpt.last / "model.safetensors"), source=str(ckpt.last))
+        flags = implementation_flags(self.optimizer)  # fused or not is where we run now, not where it was saved
         self.optimizer.load_state_dict(state["optimizer"])
+        restore_implementation(self.optimizer, flags)
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None and "ema" in state:
             self.ema.module.load_state_dict(state["ema"])
