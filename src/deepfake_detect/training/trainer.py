@@ -31,6 +31,7 @@ from ..evaluate import per_source_metrics, validation_scores
 from ..losses import make_loss
 from ..modules import freeze_norms, in_head
 from ..weights import load_weights, read_state_dict
+from .allocator import reuse_freed_memory
 from .checkpoint import CheckpointDir
 from .config import TrainConfig
 from .feature_cache import FeatureCache
@@ -322,8 +323,9 @@ class Trainer:
             if (workers is None or workers > 0) else None
         self._last_good = _snapshot(self.model)
         try:
-            for epoch in range(self.start_epoch, cfg.epochs + 1):
-                self._run_epoch(epoch, pool)
+            with reuse_freed_memory(self.device.type == "cpu"):
+                for epoch in range(self.start_epoch, cfg.epochs + 1):
+                    self._run_epoch(epoch, pool)
         except KeyboardInterrupt:
             self.result.interrupted = True
             if self._show:
