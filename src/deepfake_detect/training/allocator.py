@@ -9,10 +9,11 @@ machine of ``docs/training.md``. :func:`reuse_freed_memory` tells glibc to serve
 from its heap and to keep freed memory, for the duration of a run; on leaving it restores
 glibc's defaults and hands the free memory back to the system (``malloc_trim``).
 
-Processes that tune the allocator themselves are left alone: with any of glibc's
-``MALLOC_*_`` variables (or a ``malloc`` tunable in ``GLIBC_TUNABLES``) set, or jemalloc,
-tcmalloc or mimalloc preloaded, nothing is changed. Elsewhere than Linux with glibc this is
-a no-op.
+The setting is process-wide while it lasts (other threads allocate the same way meanwhile).
+Processes that tune these settings themselves are left alone: with any of
+``MALLOC_MMAP_MAX_``, ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or
+``MALLOC_TOP_PAD_`` (or a ``malloc`` tunable in ``GLIBC_TUNABLES``) set, or jemalloc, tcmalloc
+or mimalloc preloaded, nothing is changed. Elsewhere than Linux with glibc this is a no-op.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 _KEEP_UP_TO = 2**31 - 1  # the largest trim threshold mallopt takes (an int): 2 GiB
-_ENV_TUNABLES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
-                 "MALLOC_ARENA_MAX")
+_ENV_TUNABLES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
 _OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 # one tuning shared by runs that overlap (trainers in several threads): the first in sets it,
