@@ -136,9 +136,11 @@ def test_compiled_training_predicts_like_eager_training(image_folder, one_thread
     assert "compile" not in compiled.config.metadata["recipe"]  # how it ran, not what it computed
     np.testing.assert_allclose([h["train_loss"] for h in compiled_result.history],
                                [h["train_loss"] for h in eager_result.history], rtol=1e-4)
-    np.testing.assert_allclose(compiled.predict(image_folder), eager.predict(image_folder), atol=1e-4)
+    # inductor fuses and reorders float sums; two epochs at lr 1e-2 grow that rounding to ~5e-4
+    atol = 1e-4 if backend == "aot_eager" else 2e-3
+    np.testing.assert_allclose(compiled.predict(image_folder), eager.predict(image_folder), atol=atol)
     # and the run changed the weights: equal predictions are not those of an untrained net
-    assert not np.allclose(load_detector(TINY).predict(image_folder), eager.predict(image_folder), atol=1e-3)
+    assert not np.allclose(load_detector(TINY).predict(image_folder), eager.predict(image_folder), atol=5 * atol)
 
 
 def test_compile_options_are_checked_before_training(image_folder):
