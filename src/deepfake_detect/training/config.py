@@ -16,7 +16,7 @@ from ..errors import TrainingError
 __all__ = ["TrainConfig"]
 
 #: Fields that say where and how a run is executed, not what it computes; left out of the recipe.
-_RUNTIME_FIELDS = ("output_dir", "resume", "num_workers", "device", "progress", "callbacks")
+_RUNTIME_FIELDS = ("output_dir", "resume", "num_workers", "device", "progress", "callbacks", "compile")
 
 
 @dataclass
@@ -67,6 +67,12 @@ class TrainConfig:
         crop_faces: cut the largest face out of each training and validation image first,
             with the detector's crop policy (``config.face_crop``): the same crop
             ``predict(..., crop_faces=True)`` makes (needs the ``face`` extra).
+        compile: run the training forward and backward through ``torch.compile``
+            (``True``: the ``"inductor"`` backend; or a backend name). It costs a compile
+            of about half a minute to a minute at the first step (and one more at the
+            first batch of another size) and repays on long runs only; see
+            ``docs/training.md``. Predictions agree with eager training to float rounding.
+            Not used while the frozen-backbone feature cache is.
     """
 
     epochs: int = 5
@@ -93,6 +99,7 @@ class TrainConfig:
     source_weights: Mapping[str, float] | None = None
     epoch_size: int | None = None
     crop_faces: bool = False
+    compile: bool | str = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -105,6 +112,8 @@ class TrainConfig:
             raise TrainingError(f"label_smoothing={self.label_smoothing}: expected a value in [0, 1)")
         if self.ema and self.ema is not True and not 0.0 < float(self.ema) < 1.0:
             raise TrainingError(f"ema={self.ema}: expected True, False or a decay in (0, 1)")
+        if not isinstance(self.compile, (bool, str)) or self.compile == "":
+            raise TrainingError(f"compile={self.compile!r}: expected True, False or a torch.compile backend name")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise TrainingError(f"lr={self.lr}: expected a positive number")
 
