@@ -272,8 +272,10 @@ def target_rows(raw: dict) -> list[list[str]]:
         return f"{value:.2f}x{check(value, limit)}"
 
     return [
-        ["`predict` >= 1.5x the camp loop", ratios(raw["predict"], "library", "camp", 1.5)],
-        ["`predict` >= 0.9x the bare optimised forward", ratios(raw["predict"], "library", "bare_optimised", 0.9)],
+        ["`predict()` (default `backend=\"auto\"`) >= 1.5x the camp loop",
+         ratios(raw["predict"], "library_auto", "camp", 1.5)],
+        ["`predict(backend=\"torch\")` >= 1.5x the camp loop", ratios(raw["predict"], "library", "camp", 1.5)],
+        ["`predict(backend=\"torch\")` >= 0.9x the bare optimised forward", ratios(raw["predict"], "library", "bare_optimised", 0.9)],
         ["`predict(backend=\"auto\")` on the default >= 2.0x the torch path",
          one(default["library_auto"] / default["library"], 2.0)],
         ["`predict(backend=\"auto\")` on the default >= 0.9x the bare ONNX Runtime session",
