@@ -119,7 +119,9 @@ class DistContext:
     def all_reduce_mean(self, value: float) -> float:
         if not self.enabled:
             return value
-        t = torch.tensor([value], dtype=torch.float64)
+        # nccl reduces CUDA tensors only (set_device has chosen this rank's GPU)
+        on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        t = torch.tensor([value], dtype=torch.float64, device=on)
         dist.all_reduce(t)
         return float(t.item()) / self.world_size
 

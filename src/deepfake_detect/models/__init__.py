@@ -9,10 +9,12 @@ from torch import nn
 from ..config import IMAGENET_MEAN, IMAGENET_STD, DetectorConfig
 from ..registry import register_detector, register_weights
 from ._backbone import create_timm
+from .ensemble import Ensemble, ensemble_of
 from .recce import AEClassifier, AELoss
 from .resnet import FineTuning_Resnet18, resnet18_baseline
 
-__all__ = ["AEClassifier", "AELoss", "FineTuning_Resnet18", "resnet18_baseline", "PRETRAINED_DIR"]
+__all__ = ["AEClassifier", "AELoss", "Ensemble", "FineTuning_Resnet18", "ensemble_of", "resnet18_baseline",
+           "PRETRAINED_DIR"]
 
 #: Weights shipped inside the package, one save_pretrained folder per ``<architecture>.<tag>``.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
@@ -55,6 +57,15 @@ def _ae_classifier(**kwargs) -> nn.Module:
 def _efficientnet_lite0(*, pretrained_backbone: bool = False, backbone_weights=None, **kwargs) -> nn.Module:
     kwargs.setdefault("num_classes", 1)
     return create_timm("tf_efficientnet_lite0", pretrained=pretrained_backbone, weights=backbone_weights, **kwargs)
+
+
+@register_detector(
+    "ensemble", config=DetectorConfig("ensemble", input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    loss="bce",
+    description="the mean fake log-odds of registered architectures that share one preprocessing (ensemble_of)",
+)
+def _ensemble(**kwargs) -> nn.Module:
+    return Ensemble(**kwargs)
 
 
 register_weights(
