@@ -335,6 +335,17 @@ def test_int8_is_close_to_fp32_reported_and_cached_per_calibration(cache: Path, 
     assert d.last_backend.precision == "fp32"
 
 
+def test_int8_where_the_cache_folder_cannot_be_written(tmp_path: Path, monkeypatch) -> None:
+    blocker = tmp_path / "a-file"  # the cache folder would be under a file: mkdir fails
+    blocker.write_bytes(b"")
+    monkeypatch.setenv(backends.CACHE_ENV, str(blocker))
+    d = tiny()
+    imgs = images(8, size=64)
+    fp32 = d.predict(imgs, backend="onnxruntime")  # the float32 graph lives in memory only
+    int8 = d.predict(imgs, backend="onnxruntime", precision="int8", calibration=imgs)
+    assert d.last_backend.precision == "int8" and np.abs(int8 - fp32).max() < 0.05
+
+
 def test_int8_and_half_precision_errors() -> None:
     d = tiny()
     with pytest.raises(DeepfakeDetectError, match="calibration images"):

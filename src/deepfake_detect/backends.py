@@ -663,11 +663,26 @@ def _int8_session(detector: "Detector", calibration: Any, backend: str) -> Graph
                             f"onnxruntime={_version('onnxruntime')}")
     session = _cached_session(graph_dir() / f"{digest}.onnx", backend, "int8")
     if session is None:
-        session = _build_cached(digest, lambda tmp: quantize_int8(fp32.path, tmp, calib), backend, "int8")
+        session = _build_cached(digest, lambda tmp: _quantize_from(detector, fp32.path, tmp, calib), backend, "int8")
     log.warning("scoring with an int8 graph on %s (static quantisation calibrated on %d image(s), %s): "
                 "scores differ from float32; see docs/backends.md", backend, len(calib), session.path)
     runtime.keep(version, session, calib_digest)
     return session
+
+
+def _quantize_from(detector: "Detector", fp32: Path, dst: Path, calibration: np.ndarray) -> None:
+    """:func:`quantize_int8` of the float32 graph ``fp32``; exported again into a temporary
+    folder when that file is gone (kept in memory only because the cache folder is not
+    writable, or removed from the cache since its session was made)."""
+    if fp32.is_file():
+        quantize_int8(fp32, dst, calibration)
+        return
+    from .export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="deepfake-detect-") as tmp_dir:
+        src = Path(tmp_dir) / "fp32.onnx"
+        export_onnx(detector, src, opset=OPSET)
+        quantize_int8(src, dst, calibration)
 
 
 def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], calibration: np.ndarray, *,
