@@ -152,6 +152,20 @@ def test_changed_weights_never_use_a_stale_graph(cache: Path) -> None:
     assert len(graphs(cache)) == 2  # the first graph again, from disk
 
 
+def test_weights_replaced_through_data_never_use_a_stale_session(cache: Path) -> None:
+    # vector_to_parameters (and model.half()/.float()) assign param.data: the same tensor
+    # objects and version counters, new values
+    from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    d = tiny()
+    imgs = images(4)
+    before = d.predict(imgs, backend="onnxruntime")
+    vector_to_parameters(parameters_to_vector(d.model.parameters()) * 3, d.model.parameters())
+    after = d.predict(imgs, backend="onnxruntime")
+    np.testing.assert_allclose(after, d.predict(imgs, backend="torch"), atol=1e-4, rtol=0)
+    assert np.abs(after - before).max() > 0.05
+
+
 def test_weights_digest_depends_on_content_config_and_extra() -> None:
     a, b, c = tiny(0), tiny(0), tiny(1)
     digest = backends.weights_digest
