@@ -270,6 +270,23 @@ def test_auto_uses_a_cached_graph_or_a_large_job(cache: Path, monkeypatch) -> No
     assert other.last_backend.backend == AUTO and "exported" in other.last_backend.reason
 
 
+def test_auto_falls_back_to_torch_when_the_cache_cannot_be_written(cache: Path, monkeypatch, caplog) -> None:
+    import errno
+
+    def disk_full(detector, path, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("deepfake_detect.export.export_onnx", disk_full)
+    monkeypatch.setattr(backends, "AUTO_EXPORT_MIN_IMAGES", 2)
+    monkeypatch.setattr(backends, "AUTO_CACHED_MIN_IMAGES", 2)
+    d = tiny()
+    with caplog.at_level(logging.WARNING, logger="deepfake_detect.backends"):
+        scores = d.predict(images(3))  # the default backend never writes its way into a failure
+    assert d.last_backend.backend == "torch" and "No space left" in d.last_backend.reason
+    assert "No space left" in caplog.text
+    np.testing.assert_allclose(scores, d.predict(images(3), backend="torch"), atol=1e-6)
+
+
 def test_auto_falls_back_when_the_graph_disagrees_with_torch(cache: Path, monkeypatch, caplog) -> None:
     d = dd.load_detector(BRANCHY)
     with pytest.raises(DeepfakeDetectError, match="disagrees with the torch model"):

@@ -479,6 +479,10 @@ def _select_auto(detector: "Detector", device: torch.device, num_images: int) ->
     except DeepfakeDetectError as e:
         log.warning("backend='auto': %s; scoring with torch instead", e)
         return BackendChoice("torch", "fp32", f"export failed: {e}"), _torch_scorer(detector, num_images, "fp32")
+    except OSError as e:  # the graph could not be written (disk full, quota): not these weights' fault, not kept
+        log.warning("backend='auto': the graph could not be written (%s); scoring with torch instead", e)
+        return (BackendChoice("torch", "fp32", f"the graph could not be written: {e}"),
+                _torch_scorer(detector, num_images, "fp32"))
     reason = "cached graph" if cached else f"{num_images} images, exported"
     log.info("backend='auto' chose %s: %s (%s)", backend, reason, session.path)
     return BackendChoice(backend, "fp32", f"{reason} ({session.path.name})"), session
