@@ -116,7 +116,7 @@ def test_predict_onnxruntime_equals_torch_and_says_so(cache: Path) -> None:
     got = d.predict(imgs, backend="onnxruntime", batch_size=3)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert d.last_backend.backend == "onnxruntime" and d.last_backend.precision == "fp32"
-    session = d._runtime.session(d.model, "onnxruntime")
+    session = d._runtime.session(d.model, d.config, "onnxruntime")
     assert session is not None and session.threads == backends.available_cores()
 
 
@@ -164,6 +164,16 @@ def test_weights_replaced_through_data_never_use_a_stale_session(cache: Path) ->
     after = d.predict(imgs, backend="onnxruntime")
     np.testing.assert_allclose(after, d.predict(imgs, backend="torch"), atol=1e-4, rtol=0)
     assert np.abs(after - before).max() > 0.05
+
+
+def test_a_changed_config_never_uses_a_stale_session(cache: Path) -> None:
+    d = tiny()
+    imgs = images(4)
+    d.predict(imgs, backend="onnxruntime")  # a session for 32x32 inputs and a sigmoid output
+    d.config = d.config.replace(input_size=(40, 40))
+    np.testing.assert_allclose(d.predict(imgs, backend="onnxruntime"), d.predict(imgs, backend="torch"),
+                               atol=1e-4, rtol=0)
+    assert len(graphs(cache)) == 2
 
 
 def test_weights_digest_depends_on_content_config_and_extra() -> None:
@@ -225,7 +235,7 @@ def test_deepcopy_gives_a_detector_without_the_session() -> None:
     d = tiny()
     d.predict(images(2), backend="onnxruntime")
     twin = copy.deepcopy(d)
-    assert twin._runtime.session(twin.model, "onnxruntime") is None
+    assert twin._runtime.session(twin.model, twin.config, "onnxruntime") is None
     np.testing.assert_allclose(twin.predict(images(2), backend="onnxruntime"), d.predict(images(2)), atol=1e-6)
 
 
