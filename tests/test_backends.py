@@ -116,7 +116,7 @@ def test_predict_onnxruntime_equals_torch_and_says_so(cache: Path) -> None:
     got = d.predict(imgs, backend="onnxruntime", batch_size=3)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert d.last_backend.backend == "onnxruntime" and d.last_backend.precision == "fp32"
-    session = d._runtime.session(d.model, "onnxruntime")
+    session = d._runtime.session(d.model, d.config, "onnxruntime")
     assert session is not None and session.threads == backends.available_cores()
 
 
@@ -150,6 +150,30 @@ def test_changed_weights_never_use_a_stale_graph(cache: Path) -> None:
     d.model.load_state_dict(state, assign=True)
     np.testing.assert_allclose(d.predict(imgs, backend="onnxruntime"), before, atol=1e-6, rtol=0)
     assert len(graphs(cache)) == 2  # the first graph again, from disk
+
+
+def test_weights_replaced_through_data_never_use_a_stale_session(cache: Path) -> None:
+    # vector_to_parameters (and model.half()/.float()) assign param.data: the same tensor
+    # objects and version counters, new values
+    from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    d = tiny()
+    imgs = images(4)
+    before = d.predict(imgs, backend="onnxruntime")
+    vector_to_parameters(parameters_to_vector(d.model.parameters()) * 3, d.model.parameters())
+    after = d.predict(imgs, backend="onnxruntime")
+    np.testing.assert_allclose(after, d.predict(imgs, backend="torch"), atol=1e-4, rtol=0)
+    assert np.abs(after - before).max() > 0.05
+
+
+def test_a_changed_config_never_uses_a_stale_session(cache: Path) -> None:
+    d = tiny()
+    imgs = images(4)
+    d.predict(imgs, backend="onnxruntime")  # a session for 32x32 inputs and a sigmoid output
+    d.config = d.config.replace(input_size=(40, 40))
+    np.testing.assert_allclose(d.predict(imgs, backend="onnxruntime"), d.predict(imgs, backend="torch"),
+                               atol=1e-4, rtol=0)
+    assert len(graphs(cache)) == 2
 
 
 def test_weights_digest_depends_on_content_config_and_extra() -> None:
@@ -211,7 +235,7 @@ def test_deepcopy_gives_a_detector_without_the_session() -> None:
     d = tiny()
     d.predict(images(2), backend="onnxruntime")
     twin = copy.deepcopy(d)
-    assert twin._runtime.session(twin.model, "onnxruntime") is None
+    assert twin._runtime.session(twin.model, twin.config, "onnxruntime") is None
     np.testing.assert_allclose(twin.predict(images(2), backend="onnxruntime"), d.predict(images(2)), atol=1e-6)
 
 
@@ -254,6 +278,23 @@ def test_auto_uses_a_cached_graph_or_a_large_job(cache: Path, monkeypatch) -> No
     assert other.last_backend.backend == "torch"
     other.predict(images(n + 4))
     assert other.last_backend.backend == AUTO and "exported" in other.last_backend.reason
+
+
+def test_auto_falls_back_to_torch_when_the_cache_cannot_be_written(cache: Path, monkeypatch, caplog) -> None:
+    import errno
+
+    def disk_full(detector, path, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("deepfake_detect.export.export_onnx", disk_full)
+    monkeypatch.setattr(backends, "AUTO_EXPORT_MIN_IMAGES", 2)
+    monkeypatch.setattr(backends, "AUTO_CACHED_MIN_IMAGES", 2)
+    d = tiny()
+    with caplog.at_level(logging.WARNING, logger="deepfake_detect.backends"):
+        scores = d.predict(images(3))  # the default backend never writes its way into a failure
+    assert d.last_backend.backend == "torch" and "No space left" in d.last_backend.reason
+    assert "No space left" in caplog.text
+    np.testing.assert_allclose(scores, d.predict(images(3), backend="torch"), atol=1e-6)
 
 
 def test_auto_falls_back_when_the_graph_disagrees_with_torch(cache: Path, monkeypatch, caplog) -> None:
@@ -333,6 +374,17 @@ def test_int8_is_close_to_fp32_reported_and_cached_per_calibration(cache: Path, 
     assert len(graphs(cache)) == 3
     d.predict(imgs)  # and back to float32: never int8 unless asked
     assert d.last_backend.precision == "fp32"
+
+
+def test_int8_where_the_cache_folder_cannot_be_written(tmp_path: Path, monkeypatch) -> None:
+    blocker = tmp_path / "a-file"  # the cache folder would be under a file: mkdir fails
+    blocker.write_bytes(b"")
+    monkeypatch.setenv(backends.CACHE_ENV, str(blocker))
+    d = tiny()
+    imgs = images(8, size=64)
+    fp32 = d.predict(imgs, backend="onnxruntime")  # the float32 graph lives in memory only
+    int8 = d.predict(imgs, backend="onnxruntime", precision="int8", calibration=imgs)
+    assert d.last_backend.precision == "int8" and np.abs(int8 - fp32).max() < 0.05
 
 
 def test_int8_and_half_precision_errors() -> None:

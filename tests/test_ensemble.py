@@ -90,3 +90,21 @@ def test_members_must_share_their_preprocessing_and_fit_the_limit():
         load_detector("ensemble", members=[])
     with pytest.raises(ParameterLimitError):
         ensemble_of([a, a], max_params=10)
+
+
+def test_backbone_weights_and_pretrained_backbone_reach_every_member():
+    # the registry's contract: a factory takes pretrained_backbone and backbone_weights
+    # (deepfake-detect finetune --model ensemble --backbone-weights FILE passes them)
+    seen = []
+    name = "test-tiny-ensemble-backbone"
+    if name not in dd.list_detectors():
+        dd.register_detector(name, lambda pretrained_backbone=False, backbone_weights=None, **kw:
+                             seen.append((pretrained_backbone, backbone_weights)) or TinyNet(**kw),
+                             config=dd.DetectorConfig(name, input_size=32))
+    members = [{"architecture": name}, {"architecture": name}]
+    ens = load_detector("ensemble", members=members, backbone_weights="imagenet.pth")
+    assert seen[-2:] == [(False, "imagenet.pth")] * 2
+    assert "backbone_weights" not in ens.config.model_kwargs  # build-only, as for any detector
+    load_detector("ensemble", members=members, pretrained_backbone=True)
+    assert seen[-2:] == [(True, None)] * 2
+    load_detector("ensemble", members=[{"architecture": TINY}])  # factories without those arguments

@@ -229,8 +229,7 @@ def weights_digest(model: nn.Module, config: Any, *extra: str) -> str:
     add(f"deepfake-detect={__version__};torch={torch.__version__};onnx={_version('onnx')};opset={OPSET}")
     add(f"{type(model).__module__}.{type(model).__qualname__}")
     add(repr(model))
-    add(json.dumps({"architecture": config.architecture, "input_size": list(config.input_size),
-                    "output": config.output}, sort_keys=True))
+    add(json.dumps(_graph_config(config), sort_keys=True))
     for e in extra:
         add(e)
     for name, t in (*model.named_parameters(), *model.named_buffers()):
@@ -241,17 +240,25 @@ def weights_digest(model: nn.Module, config: Any, *extra: str) -> str:
     return h.hexdigest()
 
 
+def _graph_config(config: Any) -> dict[str, Any]:
+    """The config fields an exported graph depends on (its input size and what it outputs)."""
+    return {"architecture": config.architecture, "input_size": list(config.input_size), "output": config.output}
+
+
 class _WeightsVersion:
     """One version of a model's weights: :func:`~deepfake_detect.fast.weights_fingerprint`
     (tensor ids and in-place versions) plus weak references, so a tensor freed and replaced by
-    a new one at the same address is not taken for the old one."""
+    a new one at the same address is not taken for the old one; and the config fields the
+    graph depends on (``detector.config`` replaced with another input size or output kind)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, config: Any) -> None:
         self.fingerprint = weights_fingerprint(model)
+        self.config = _graph_config(config)
         self._refs = [weakref.ref(t) for t in (*model.parameters(), *model.buffers())]
 
-    def matches(self, model: nn.Module) -> bool:
-        return weights_fingerprint(model) == self.fingerprint and all(r() is not None for r in self._refs)
+    def matches(self, model: nn.Module, config: Any) -> bool:
+        return (weights_fingerprint(model) == self.fingerprint and _graph_config(config) == self.config
+                and all(r() is not None for r in self._refs))
 
 
 # -- graph sessions -----------------------------------------------------------------------
@@ -364,11 +371,11 @@ class Runtime:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()
 
-    def session(self, model: nn.Module, backend: str, precision: str = "fp32",
+    def session(self, model: nn.Module, config: Any, backend: str, precision: str = "fp32",
                 calibration_digest: str = "") -> GraphSession | None:
-        """The session of ``backend`` for the model's current weights, or None."""
+        """The session of ``backend`` for the model's current weights and config, or None."""
         entry = self._sessions.get((backend, precision, calibration_digest))
-        return entry[1] if entry is not None and entry[0].matches(model) else None
+        return entry[1] if entry is not None and entry[0].matches(model, config) else None
 
     def keep(self, version: _WeightsVersion, session: GraphSession, calibration_digest: str = "") -> None:
         self._sessions[(session.backend, session.precision, calibration_digest)] = (version, session)
@@ -376,15 +383,15 @@ class Runtime:
     def digest(self, model: nn.Module, config: Any, *extra: str) -> str:
         tag = "\0".join(extra)
         memo = self._digests.get(tag)
-        if memo is not None and memo[0].matches(model):
+        if memo is not None and memo[0].matches(model, config):
             return memo[1]
-        version = _WeightsVersion(model)
+        version = _WeightsVersion(model, config)
         value = weights_digest(model, config, *extra)
         self._digests[tag] = (version, value)
         return value
 
-    def failure(self, model: nn.Module) -> str | None:
-        return self._failed[1] if self._failed is not None and self._failed[0].matches(model) else None
+    def failure(self, model: nn.Module, config: Any) -> str | None:
+        return self._failed[1] if self._failed is not None and self._failed[0].matches(model, config) else None
 
 
 def _runtime(detector: "Detector") -> Runtime:
@@ -463,10 +470,10 @@ def _select_auto(detector: "Detector", device: torch.device, num_images: int) ->
         return torch_choice("no graph runtime is installed (pip install 'deepfake-detect[onnx]' or "
                             "'deepfake-detect[openvino]')")
     runtime, model = _runtime(detector), detector.model
-    failed = runtime.failure(model)
+    failed = runtime.failure(model, detector.config)
     if failed is not None:
         return torch_choice(f"these weights could not be exported: {failed}")
-    session = runtime.session(model, backend)
+    session = runtime.session(model, detector.config, backend)
     if session is not None:
         return BackendChoice(backend, "fp32", f"session in memory ({session.path.name})"), session
     if num_images < AUTO_CACHED_MIN_IMAGES:
@@ -479,6 +486,10 @@ def _select_auto(detector: "Detector", device: torch.device, num_images: int) ->
     except DeepfakeDetectError as e:
         log.warning("backend='auto': %s; scoring with torch instead", e)
         return BackendChoice("torch", "fp32", f"export failed: {e}"), _torch_scorer(detector, num_images, "fp32")
+    except OSError as e:  # the graph could not be written (disk full, quota): not these weights' fault, not kept
+        log.warning("backend='auto': the graph could not be written (%s); scoring with torch instead", e)
+        return (BackendChoice("torch", "fp32", f"the graph could not be written: {e}"),
+                _torch_scorer(detector, num_images, "fp32"))
     reason = "cached graph" if cached else f"{num_images} images, exported"
     log.info("backend='auto' chose %s: %s (%s)", backend, reason, session.path)
     return BackendChoice(backend, "fp32", f"{reason} ({session.path.name})"), session
@@ -517,10 +528,10 @@ def _graph_session(detector: "Detector", backend: str) -> GraphSession:
     """The float32 session of ``backend`` for the detector's current weights: from memory,
     on the graph cached on disk, or on a graph exported (and checked against torch) now."""
     runtime, model = _runtime(detector), detector.model
-    session = runtime.session(model, backend)
+    session = runtime.session(model, detector.config, backend)
     if session is not None:
         return session
-    version = _WeightsVersion(model)
+    version = _WeightsVersion(model, detector.config)
     digest = _fp32_digest(detector)
     session = _cached_session(graph_dir() / f"{digest}.onnx", backend, "fp32")
     if session is None:
@@ -654,20 +665,35 @@ def _int8_session(detector: "Detector", calibration: Any, backend: str) -> Graph
     runtime, model = _runtime(detector), detector.model
     calib = _calibration_batch(detector, calibration)
     calib_digest = hashlib.sha256(calib.tobytes()).hexdigest()
-    session = runtime.session(model, backend, "int8", calib_digest)
+    session = runtime.session(model, detector.config, backend, "int8", calib_digest)
     if session is not None:
         return session
-    version = _WeightsVersion(model)
+    version = _WeightsVersion(model, detector.config)
     fp32 = _graph_session(detector, backend)
     digest = runtime.digest(model, detector.config, "int8", _INT8_RECIPE, calib_digest,
                             f"onnxruntime={_version('onnxruntime')}")
     session = _cached_session(graph_dir() / f"{digest}.onnx", backend, "int8")
     if session is None:
-        session = _build_cached(digest, lambda tmp: quantize_int8(fp32.path, tmp, calib), backend, "int8")
+        session = _build_cached(digest, lambda tmp: _quantize_from(detector, fp32.path, tmp, calib), backend, "int8")
     log.warning("scoring with an int8 graph on %s (static quantisation calibrated on %d image(s), %s): "
                 "scores differ from float32; see docs/backends.md", backend, len(calib), session.path)
     runtime.keep(version, session, calib_digest)
     return session
+
+
+def _quantize_from(detector: "Detector", fp32: Path, dst: Path, calibration: np.ndarray) -> None:
+    """:func:`quantize_int8` of the float32 graph ``fp32``; exported again into a temporary
+    folder when that file is gone (kept in memory only because the cache folder is not
+    writable, or removed from the cache since its session was made)."""
+    if fp32.is_file():
+        quantize_int8(fp32, dst, calibration)
+        return
+    from .export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="deepfake-detect-") as tmp_dir:
+        src = Path(tmp_dir) / "fp32.onnx"
+        export_onnx(detector, src, opset=OPSET)
+        quantize_int8(src, dst, calibration)
 
 
 def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], calibration: np.ndarray, *,

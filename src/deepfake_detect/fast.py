@@ -16,9 +16,13 @@ log = logging.getLogger(__name__)
 def weights_fingerprint(model: nn.Module) -> tuple:
     """Changes whenever a parameter or buffer is replaced or modified in place.
 
-    Uses each tensor's identity and its in-place version counter, so it costs microseconds.
+    Uses each tensor's identity, its in-place version counter, and its storage address and
+    dtype (``param.data = ...``, as ``torch.nn.utils.vector_to_parameters`` and
+    ``model.half()`` do, keeps the tensor and its version but not its storage), so it costs
+    microseconds.
     """
-    return tuple((id(t), t._version, t.device.type) for t in (*model.parameters(), *model.buffers()))
+    return tuple((id(t), t._version, t.device.type, t.dtype, t.data_ptr())
+                 for t in (*model.parameters(), *model.buffers()))
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -42,9 +42,12 @@ class Ensemble(nn.Module):
             {...}, "output": "sigmoid" | "softmax"}`` (``output`` defaults to the
             architecture's own). Default: :data:`DEFAULT_MEMBERS`.
         weights: one non-negative weight per member (normalised to sum 1); default equal.
+        pretrained_backbone, backbone_weights: passed to every member's factory (when set),
+            as ``load_detector`` passes them to any architecture's.
     """
 
-    def __init__(self, members: Sequence[Mapping[str, Any]] = DEFAULT_MEMBERS, weights: Sequence[float] | None = None) -> None:
+    def __init__(self, members: Sequence[Mapping[str, Any]] = DEFAULT_MEMBERS, weights: Sequence[float] | None = None,
+                 *, pretrained_backbone: bool = False, backbone_weights: Any = None) -> None:
         super().__init__()
         from ..registry import get_entry
 
@@ -58,7 +61,12 @@ class Ensemble(nn.Module):
             if spec["architecture"] == "ensemble":
                 raise ConfigError(f"ensemble member {i}: ensembles do not nest")
             entry = get_entry(spec["architecture"])
-            modules.append(entry.build(**dict(spec.get("model_kwargs") or {})))
+            kwargs = dict(spec.get("model_kwargs") or {})
+            if pretrained_backbone:
+                kwargs["pretrained_backbone"] = True
+            if backbone_weights is not None:
+                kwargs["backbone_weights"] = backbone_weights
+            modules.append(entry.build(**kwargs))
             kinds.append(spec.get("output") or entry.config.output)
         w = [1.0] * len(members) if weights is None else [float(v) for v in weights]
         if len(w) != len(members) or any(not v >= 0 for v in w) or sum(w) <= 0:
