@@ -271,7 +271,8 @@ class GraphSession:
     Args:
         path: the ``.onnx`` file (read once, when the session is created).
         precision: what the graph computes in (``"fp32"`` or ``"int8"``), for reports.
-        threads: intra-op threads (default :func:`available_cores`).
+        threads: intra-op threads (default: this process's share of the cores, all of them
+            unless ``torchrun`` started several processes on this machine).
 
     Attributes:
         backend: ``"onnxruntime"`` or ``"openvino"``.
@@ -282,7 +283,9 @@ class GraphSession:
     def __init__(self, path: str | os.PathLike[str], *, precision: str = "fp32", threads: int | None = None) -> None:
         self.path = Path(path)
         self.precision = precision
-        self.threads = threads or available_cores()
+        from .distributed import cores_per_process  # split across torchrun's local processes
+
+        self.threads = threads or cores_per_process()
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """P(fake) of a C-contiguous (N, 3, H, W) float32 array."""

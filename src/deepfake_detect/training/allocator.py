@@ -10,6 +10,8 @@ from its heap and to keep freed memory, for the duration of a run; on leaving it
 glibc's defaults and hands the free memory back to the system (``malloc_trim``).
 
 The setting is process-wide while it lasts (other threads allocate the same way meanwhile).
+One effect outlasts it: after any ``mallopt`` call glibc stops raising its mmap threshold
+as large blocks are freed (it keeps the value reached so far). That changes speed only.
 Processes that tune these settings themselves are left alone: with any of
 ``MALLOC_MMAP_MAX_``, ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or
 ``MALLOC_TOP_PAD_`` (or a ``malloc`` tunable in ``GLIBC_TUNABLES``) set, or jemalloc, tcmalloc

@@ -57,6 +57,16 @@ def restore_implementation(opt: torch.optim.Optimizer, flags: list[dict[str, Any
     if len(flags) == len(opt.param_groups):
         for group, saved in zip(opt.param_groups, flags):
             group.update(saved)
+    # a state saved by a fused optimiser loads its ``step`` counters onto the parameters'
+    # device; torch's unfused, non-capturable kernels expect them on the CPU (else a GPU
+    # sync per parameter and step)
+    for group in opt.param_groups:
+        if group.get("fused") or group.get("capturable"):
+            continue
+        for p in group["params"]:
+            step = opt.state.get(p, {}).get("step")
+            if torch.is_tensor(step) and step.device.type != "cpu":
+                opt.state[p]["step"] = step.cpu()
 
 
 def make_scheduler(scheduler: Any, opt: torch.optim.Optimizer, steps_per_epoch: int,
