@@ -120,9 +120,7 @@ def check_backend(backend: str) -> str:
     Raises:
         DeepfakeDetectError: another value.
     """
-    if backend not in BACKENDS:
-        raise DeepfakeDetectError(f"backend={backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
-    return backend
+    return _check_choice("backend", backend, BACKENDS)
 
 
 def check_precision(precision: str) -> str:
@@ -131,9 +129,13 @@ def check_precision(precision: str) -> str:
     Raises:
         DeepfakeDetectError: another value.
     """
-    if precision not in PRECISIONS:
-        raise DeepfakeDetectError(f"precision={precision!r}: expected one of {', '.join(map(repr, PRECISIONS))}")
-    return precision
+    return _check_choice("precision", precision, PRECISIONS)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise DeepfakeDetectError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
+    return value
 
 
 def _importable(module: str) -> bool:
