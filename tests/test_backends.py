@@ -376,6 +376,17 @@ def test_int8_is_close_to_fp32_reported_and_cached_per_calibration(cache: Path, 
     assert d.last_backend.precision == "fp32"
 
 
+def test_a_cached_int8_graph_is_used_without_exporting_the_float32_one(cache: Path) -> None:
+    d = tiny()
+    imgs = images(8, size=64)
+    first = d.predict(imgs, precision="int8", calibration=imgs)
+    (cache / f"{backends.weights_digest(d.model, d.config, 'fp32')}.onnx").unlink()
+    later = copy.deepcopy(d)  # as a later process: the same weights, no session in memory
+    again = later.predict(imgs, precision="int8", calibration=imgs)
+    assert len(graphs(cache)) == 1  # only the int8 graph: float32 was not exported again
+    np.testing.assert_allclose(again, first, atol=1e-6)
+
+
 def test_int8_where_the_cache_folder_cannot_be_written(tmp_path: Path, monkeypatch) -> None:
     blocker = tmp_path / "a-file"  # the cache folder would be under a file: mkdir fails
     blocker.write_bytes(b"")

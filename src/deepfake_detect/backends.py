@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .distributed import available_cores, cores_per_process
 from .errors import DeepfakeDetectError, MissingDependencyError
 from .fast import weights_fingerprint
 
@@ -162,14 +163,6 @@ def _require(backend: str, feature: str) -> None:
     for module in modules:
         if not _importable(module):
             raise MissingDependencyError(module, extra, feature)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def cache_dir() -> Path:
@@ -285,9 +278,7 @@ class GraphSession:
     def __init__(self, path: str | os.PathLike[str], *, precision: str = "fp32", threads: int | None = None) -> None:
         self.path = Path(path)
         self.precision = precision
-        from .distributed import cores_per_process  # split across torchrun's local processes
-
-        self.threads = threads or cores_per_process()
+        self.threads = threads or cores_per_process()  # split across torchrun's local processes
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """P(fake) of a C-contiguous (N, 3, H, W) float32 array."""
@@ -488,13 +479,12 @@ def _select_auto(detector: "Detector", device: torch.device, num_images: int) ->
         return torch_choice(f"{num_images} images, fewer than {AUTO_EXPORT_MIN_IMAGES}, and no cached graph")
     try:
         session = _graph_session(detector, backend)
-    except DeepfakeDetectError as e:
-        log.warning("backend='auto': %s; scoring with torch instead", e)
-        return BackendChoice("torch", "fp32", f"export failed: {e}"), _torch_scorer(detector, num_images, "fp32")
-    except OSError as e:  # the graph could not be written (disk full, quota): not these weights' fault, not kept
-        log.warning("backend='auto': the graph could not be written (%s); scoring with torch instead", e)
-        return (BackendChoice("torch", "fp32", f"the graph could not be written: {e}"),
-                _torch_scorer(detector, num_images, "fp32"))
+    except (DeepfakeDetectError, OSError) as e:
+        # OSError: the graph could not be written (disk full, quota); unlike a failed
+        # export it is not remembered against these weights, so a later job tries again
+        reason = f"export failed: {e}" if isinstance(e, DeepfakeDetectError) else f"the graph could not be written: {e}"
+        log.warning("backend='auto': %s; scoring with torch instead", reason)
+        return BackendChoice("torch", "fp32", reason), _torch_scorer(detector, num_images, "fp32")
     reason = "cached graph" if cached else f"{num_images} images, exported"
     log.info("backend='auto' chose %s: %s (%s)", backend, reason, session.path)
     return BackendChoice(backend, "fp32", f"{reason} ({session.path.name})"), session
@@ -674,11 +664,11 @@ def _int8_session(detector: "Detector", calibration: Any, backend: str) -> Graph
     if session is not None:
         return session
     version = _WeightsVersion(model, detector.config)
-    fp32 = _graph_session(detector, backend)
     digest = runtime.digest(model, detector.config, "int8", _INT8_RECIPE, calib_digest,
                             f"onnxruntime={_version('onnxruntime')}")
     session = _cached_session(graph_dir() / f"{digest}.onnx", backend, "int8")
-    if session is None:
+    if session is None:  # quantise the float32 graph (exported and checked against torch first, if need be)
+        fp32 = _graph_session(detector, backend)
         session = _build_cached(digest, lambda tmp: _quantize_from(detector, fp32.path, tmp, calib), backend, "int8")
     log.warning("scoring with an int8 graph on %s (static quantisation calibrated on %d image(s), %s): "
                 "scores differ from float32; see docs/backends.md", backend, len(calib), session.path)

@@ -13,7 +13,8 @@ import torch.distributed as dist
 
 from .errors import DeepfakeDetectError
 
-__all__ = ["DistContext", "is_main_process", "local_device", "threads_per_process", "cores_per_process"]
+__all__ = ["DistContext", "is_main_process", "local_device", "threads_per_process", "cores_per_process",
+           "available_cores"]
 
 
 def is_main_process() -> bool:
@@ -30,14 +31,18 @@ def local_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def cores_per_process() -> int:
-    """This process's share of the CPU cores it may run on, when ``LOCAL_WORLD_SIZE``
-    processes share the machine (at least 1)."""
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask), at least 1."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+        return max(1, os.cpu_count() or 1)
+
+
+def cores_per_process() -> int:
+    """This process's share of :func:`available_cores`, when ``LOCAL_WORLD_SIZE`` processes
+    share the machine (at least 1)."""
+    return max(1, available_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def threads_per_process() -> int | None:
