@@ -27,11 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, selection_set, shared_splits, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import self_blended_set, source_splits
-from deepfake_detect.data import stratified_split
 
 #: (label, registry name, input size, ImageNet weights file)
 ARMS = (
@@ -78,12 +76,8 @@ def main() -> None:
     results_path = args.out.with_suffix(".json")
     done = json.loads(results_path.read_text()) if results_path.is_file() else {}
 
-    parts = {"dfdc": source_splits(args.dfdc, 0.05, seed=args.seed), "ffhq": source_splits(args.ffhq, 0.1, seed=args.seed)}
-    train, holdout = ({name: p[k] for name, p in parts.items()} for k in range(2))
-    if args.limit:
-        train, holdout = ({k: stratified_split(v, min(0.99, args.limit / len(v)), seed=0)[1] for k, v in part.items()}
-                          for part in (train, holdout))
-    select = {**holdout, "sbi": self_blended_set(holdout, per_source=150, seed=args.seed)}
+    train, holdout, _ = shared_splits(args.dfdc, args.ffhq, args.seed, args.limit)
+    select = selection_set(holdout, args.seed)
     timing_images = [holdout["dfdc"].image(i) for i in range(min(64, len(holdout["dfdc"])))]
     for label, name, size, weights in ARMS:
         if label in done or (args.only and not any(label.endswith(o) for o in args.only)):

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import DOCS, git_rev, machine, stop_after, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, selection_set, shared_splits, stop_after, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import self_blended_set, source_splits
+from deepfake_detect.crossdata import self_blended_set
 
 TEST_SETS = ("dfdc", "ffhq", "sbi")
 
@@ -49,7 +49,7 @@ def reals_only(data):
 
 def arms(train: dict, holdout: dict, seed: int) -> list[tuple[str, dict, dict, dict]]:
     """``(label, train sources, selection sources, finetune kwargs)`` per arm."""
-    sbi_holdout = self_blended_set(holdout, per_source=150, seed=seed)
+    sbi_holdout = selection_set(holdout, seed)["sbi"]
     return [
         ("dfdc-faces", {"dfdc": train["dfdc"]}, {"dfdc": holdout["dfdc"]}, {}),
         ("ffhq-stylegan", {"ffhq": train["ffhq"]}, {"ffhq": holdout["ffhq"]}, {}),
@@ -85,13 +85,7 @@ def main() -> None:
     results_path = args.out.with_suffix(".json")
     done = json.loads(results_path.read_text()) if args.reuse and results_path.is_file() else {}
 
-    parts = {"dfdc": source_splits(args.dfdc, 0.05, seed=args.seed), "ffhq": source_splits(args.ffhq, 0.1, seed=args.seed)}
-    train, holdout, val = ({name: p[k] for name, p in parts.items()} for k in range(3))
-    if args.limit:
-        from deepfake_detect.data import stratified_split
-
-        train, holdout, val = ({k: stratified_split(v, min(0.99, args.limit / len(v)), seed=0)[1] for k, v in part.items()}
-                               for part in (train, holdout, val))
+    train, holdout, val = shared_splits(args.dfdc, args.ffhq, args.seed, args.limit)
     test = {**val, "sbi": self_blended_set(val, per_source=300, seed=12345)}
     rows, reused_rows = [], []
     t0 = time.perf_counter()

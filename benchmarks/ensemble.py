@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, selection_set, shared_splits, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import self_blended_set, source_splits
 from deepfake_detect.models import ensemble_of
 
 SELECT = ("dfdc", "ffhq", "sbi")
@@ -48,9 +47,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DOCS / "ensemble.md")
     args = ap.parse_args()
 
-    parts = {"dfdc": source_splits(args.dfdc, 0.05, seed=args.seed), "ffhq": source_splits(args.ffhq, 0.1, seed=args.seed)}
-    holdout = {name: p[1] for name, p in parts.items()}
-    select = {**holdout, "sbi": self_blended_set(holdout, per_source=150, seed=args.seed)}
+    _, holdout, _ = shared_splits(args.dfdc, args.ffhq, args.seed)
+    select = selection_set(holdout, args.seed)
     timing = [holdout["dfdc"].image(i) for i in range(min(256, len(holdout["dfdc"])))]
 
     members = [load_detector(m) for m in args.members]

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _common import selection_set, shared_splits  # run as a script: its folder is on sys.path
+
 import deepfake_detect as dd
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import self_blended_set, source_splits
 from deepfake_detect.models._backbone import create_timm
 
 
@@ -54,9 +55,8 @@ def main() -> None:
     args = ap.parse_args()
     dd.register_detector("npr-lite0", NPRLite0, config=dd.DetectorConfig(
         "npr-lite0", input_size=224, mean=(0.5,) * 3, std=(0.5,) * 3), head=("backbone.classifier",), loss="bce")
-    parts = {"dfdc": source_splits(args.dfdc, 0.05, seed=0), "ffhq": source_splits(args.ffhq, 0.1, seed=0)}
-    train, holdout = ({name: p[k] for name, p in parts.items()} for k in range(2))
-    select = {**holdout, "sbi": self_blended_set(holdout, per_source=150, seed=0)}
+    train, holdout, _ = shared_splits(args.dfdc, args.ffhq)
+    select = selection_set(holdout)
     torch.manual_seed(0)
     base = load_detector("efficientnet-lite0").config
     det = load_detector("npr-lite0", backbone_weights=args.backbone_weights)
