@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import DOCS, git_rev, machine, selection_set, shared_splits, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, predict_rate, selection_set, shared_splits, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 
@@ -47,17 +47,6 @@ def build_detector(name: str, size: int, weights: Path):
     det.config = det.config.replace(input_size=(size, size), resize=base.resize, crop_pct=base.crop_pct,
                                     interpolation=base.interpolation, mean=base.mean, std=base.std)
     return det
-
-
-def predict_rate(det, images: list, repeats: int = 2) -> float:
-    """Images per second of ``Detector.predict`` on decoded images (best of ``repeats``)."""
-    det.predict(images[:8], progress=False)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        det.predict(images, batch_size=32, progress=False)
-        best = min(best, time.perf_counter() - t)
-    return len(images) / best
 
 
 def main() -> None:

@@ -16,12 +16,11 @@ docs/backbones.md), since it predicts more slowly by the number of members.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import DOCS, git_rev, machine, selection_set, shared_splits, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, predict_rate, selection_set, shared_splits, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 from deepfake_detect.models import ensemble_of
@@ -29,13 +28,6 @@ from deepfake_detect.models import ensemble_of
 SELECT = ("dfdc", "ffhq", "sbi")
 #: One standard error of the mean of the three hold-out AUCs (Hanley-McNeil, docs/backbones.md).
 STANDARD_ERROR = 0.017
-
-
-def predict_rate(det, images: list) -> float:
-    det.predict(images[:8], progress=False)
-    t = time.perf_counter()
-    det.predict(images, batch_size=32, progress=False)
-    return len(images) / (time.perf_counter() - t)
 
 
 def main() -> None:
@@ -59,7 +51,7 @@ def main() -> None:
         aucs = [metrics[s]["auc"] for s in SELECT]
         means[label] = float(np.mean(aucs))
         rows.append([label, *aucs, means[label], *(metrics[s]["tpr_at_fpr_1e-3"] for s in SELECT),
-                     predict_rate(det, timing)])
+                     predict_rate(det, timing, repeats=1)])
     best_label = max(means, key=lambda k: means[k] if k != "ensemble of all" else -1)
     gain = means["ensemble of all"] - means[best_label]
     verdict = (f"adopt the ensemble (+{gain:.3f} over {best_label}, at least {STANDARD_ERROR})" if gain >= STANDARD_ERROR
