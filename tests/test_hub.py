@@ -112,6 +112,21 @@ def test_card_yaml_keeps_licence_and_dataset_names_as_strings(tmp_path):
     assert card.data.library_name == "deepfake-detect"
 
 
+def test_card_states_the_threshold_rule_false_alarms_and_extra_sections(tmp_path):
+    det = _detector(23)
+    det.config = det.config.replace(threshold=0.75, metadata={
+        "threshold_rule": "the 99 % quantile of hold-out reals",
+        "false_alarm_rate": {"val reals": 0.02, "examples": 0.0},
+        "card_sections": {"Cross-dataset results": "| train | test |\n|---|---|\n| a | 0.9 |"}})
+    card = (det.save_pretrained(tmp_path / "card") / "README.md").read_text()
+    assert "## Decision threshold" in card and "at least 0.75 are labelled fake" in card
+    assert "How it was set: the 99 % quantile of hold-out reals" in card
+    assert "| val reals | 2.0% |" in card and "| examples | 0.0% |" in card
+    assert card.index("## Cross-dataset results") > card.index("## Metrics")
+    assert "| a | 0.9 |" in card
+    assert "## Decision threshold" not in (_detector(24).save_pretrained(tmp_path / "plain") / "README.md").read_text()
+
+
 def test_second_load_is_a_cache_hit_and_offline_works(hub, monkeypatch):
     det = _detector(1)
     det.push_to_hub("org/cached", token="t")

@@ -82,6 +82,19 @@ def _metrics_section(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _threshold_section(detector: "Detector", meta: dict[str, Any]) -> list[str]:
+    rule, alarms = meta.get("threshold_rule"), meta.get("false_alarm_rate") or {}
+    if not rule and not alarms:
+        return []
+    lines = ["## Decision threshold", "", f"Images scoring at least {detector.config.threshold} are labelled fake."]
+    if rule:
+        lines += ["", f"How it was set: {rule}"]
+    if alarms:
+        lines += ["", "Real images labelled fake at this threshold:", "", "| real images | false-alarm rate |", "|---|---|"]
+        lines += [f"| {k} | {v:.1%} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in alarms.items()]
+    return lines + [""]
+
+
 def _body(detector: "Detector") -> str:
     from . import __version__
 
@@ -99,6 +112,9 @@ def _body(detector: "Detector") -> str:
     if meta.get("recipe"):
         lines += ["## Recipe", "", "```json", json.dumps(meta["recipe"], indent=2, sort_keys=True), "```", ""]
     lines += ["## Metrics", "", *_metrics_section(meta), ""]
+    lines += _threshold_section(detector, meta)
+    for title, text in (meta.get("card_sections") or {}).items():
+        lines += [f"## {title}", "", str(text).strip(), ""]
     lines += ["## Intended use", "", str(meta.get("intended_use", INTENDED_USE)), ""]
     lines += ["## Limitations", "", str(meta.get("limitations", LIMITATIONS)), ""]
     return "\n".join(lines)
@@ -109,7 +125,10 @@ def model_card(detector: "Detector") -> str:
 
     ``config.metadata`` may hold ``license``, ``datasets`` (list), ``training_data``,
     ``metrics`` (name -> value, from training or :meth:`Detector.record_metrics`),
-    ``metrics_data``, ``recipe``, ``intended_use``, ``limitations``, ``weights_source``.
+    ``metrics_data``, ``recipe``, ``intended_use``, ``limitations``, ``weights_source``,
+    ``threshold_rule`` (how the threshold was chosen), ``false_alarm_rate`` (real set ->
+    share labelled fake at the threshold) and ``card_sections`` (title -> Markdown, written
+    after the metrics, e.g. a cross-dataset table).
     """
     from huggingface_hub import ModelCard
 
