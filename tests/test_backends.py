@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from conftest import TINY, TinyNet, face_like
 from torch import nn
 
@@ -374,6 +377,26 @@ def test_int8_is_close_to_fp32_reported_and_cached_per_calibration(cache: Path, 
     assert len(graphs(cache)) == 3
     d.predict(imgs)  # and back to float32: never int8 unless asked
     assert d.last_backend.precision == "fp32"
+
+
+def test_int8_prepares_unchanged_calibration_files_once(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    files = []
+    for i, im in enumerate(images(6, size=64)):
+        files.append(tmp_path / f"c{i}.png")
+        im.save(files[-1])
+    prepared = []
+    real = backends._calibration_batch
+    monkeypatch.setattr(backends, "_calibration_batch", lambda det, cal: prepared.append(1) or real(det, cal))
+    d = tiny()
+    first = d.predict(files, precision="int8", calibration=files)
+    again = d.predict(files, precision="int8", calibration=files)
+    assert len(prepared) == 1 and np.array_equal(first, again)  # the second call reused the digest
+    images(1, size=64)[0].rotate(90).save(files[0])  # a changed file is prepared again
+    os.utime(files[0], ns=(time.time_ns(), time.time_ns() + 10**9))
+    d.predict(files, precision="int8", calibration=files)
+    assert len(prepared) == 2 and len(graphs(cache)) == 3  # float32, and int8 for each calibration set
+    d.predict(files, precision="int8", calibration=[Image.open(f) for f in files])  # in-memory: always prepared
+    assert len(prepared) == 3
 
 
 def test_a_cached_int8_graph_is_used_without_exporting_the_float32_one(cache: Path) -> None:

@@ -357,6 +357,7 @@ class Runtime:
         self._sessions: dict[tuple[str, str, str], tuple[_WeightsVersion, GraphSession]] = {}
         self._digests: dict[str, tuple[_WeightsVersion, str]] = {}
         self._failed: tuple[_WeightsVersion, str] | None = None
+        self._calibrations: dict[tuple[Any, ...], str] = {}  # calibration files + config -> batch digest
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "Runtime":
         return Runtime()
@@ -385,6 +386,14 @@ class Runtime:
         value = weights_digest(model, config, *extra)
         self._digests[tag] = (version, value)
         return value
+
+    def calibration_digest(self, key: tuple[Any, ...] | None) -> str | None:
+        """The digest of the calibration batch last prepared for ``key`` (files and config), or None."""
+        return self._calibrations.get(key) if key is not None else None
+
+    def remember_calibration(self, key: tuple[Any, ...] | None, digest: str) -> None:
+        if key is not None:
+            self._calibrations[key] = digest
 
     def failure(self, model: nn.Module, config: Any) -> str | None:
         return self._failed[1] if self._failed is not None and self._failed[0].matches(model, config) else None
@@ -653,13 +662,35 @@ def _calibration_batch(detector: "Detector", calibration: Any) -> np.ndarray:
     return prep.to_tensor(arrays).contiguous().numpy()
 
 
+def _calibration_files(calibration: Any) -> tuple[tuple[str, int, int], ...] | None:
+    """``(path, mtime_ns, size)`` of each calibration file, or None when the calibration set
+    is not all files (in-memory images are prepared and hashed on every call)."""
+    from .detector import _flatten_inputs
+
+    items = _flatten_inputs(calibration)
+    if not items or not all(isinstance(x, (str, os.PathLike)) for x in items):
+        return None
+    try:
+        return tuple((os.fspath(p), st.st_mtime_ns, st.st_size) for p in items for st in (os.stat(p),))
+    except OSError:
+        return None  # _calibration_batch names the file
+
+
 def _int8_session(detector: "Detector", calibration: Any, backend: str) -> GraphSession:
     """The ``backend`` session of the int8 graph of the detector's current weights and this
     calibration set: from memory, from the disk cache, or quantised now (from the float32
-    graph, itself cached)."""
+    graph, itself cached). Calibration files unchanged since the last call are not prepared again."""
     runtime, model = _runtime(detector), detector.model
+    files = _calibration_files(calibration)
+    files_key = (files, repr(detector.config)) if files is not None else None
+    known = runtime.calibration_digest(files_key)
+    if known is not None:
+        session = runtime.session(model, detector.config, backend, "int8", known)
+        if session is not None:
+            return session
     calib = _calibration_batch(detector, calibration)
     calib_digest = hashlib.sha256(calib.tobytes()).hexdigest()
+    runtime.remember_calibration(files_key, calib_digest)
     session = runtime.session(model, detector.config, backend, "int8", calib_digest)
     if session is not None:
         return session
