@@ -34,6 +34,19 @@ def test_version_and_help():
         assert proc.returncode == 0 and f"usage: deepfake-detect {sub}" in proc.stdout, sub
 
 
+def test_backend_and_precision_choices_are_the_librarys():
+    """The CLI spells the choices out (importing the backends module would slow --help);
+    they must stay the library's."""
+    from deepfake_detect.backends import BACKENDS, PRECISIONS
+    from deepfake_detect.cli import build_parser
+
+    for sub in ("predict", "evaluate"):
+        actions = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices[sub]._actions}
+        assert tuple(actions["backend"].choices) == BACKENDS, sub
+        if "precision" in actions:
+            assert tuple(actions["precision"].choices) == PRECISIONS, sub
+
+
 def test_bad_arguments_give_one_line_and_exit_2():
     for args in (("predict",), ("nonsense",), ("predict", "x.jpg", "--batch-size", "many"), ("finetune", "--epochs", "1")):
         proc = run(*args)
