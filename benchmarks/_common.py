@@ -114,27 +114,3 @@ def stop_after(seconds: float):
         if time.perf_counter() - start > seconds:
             raise KeyboardInterrupt
     return callback
-
-
-def shared_splits(dfdc: Path, ffhq: Path, seed: int = 0, limit: int | None = None) -> tuple[dict, dict, dict]:
-    """``(train, holdout, val)`` mappings ``{"dfdc": ..., "ffhq": ...}`` of the shared data,
-    split as ``scripts/train_default.py`` splits them: 5 % of dfdc-faces' source clips and a
-    stratified 10 % of ffhq-stylegan held out of train. ``limit`` (a smoke test): at most
-    this many images per split and source."""
-    from deepfake_detect.crossdata import source_splits
-    from deepfake_detect.data import stratified_split
-
-    parts = {"dfdc": source_splits(dfdc, 0.05, seed=seed), "ffhq": source_splits(ffhq, 0.1, seed=seed)}
-    splits = tuple({name: p[k] for name, p in parts.items()} for k in range(3))
-    if limit:
-        splits = tuple({k: stratified_split(v, min(0.99, limit / len(v)), seed=0)[1] for k, v in part.items()}
-                       for part in splits)
-    return splits  # type: ignore[return-value]
-
-
-def selection_set(holdout: dict, seed: int = 0) -> dict:
-    """What the default's epochs and choices are judged on: the hold-out sources, plus
-    ``"sbi"``: one self-blended fake of each of up to 150 hold-out real images per source."""
-    from deepfake_detect.crossdata import self_blended_set
-
-    return {**holdout, "sbi": self_blended_set(holdout, per_source=150, seed=seed)}

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import DOCS, git_rev, machine, predict_rate, selection_set, shared_splits, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, predict_rate, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
+from deepfake_detect.crossdata import default_splits, selection_set
 
 #: (label, registry name, input size, ImageNet weights file)
 ARMS = (
@@ -65,8 +66,8 @@ def main() -> None:
     results_path = args.out.with_suffix(".json")
     done = json.loads(results_path.read_text()) if results_path.is_file() else {}
 
-    train, holdout, _ = shared_splits(args.dfdc, args.ffhq, args.seed, args.limit)
-    select = selection_set(holdout, args.seed)
+    train, holdout, _ = default_splits(args.dfdc, args.ffhq, seed=args.seed, limit=args.limit)
+    select = selection_set(holdout, seed=args.seed)
     timing_images = [holdout["dfdc"].image(i) for i in range(min(64, len(holdout["dfdc"])))]
     for label, name, size, weights in ARMS:
         if label in done or (args.only and not any(label.endswith(o) for o in args.only)):

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import DOCS, git_rev, machine, selection_set, shared_splits, stop_after, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, stop_after, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import self_blended_set
+from deepfake_detect.crossdata import default_splits, selection_set, self_blended_set
 
 TEST_SETS = ("dfdc", "ffhq", "sbi")
 
@@ -49,7 +49,7 @@ def reals_only(data):
 
 def arms(train: dict, holdout: dict, seed: int) -> list[tuple[str, dict, dict, dict]]:
     """``(label, train sources, selection sources, finetune kwargs)`` per arm."""
-    sbi_holdout = selection_set(holdout, seed)["sbi"]
+    sbi_holdout = selection_set(holdout, seed=seed)["sbi"]
     return [
         ("dfdc-faces", {"dfdc": train["dfdc"]}, {"dfdc": holdout["dfdc"]}, {}),
         ("ffhq-stylegan", {"ffhq": train["ffhq"]}, {"ffhq": holdout["ffhq"]}, {}),
@@ -85,7 +85,7 @@ def main() -> None:
     results_path = args.out.with_suffix(".json")
     done = json.loads(results_path.read_text()) if args.reuse and results_path.is_file() else {}
 
-    train, holdout, val = shared_splits(args.dfdc, args.ffhq, args.seed, args.limit)
+    train, holdout, val = default_splits(args.dfdc, args.ffhq, seed=args.seed, limit=args.limit)
     test = {**val, "sbi": self_blended_set(val, per_source=300, seed=12345)}
     rows, reused_rows = [], []
     t0 = time.perf_counter()

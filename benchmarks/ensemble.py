@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import DOCS, git_rev, machine, predict_rate, selection_set, shared_splits, table, write_doc  # run as a script: its folder is on sys.path
+from _common import DOCS, git_rev, machine, predict_rate, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
+from deepfake_detect.crossdata import default_splits, selection_set
 from deepfake_detect.models import ensemble_of
 
 SELECT = ("dfdc", "ffhq", "sbi")
@@ -39,8 +40,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DOCS / "ensemble.md")
     args = ap.parse_args()
 
-    _, holdout, _ = shared_splits(args.dfdc, args.ffhq, args.seed)
-    select = selection_set(holdout, args.seed)
+    _, holdout, _ = default_splits(args.dfdc, args.ffhq, seed=args.seed)
+    select = selection_set(holdout, seed=args.seed)
     timing = [holdout["dfdc"].image(i) for i in range(min(256, len(holdout["dfdc"])))]
 
     members = [load_detector(m) for m in args.members]

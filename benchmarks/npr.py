@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _common import selection_set, shared_splits  # run as a script: its folder is on sys.path
-
 import deepfake_detect as dd
 from deepfake_detect import load_detector
+from deepfake_detect.crossdata import default_splits, selection_set
 from deepfake_detect.models._backbone import create_timm
 
 
@@ -55,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     dd.register_detector("npr-lite0", NPRLite0, config=dd.DetectorConfig(
         "npr-lite0", input_size=224, mean=(0.5,) * 3, std=(0.5,) * 3), head=("backbone.classifier",), loss="bce")
-    train, holdout, _ = shared_splits(args.dfdc, args.ffhq)
+    train, holdout, _ = default_splits(args.dfdc, args.ffhq)
     select = selection_set(holdout)
     torch.manual_seed(0)
     base = load_detector("efficientnet-lite0").config

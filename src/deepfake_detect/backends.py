@@ -650,11 +650,8 @@ def _export_checked(detector: "Detector", path: Path, backend: str) -> None:
 
 
 # -- int8 ---------------------------------------------------------------------------------
-def _calibration_batch(detector: "Detector", calibration: Any) -> np.ndarray:
-    """The calibration images, preprocessed as predict does: (N, 3, H, W) float32."""
-    from .detector import _flatten_inputs
-
-    items = _flatten_inputs(calibration)
+def _calibration_batch(detector: "Detector", items: list[Any]) -> np.ndarray:
+    """The calibration images (a flat list), preprocessed as predict does: (N, 3, H, W) float32."""
     if not items:
         raise DeepfakeDetectError("calibration: no images given")
     prep = detector.preprocessor()
@@ -662,12 +659,9 @@ def _calibration_batch(detector: "Detector", calibration: Any) -> np.ndarray:
     return prep.to_tensor(arrays).contiguous().numpy()
 
 
-def _calibration_files(calibration: Any) -> tuple[tuple[str, int, int], ...] | None:
+def _calibration_files(items: list[Any]) -> tuple[tuple[str, int, int], ...] | None:
     """``(path, mtime_ns, size)`` of each calibration file, or None when the calibration set
     is not all files (in-memory images are prepared and hashed on every call)."""
-    from .detector import _flatten_inputs
-
-    items = _flatten_inputs(calibration)
     if not items or not all(isinstance(x, (str, os.PathLike)) for x in items):
         return None
     try:
@@ -680,15 +674,18 @@ def _int8_session(detector: "Detector", calibration: Any, backend: str) -> Graph
     """The ``backend`` session of the int8 graph of the detector's current weights and this
     calibration set: from memory, from the disk cache, or quantised now (from the float32
     graph, itself cached). Calibration files unchanged since the last call are not prepared again."""
+    from .detector import _flatten_inputs
+
     runtime, model = _runtime(detector), detector.model
-    files = _calibration_files(calibration)
+    items = _flatten_inputs(calibration)  # a folder is listed once
+    files = _calibration_files(items)
     files_key = (files, repr(detector.config)) if files is not None else None
     known = runtime.calibration_digest(files_key)
     if known is not None:
         session = runtime.session(model, detector.config, backend, "int8", known)
         if session is not None:
             return session
-    calib = _calibration_batch(detector, calibration)
+    calib = _calibration_batch(detector, items)
     calib_digest = hashlib.sha256(calib.tobytes()).hexdigest()
     runtime.remember_calibration(files_key, calib_digest)
     session = runtime.session(model, detector.config, backend, "int8", calib_digest)

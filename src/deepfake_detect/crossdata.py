@@ -10,7 +10,10 @@ protocol needs reproducible:
 * :func:`group_split` holds out whole groups (a source clip, an identity), so a real frame
   and the fake made from the same clip never sit on both sides;
 * :func:`self_blended_set` turns the real images of some sources into a fixed set of real
-  images and self-blended fakes of them (a face-swap-like manipulation no generator made).
+  images and self-blended fakes of them (a face-swap-like manipulation no generator made);
+* :func:`default_splits` and :func:`selection_set` are the split and the selection set the
+  built-in default is trained and chosen with, shared by ``scripts/train_default.py`` and
+  the benchmarks that compare against it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import numpy as np
 from .data.datasets import LabeledData, LabelFile, as_labeled_data, stratified_split
 from .errors import DataError
 
-__all__ = ["load_split", "group_split", "read_groups", "self_blended_set", "source_splits", "SOURCES_CSV"]
+__all__ = ["load_split", "group_split", "read_groups", "self_blended_set", "source_splits", "default_splits",
+           "selection_set", "SOURCES_CSV"]
 
 #: A per-image table beside the label files (dfdc-faces has one): ``img_name`` and ``source_video``.
 SOURCES_CSV = "sources.csv"
@@ -117,3 +121,24 @@ def self_blended_set(sources: Mapping[str, Any], *, per_source: int | None = Non
             idx = np.sort(np.random.default_rng([seed, k]).choice(idx, size=per_source, replace=False))
         reals += [data.image(int(i)) for i in idx]
     return self_blended_pairs(reals, seed=seed)
+
+
+def default_splits(dfdc: str | os.PathLike[str], ffhq: str | os.PathLike[str], *, seed: int = 0,
+                   limit: int | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(train, holdout, val)``, each ``{"dfdc": ..., "ffhq": ...}``: the split the built-in
+    default is trained with. 5 % of dfdc-faces' source clips and a stratified 10 % of
+    ffhq-stylegan are held out of train (:func:`source_splits`); the same ``seed`` gives the
+    same images. ``limit`` (smoke tests): at most this many images per split and source."""
+    parts = {"dfdc": source_splits(dfdc, 0.05, seed=seed), "ffhq": source_splits(ffhq, 0.1, seed=seed)}
+    splits = [{name: p[k] for name, p in parts.items()} for k in range(3)]
+    if limit:
+        splits = [{name: stratified_split(v, min(0.99, limit / len(v)), seed=0)[1] for name, v in part.items()}
+                  for part in splits]
+    return splits[0], splits[1], splits[2]
+
+
+def selection_set(holdout: Mapping[str, Any], *, seed: int = 0, per_source: int = 150) -> dict[str, Any]:
+    """What the default's epochs, threshold and recipe are chosen on: the hold-out sources
+    themselves plus ``"sbi"``, one self-blended fake of each of up to ``per_source`` hold-out
+    real images per source (:func:`self_blended_set`)."""
+    return {**holdout, "sbi": self_blended_set(holdout, per_source=per_source, seed=seed)}
