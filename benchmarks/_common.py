@@ -63,8 +63,9 @@ def machine(reference: bool = False) -> str:
 
 
 def git_rev() -> str:
+    """The checked-out commit, ``-dirty`` appended when the tree has uncommitted changes."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
                               cwd=Path(__file__).parent).stdout.strip() or "unknown"
     except OSError:
         return "unknown"

