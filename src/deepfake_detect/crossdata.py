@@ -124,7 +124,8 @@ def self_blended_set(sources: Mapping[str, Any], *, per_source: int | None = Non
 
 
 def default_splits(dfdc: str | os.PathLike[str], ffhq: str | os.PathLike[str], *, seed: int = 0,
-                   limit: int | None = None) -> tuple[dict[str, LabeledData], dict[str, LabeledData], dict[str, LabeledData]]:
+                   limit: int | None = None
+                   ) -> tuple[dict[str, LabeledData], dict[str, LabeledData], dict[str, LabeledData]]:
     """``(train, holdout, val)``, each ``{"dfdc": ..., "ffhq": ...}``: the split the built-in
     default is trained with. 5 % of dfdc-faces' source clips and a stratified 10 % of
     ffhq-stylegan are held out of train (:func:`source_splits`); the same ``seed`` gives the
@@ -140,6 +141,7 @@ def default_splits(dfdc: str | os.PathLike[str], ffhq: str | os.PathLike[str], *
 
 def selection_set(holdout: Mapping[str, Any], *, seed: int = 0, per_source: int = 150) -> dict[str, Any]:
     """What the default's epochs and recipe are chosen on (its threshold, on the hold-out's
-    real images alone): the hold-out sources themselves plus ``"sbi"``, one self-blended fake of each of up to ``per_source`` hold-out
-    real images per source (:func:`self_blended_set`)."""
+    real images alone): the hold-out sources themselves plus ``"sbi"``, one self-blended
+    fake of each of up to ``per_source`` hold-out real images per source
+    (:func:`self_blended_set`)."""
     return {**holdout, "sbi": self_blended_set(holdout, per_source=per_source, seed=seed)}
