@@ -60,7 +60,10 @@ def main() -> None:
         if not sep:
             ap.error(f"{spec!r}: expected LABEL=RUN_DIR[@START]")
         run, _, start = where.partition("@")
-        epochs, values = read_curve(Path(run), args.metric)
+        try:
+            epochs, values = read_curve(Path(run), args.metric)
+        except DataError as e:
+            ap.error(str(e))
         series[label] = ([e + int(start or 0) for e in epochs], values)
     x0 = min(min(xs) for xs, _ in series.values())
     x1 = max(max(xs) for xs, _ in series.values())
