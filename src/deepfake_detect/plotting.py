@@ -75,7 +75,10 @@ class _Canvas:
         from PIL import Image, ImageDraw, ImageFont
 
         self.width, self.height = int(size[0]), int(size[1])
-        self.font = ImageFont.load_default()
+        try:  # a scalable font (Pillow >= 10.1 with FreeType): the 10 px default runs words together
+            self.font = ImageFont.load_default(size=12)
+        except (TypeError, ImportError, OSError):
+            self.font = ImageFont.load_default()
         self.img = Image.new("RGB", (self.width, self.height), "white")
         self.draw = ImageDraw.Draw(self.img)
         (self.x0, self.x1), (self.y0, self.y1) = xlim, ylim
