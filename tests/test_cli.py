@@ -62,6 +62,10 @@ def test_failures_give_one_line_and_exit_1(tmp_path):
     assert proc.returncode == 1 and "resnet18-finetune" in proc.stderr
     proc = run("--debug", "predict", str(tmp_path / "missing.jpg"))
     assert "Traceback" in proc.stderr
+    (tmp_path / "empty").mkdir()
+    proc = run("predict", str(tmp_path / "empty"))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("deepfake-detect predict: error: no image files found in ") and "empty" in proc.stderr
 
 
 def test_predict_folder_writes_one_row_per_image(tmp_path):

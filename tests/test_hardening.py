@@ -944,3 +944,46 @@ def test_a_malicious_training_state_is_refused_on_resume(tmp_path, train_folder)
     with pytest.raises(TrainingError, match=r"training_state\.pt"):
         _train(train_folder, out, resume=True)
     assert not Path(_Evil.marker).exists()
+
+
+# -- bad arguments get the library's own errors, naming the argument -------------------------
+def test_a_device_torch_cannot_use_is_refused_before_the_model_is_built(det, monkeypatch):
+    built = []
+    entry = dd.get_entry(HTINY)
+    monkeypatch.setattr(type(entry), "build", lambda self, **kw: built.append(kw) or _HardeningNet())
+    with pytest.raises(DeepfakeDetectError, match=r"device='gpu': not a device.*'cpu', 'cuda'"):
+        load_detector(HTINY, device="gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeepfakeDetectError, match=r"device='cuda'.*no CUDA GPU.*device='cpu'"):
+        load_detector(HTINY, device="cuda")
+    assert built == []
+    with pytest.raises(DeepfakeDetectError, match="device='cuda:1'"):
+        det.predict([face_like(0, size=32)], device="cuda:1")
+    with pytest.raises(DeepfakeDetectError, match="device='gpu'"):
+        det.to("gpu")
+    assert det.device.type == "cpu"
+
+
+def test_a_keyword_argument_the_architecture_does_not_take_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"hardening-tiny: model keyword arguments \['colour'\]"):
+        load_detector(HTINY, colour="red")
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("epochs", "5", "an int"), ("batch_size", 2.5, "an int"), ("epoch_size", "1000", "an int or None"),
+    ("lr", "1e-3", "a number or None"), ("synth_fakes", None, "a number"), ("epochs", True, "an int"),
+])
+def test_train_config_fields_of_the_wrong_type_raise_training_error(field, value, expected):
+    with pytest.raises(TrainingError, match=rf"{field}=.*expected {expected}"):
+        dd.TrainConfig(**{field: value})
+
+
+def test_predict_and_predict_tensor_name_what_is_wrong_with_their_input(det):
+    with pytest.raises(DeepfakeDetectError, match=r"batch_size='4': expected an int"):
+        det.predict([face_like(0, size=32)], batch_size="4")  # type: ignore[arg-type]
+    assert det.predict([face_like(0, size=32)], batch_size=np.int64(4)).shape == (1,)
+    with pytest.raises(DeepfakeDetectError, match=r"\(N, 3, H, W\).*shape \(3, 32, 32\).*batch\[None\]"):
+        det.predict_tensor(torch.zeros(3, 32, 32))
+    with pytest.raises(DeepfakeDetectError, match="torch.uint8"):
+        det.predict_tensor(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    assert det.predict_tensor(torch.zeros(2, 3, 32, 32)).shape == (2,)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from deepfake_detect import synth
 from deepfake_detect.data import as_labeled_data
-from deepfake_detect.errors import DataError, ImageLoadError
+from deepfake_detect.errors import DataError, DeepfakeDetectError, ImageLoadError
 from deepfake_detect.synth import BLEND_RATIOS, SelfBlendedDataset, self_blend
 
 
@@ -138,7 +138,7 @@ def test_other_inputs():
         self_blend(a.astype(np.float32), rng=0)
     with pytest.raises(ImageLoadError):
         self_blend(12345, rng=0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="transformed"):
+    with pytest.raises(DeepfakeDetectError, match="transformed"):
         self_blend(face_like(8, size=32), rng=0, transformed="both")  # type: ignore[arg-type]
 
 
@@ -182,9 +182,11 @@ def test_dataset_works_with_library_data_formats():
     import torch.utils.data as tud
 
     assert isinstance(ds, tud.Dataset)
-    with pytest.raises(ValueError):
+    with pytest.raises(DeepfakeDetectError, match="seed=-1"):
         SelfBlendedDataset([], seed=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(DeepfakeDetectError, match="seed='a'"):
+        SelfBlendedDataset([], seed="a")  # type: ignore[arg-type]
+    with pytest.raises(DeepfakeDetectError, match="epoch"):
         ds.set_epoch(-1)
 
 

@@ -242,6 +242,7 @@ def _report_skipped(caught: list[warnings.WarningMessage]) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .distributed import is_main_process, local_device
+    from .errors import DataError
     from .submission import image_names, write_submission
 
     if args.device:  # under torchrun, "cuda" is each process's own GPU
@@ -249,8 +250,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     detector = _load(args)
     inputs, names = image_names(args.paths)
     if not inputs:
-        print("error: no image files found in " + ", ".join(args.paths), file=sys.stderr)
-        return 1
+        raise DataError("no image files found in " + ", ".join(args.paths))
     kwargs: dict[str, Any] = dict(batch_size=args.batch_size, errors=args.errors,
                                   progress=None if not args.no_progress else False)
     if args.crop_faces:

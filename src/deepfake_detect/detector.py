@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import warnings
@@ -95,7 +96,11 @@ class Detector:
                 f"output={self.config.output}, source={self.source!r})")
 
     def to(self, device: str | torch.device) -> "Detector":
-        self.model.to(device)
+        """Move the model to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...); a device
+        torch cannot use here raises :class:`DeepfakeDetectError` before anything moves."""
+        from .distributed import check_device
+
+        self.model.to(check_device(device))
         return self
 
     def preprocessor(self, *, max_pixels: int | None = MAX_IMAGE_PIXELS, draft: bool = False) -> Preprocessor:
@@ -133,8 +138,18 @@ class Detector:
 
         Returns:
             On the batch's device for the torch backend, on the CPU for a graph runtime.
+
+        Raises:
+            DeepfakeDetectError: ``batch`` is not a float (N, 3, H, W) tensor.
         """
         from .backends import select, torch_scores
+
+        if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or batch.shape[1] != 3 \
+                or not batch.is_floating_point():
+            what = (f"a {batch.dtype} tensor of shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor)
+                    else type(batch).__name__)
+            raise DeepfakeDetectError(f"predict_tensor needs a preprocessed float (N, 3, H, W) batch, got {what}; "
+                                      "use predict() for images, or add a batch dimension with batch[None]")
 
         if backend == "torch" and precision == "fp32":
             return torch_scores(self, batch, optimize=optimize, precision="fp32")
@@ -225,8 +240,8 @@ class Detector:
 
         if errors not in ("raise", "skip"):
             raise DeepfakeDetectError(f"errors={errors!r}: expected 'raise' or 'skip'")
-        if batch_size < 1:
-            raise DeepfakeDetectError(f"batch_size={batch_size}: must be at least 1")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise DeepfakeDetectError(f"batch_size={batch_size!r}: expected an int of at least 1")
         backend = check_backend(self.backend if backend is None else backend)
         check_precision(precision)
         if distributed:
@@ -598,10 +613,14 @@ def load_detector(
     Raises:
         UnknownDetectorError: a name that is nothing of the above (with close matches).
         ParameterLimitError: the architecture is over ``max_params``.
-        DeepfakeDetectError: an unknown ``backend``.
+        DeepfakeDetectError: an unknown ``backend``, or a ``device`` torch cannot use here.
         WeightsError, ConfigError, HubError: unreadable or mismatched weights or config.
     """
+    from .distributed import check_device
+
     check_backend(backend)
+    if device is not None:
+        check_device(device)  # before the model is built
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
     if name_or_path is None:
         detector = _load_weights_entry(default_weights(), max_params, model_kwargs, hub,

@@ -13,8 +13,8 @@ import torch.distributed as dist
 
 from .errors import DeepfakeDetectError
 
-__all__ = ["DistContext", "is_main_process", "local_device", "threads_per_process", "cores_per_process",
-           "available_cores"]
+__all__ = ["DistContext", "is_main_process", "check_device", "local_device", "threads_per_process",
+           "cores_per_process", "available_cores"]
 
 
 def is_main_process() -> bool:
@@ -22,10 +22,39 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _parse_device(device: str | torch.device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeepfakeDetectError(
+            f"device={device!r}: not a device; use 'cpu', 'cuda', 'cuda:N' or a torch.device") from None
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``, or a :class:`DeepfakeDetectError` that says what is
+    wrong: a name torch does not know, or CUDA asked for where torch sees no GPU (a
+    CPU-only build, or no driver)."""
+    dev = _parse_device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeepfakeDetectError(
+                f"device={device!r}: torch sees no CUDA GPU here (torch {torch.__version__}, "
+                f"{'a CPU-only build' if torch.version.cuda is None else 'no GPU or driver found'}); use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeepfakeDetectError(
+                f"device={device!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
 def local_device(device: str | torch.device) -> torch.device:
     """``device``; a CUDA device without an index becomes this process's own GPU,
-    ``cuda:LOCAL_RANK``, under ``torchrun``."""
-    dev = torch.device(device)
+    ``cuda:LOCAL_RANK``, under ``torchrun``.
+
+    Raises:
+        DeepfakeDetectError: a name torch does not know (whether the device is there is
+            for :func:`check_device` to say).
+    """
+    dev = _parse_device(device)
     if dev.type == "cuda" and dev.index is None and os.environ.get("LOCAL_RANK"):
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return dev

@@ -32,7 +32,7 @@ from typing import Any, Union
 from torch import nn
 
 from .config import DetectorConfig
-from .errors import DeepfakeDetectError, UnknownDetectorError
+from .errors import ConfigError, DeepfakeDetectError, UnknownDetectorError
 from .losses import LossFn, check_loss
 
 __all__ = ["DetectorEntry", "WeightsEntry", "register_detector", "register_weights", "list_detectors",
@@ -72,7 +72,18 @@ class DetectorEntry:
     outputs: tuple[str, ...] = ("logits",)
 
     def build(self, **model_kwargs: Any) -> nn.Module:
-        return self.factory(**model_kwargs)
+        """The architecture with fresh weights.
+
+        Raises:
+            ConfigError: a keyword argument the architecture does not take.
+        """
+        try:
+            return self.factory(**model_kwargs)
+        except TypeError as e:
+            if "keyword argument" not in str(e):
+                raise
+            raise ConfigError(f"{self.name}: model keyword arguments {sorted(model_kwargs)} do not fit its "
+                              f"factory ({e})") from None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from torch.utils.data import Dataset
 
 from .data.images import load_image
-from .errors import DataError, MissingDependencyError
+from .errors import DataError, DeepfakeDetectError, MissingDependencyError
 from .face import detect_largest_face
 from .landmarks import HULL_REGIONS, face_landmarks, hull_mask, landmarks_available
 
@@ -279,14 +279,18 @@ def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 
 
 def _non_negative(name: str, value: int) -> int:
-    if int(value) < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value}")
-    return int(value)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0 or number != value:
+        raise DeepfakeDetectError(f"{name}={value!r}: must be a non-negative int")
+    return number
 
 
 def _check_transformed(transformed: str) -> str:
     if transformed not in ("random", "source", "target"):
-        raise ValueError(f"transformed must be 'random', 'source' or 'target', got {transformed!r}")
+        raise DeepfakeDetectError(f"transformed={transformed!r}: expected 'random', 'source' or 'target'")
     return transformed
 
 
@@ -339,6 +343,7 @@ def self_blend(
         ImageLoadError: ``image`` cannot be read or converted to RGB.
         DataError: ``face_box`` is not four numbers or lies outside the image, or
             the landmarks in ``face`` are not a (468, 2) array.
+        DeepfakeDetectError: ``transformed`` is not one of the three choices.
     """
     img = load_image(image)
     rng = _as_rng(rng)
@@ -373,6 +378,7 @@ def self_blended_pairs(
 
     Raises:
         ImageLoadError: an image cannot be read; the message names it.
+        DeepfakeDetectError: ``seed`` is not a non-negative int.
     """
     seed = _non_negative("seed", seed)
     out: list[tuple[Image.Image, int]] = []

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..data.datasets import LabeledData, as_labeled_data, as_sources, concat_sources
-from ..distributed import DistContext, local_device
+from ..distributed import DistContext, check_device, local_device
 from ..errors import DataError, TrainingError
 from ..evaluate import per_source_metrics, validation_scores
 from ..losses import make_loss
@@ -130,7 +130,7 @@ class Trainer:
                 raise DataError(f"{where} needs both real (0) and fake (1) images for AUC")
 
     def _setup_device(self) -> None:
-        dev = torch.device(self.config.device) if self.config.device is not None else None
+        dev = check_device(self.config.device) if self.config.device is not None else None
         if dev is None:
             if os.environ.get("WORLD_SIZE", "1") != "1" and torch.cuda.is_available():
                 dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
