@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--synth-fakes", type=float, default=0.3, help="self-blended fakes per real image per epoch")
     ap.add_argument("--dfdc-weight", type=float, default=0.75, help="share of each epoch drawn from dfdc-faces")
+    ap.add_argument("--ema", type=float, help="keep, select and ship an exponential moving average of the weights "
+                    "with this decay (e.g. 0.999)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--limit", type=int, help="smoke test: at most this many images per split and source")
@@ -102,7 +104,7 @@ def main() -> None:
     result = detector.finetune(train, select, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                synth_fakes=args.synth_fakes, augment="crossdomain", seed=args.seed,
                                source_weights={"dfdc": args.dfdc_weight, "ffhq": 1 - args.dfdc_weight},
-                               epoch_size=args.epoch_size, output_dir=args.runs, resume=args.resume)
+                               epoch_size=args.epoch_size, ema=args.ema, output_dir=args.runs, resume=args.resume)
     minutes = (time.perf_counter() - t0) / 60
     threshold, per_source = pick_threshold(detector, holdout)
     detector.config = detector.config.replace(threshold=round(threshold, 4))
@@ -141,7 +143,7 @@ def main() -> None:
                            f"of hold-out real scores: {json.dumps({k: round(v, 4) for k, v in per_source.items()})}"),
         "recipe": {"epochs": args.epochs, "epoch_size": args.epoch_size, "input_size": args.input_size,
                    "batch_size": args.batch_size, "lr": args.lr, "synth_fakes": args.synth_fakes, "dfdc_weight": args.dfdc_weight,
-                   "augment": "crossdomain", "optimizer": "adamw", "scheduler": "cosine", "seed": args.seed,
+                   "augment": "crossdomain", "ema": args.ema, "optimizer": "adamw", "scheduler": "cosine", "seed": args.seed,
                    "init": args.init.as_posix() if args.init else None,
                    "best_epoch": result.best["epoch"] if result.best else None, "minutes": round(minutes, 1)},
     })
