@@ -94,6 +94,9 @@ def test_limit_is_stratified_and_seeded(data) -> None:
     assert a == b and all(r["n"] == 6 for r in a)
     with pytest.raises(DeepfakeDetectError, match="limit"):
         sweep(d, data, ["jpeg"], limit=1)
+    for bad in (0, "4"):
+        with pytest.raises(DeepfakeDetectError, match=rf"batch_size={bad!r}: expected an int of at least 1"):
+            sweep(d, data, ["jpeg"], batch_size=bad)  # type: ignore[arg-type]
 
 
 def test_custom_levels_and_bad_requests(data) -> None:

@@ -240,8 +240,7 @@ class Detector:
 
         if errors not in ("raise", "skip"):
             raise DeepfakeDetectError(f"errors={errors!r}: expected 'raise' or 'skip'")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise DeepfakeDetectError(f"batch_size={batch_size!r}: expected an int of at least 1")
+        check_batch_size(batch_size)
         backend = check_backend(self.backend if backend is None else backend)
         check_precision(precision)
         if distributed:
@@ -571,6 +570,12 @@ def _progress(total: int, enabled: bool | None, desc: str):
 
 # -- loading -----------------------------------------------------------------------------
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_batch_size(batch_size: Any) -> None:
+    """Raise :class:`DeepfakeDetectError` unless ``batch_size`` is an int of at least 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise DeepfakeDetectError(f"batch_size={batch_size!r}: expected an int of at least 1")
 
 
 def load_detector(

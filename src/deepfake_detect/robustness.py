@@ -111,9 +111,10 @@ def sweep(
     """
     from .metrics import accuracy, roc_auc
 
+    from .detector import check_batch_size
+
     plan = _plan(perturbations)
-    if batch_size < 1:
-        raise DeepfakeDetectError(f"batch_size={batch_size}: must be at least 1")
+    check_batch_size(batch_size)
     data = as_labeled_data(data)
     data = _stratified_limit(data, limit, seed)
     labels = data.labels.astype(np.int64)
