@@ -35,25 +35,32 @@ import numpy as np
 import torch
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import default_splits, selection_set, self_blended_set
+from deepfake_detect.crossdata import cropped_view, default_splits, selection_set, self_blended_set, two_class_sources
 from deepfake_detect.data import list_images
 from deepfake_detect.registry import get_entry
 
 #: The false-alarm rate allowed on each hold-out source's real images when setting the threshold.
 HOLDOUT_FALSE_ALARMS = 0.01
+#: The sensitive operating point: the false-alarm rate allowed for "suspicious".
+SENSITIVE_FALSE_ALARMS = 0.10
 #: Names for the model card.
 BACKBONE_NAMES = {"efficientnet-lite0": "EfficientNet-Lite0", "timm:tf_efficientnet_lite1": "EfficientNet-Lite1",
                   "timm:tf_efficientnet_lite2": "EfficientNet-Lite2"}
 
 
-def pick_threshold(detector, holdout: dict) -> tuple[float, dict[str, float]]:
-    """The smallest threshold that labels at most HOLDOUT_FALSE_ALARMS of each hold-out
-    source's real images fake (the maximum over sources of their real scores' quantile)."""
+def pick_threshold(detector, holdout: dict, crop_sides: tuple[float, ...] = (),
+                   false_alarms: float = HOLDOUT_FALSE_ALARMS) -> tuple[float, dict[str, float]]:
+    """The smallest threshold that labels at most ``false_alarms`` of each hold-out source's
+    real images fake, as shipped and at each of ``crop_sides`` (the maximum over sources and
+    crops of their real scores' quantile)."""
     per_source = {}
     for name, data in holdout.items():
-        reals = [data.image(i) for i in np.flatnonzero(data.labels == 0)]
-        scores = detector.predict(reals, progress=False)
-        per_source[name] = float(np.quantile(scores, 1 - HOLDOUT_FALSE_ALARMS))
+        reals = data.subset(np.flatnonzero(data.labels == 0).tolist())
+        for side in (1.0, *crop_sides):
+            images = [reals.image(i) for i in range(len(reals))] if side == 1.0 else \
+                [im for im, _ in cropped_view(reals, side)]
+            scores = detector.predict(images, progress=False)
+            per_source[name if side == 1.0 else f"{name}@crop{side:g}"] = float(np.quantile(scores, 1 - false_alarms))
     return max(per_source.values()), per_source
 
 
@@ -65,6 +72,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dfdc", type=Path, required=True, help="the dfdc-faces folder")
     ap.add_argument("--ffhq", type=Path, required=True, help="the ffhq-stylegan folder")
+    ap.add_argument("--celebdf", type=Path, help="the celebdf-faces folder: a third source of reals (and of "
+                    "self-blends), its hold-out reals in the threshold, its val reals in the false alarms")
     ap.add_argument("--out", type=Path, required=True, help="folder for the final detector (save_pretrained)")
     ap.add_argument("--arch", default="efficientnet-lite0",
                     help='the architecture to train from ImageNet (e.g. "timm:tf_efficientnet_lite2"); ignored with --init')
@@ -80,6 +89,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--synth-fakes", type=float, default=0.3, help="self-blended fakes per real image per epoch")
     ap.add_argument("--dfdc-weight", type=float, default=0.75, help="share of each epoch drawn from dfdc-faces")
+    ap.add_argument("--celebdf-weight", type=float, default=0.15,
+                    help="share of each epoch drawn from celebdf-faces (with --celebdf; taken from ffhq's share)")
+    ap.add_argument("--augment", default="crossdomain", help="the augmentation preset")
+    ap.add_argument("--crop-sides", type=float, nargs="*", default=[],
+                    help="also select epochs on hold-out views cropped to these sides (e.g. 0.5), and set the "
+                    "threshold on hold-out reals at these sides too")
     ap.add_argument("--ema", type=float, help="keep, select and ship an exponential moving average of the weights "
                     "with this decay (e.g. 0.999)")
     ap.add_argument("--seed", type=int, default=0)
@@ -88,8 +103,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(args.seed)
 
-    train, holdout, val = default_splits(args.dfdc, args.ffhq, seed=args.seed, limit=args.limit)
-    select = selection_set(holdout, seed=args.seed)
+    train, holdout, val = default_splits(args.dfdc, args.ffhq, seed=args.seed, limit=args.limit, celebdf=args.celebdf)
+    crop_sides = tuple(args.crop_sides)
+    select = selection_set(holdout, seed=args.seed, crop_sides=crop_sides, scored=("dfdc", "ffhq"))
+    weights = {"dfdc": args.dfdc_weight, "ffhq": 1 - args.dfdc_weight}
+    if args.celebdf:
+        weights = {**weights, "ffhq": 1 - args.dfdc_weight - args.celebdf_weight, "celebdf": args.celebdf_weight}
     if args.init:
         detector = load_detector(args.init, backend="torch")
         detector.model.float()
@@ -102,15 +121,20 @@ def main() -> None:
     detector.config = detector.config.replace(input_size=(args.input_size, args.input_size))
     t0 = time.perf_counter()
     result = detector.finetune(train, select, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               synth_fakes=args.synth_fakes, augment="crossdomain", seed=args.seed,
-                               source_weights={"dfdc": args.dfdc_weight, "ffhq": 1 - args.dfdc_weight},
+                               synth_fakes=args.synth_fakes, augment=args.augment, seed=args.seed,
+                               source_weights=weights,
                                epoch_size=args.epoch_size, ema=args.ema, output_dir=args.runs, resume=args.resume)
     minutes = (time.perf_counter() - t0) / 60
-    threshold, per_source = pick_threshold(detector, holdout)
+    threshold, per_source = pick_threshold(detector, holdout, crop_sides)
+    sensitive, sensitive_per_source = pick_threshold(detector, holdout, crop_sides, SENSITIVE_FALSE_ALARMS)
     detector.config = detector.config.replace(threshold=round(threshold, 4))
 
-    # scored once: the val splits, self-blended fakes of val reals, false alarms on real sets
-    test = {**val, "sbi": self_blended_set(val, per_source=300, seed=12345)}
+    # scored once: the val splits, self-blended fakes of val reals (dfdc and ffhq, as for v4),
+    # false alarms on real sets; the same at the crop sides
+    scored = {k: v for k, v in two_class_sources(val).items() if k in ("dfdc", "ffhq")}
+    test = {**scored, "sbi": self_blended_set(scored, per_source=300, seed=12345)}
+    for side in crop_sides:
+        test.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in scored.items()})
     metrics = detector.evaluate(test)
     examples = [p for p in list_images(Path(__file__).resolve().parent.parent / "examples" / "images")
                 if "selfblend" not in p.name]
@@ -150,8 +174,11 @@ def main() -> None:
     detector.config = detector.config.replace(metadata=meta)
     detector.save_pretrained(args.out, dtype=torch.float16)
     report = {"test": metrics, "false_alarms": alarms, "threshold": threshold, "threshold_per_source": per_source,
+              "sensitive_threshold": sensitive, "sensitive_per_source": sensitive_per_source,
               "best": result.best, "minutes": round(minutes, 1), "history": result.history}
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2, default=float)
+    (args.runs / "report.json").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,15 @@ from PIL import Image
 
 from deepfake_detect import face, load_detector
 from deepfake_detect.config import DetectorConfig
-from deepfake_detect.crossdata import default_splits, group_split, selection_set, self_blended_set, source_splits
+from deepfake_detect.augment import center_crop, crossscale_augment
+from deepfake_detect.crossdata import (
+    cropped_view,
+    default_splits,
+    group_split,
+    selection_set,
+    self_blended_set,
+    source_splits,
+)
 from deepfake_detect.errors import ConfigError, DataError, TrainingError
 from deepfake_detect.face import CropPolicy
 
@@ -147,6 +155,43 @@ def test_default_splits_hold_out_whole_clips_and_are_reproducible(tmp_path):
     assert set(select) == {"dfdc", "ffhq", "sbi"} and [y for _, y in select["sbi"]] == [0, 1, 0, 1]
     small = default_splits(tmp_path / "dfdc", tmp_path / "ffhq", seed=3, limit=6)[0]
     assert all(len(v) <= 6 for v in small.values())
+
+
+def test_third_source_and_crop_views_in_the_selection_set(tmp_path):
+    _challenge_folder(tmp_path / "dfdc", 20, with_sources=True)
+    _challenge_folder(tmp_path / "ffhq", 20, with_sources=False)
+    _challenge_folder(tmp_path / "celebdf", 20, with_sources=True)
+    train, holdout, val = default_splits(tmp_path / "dfdc", tmp_path / "ffhq", seed=3, celebdf=tmp_path / "celebdf")
+    assert set(train) == set(holdout) == set(val) == {"dfdc", "ffhq", "celebdf"}
+    assert list(holdout["celebdf"].names) == list(source_splits(tmp_path / "celebdf", 0.15, seed=3)[1].names)
+    select = selection_set(holdout, seed=3, per_source=1, crop_sides=(0.5,), scored=("dfdc", "ffhq"))
+    assert set(select) == {"dfdc", "ffhq", "sbi", "dfdc@crop0.5", "ffhq@crop0.5"}
+    assert len(select["sbi"]) == 6  # one real and one self-blend from each of the three sources
+    crops = select["dfdc@crop0.5"]
+    assert [y for _, y in crops] == list(holdout["dfdc"].labels) and crops[0][0].size == (32, 32)
+
+
+def test_center_crop_keeps_the_inner_box_and_the_size():
+    grid = np.zeros((100, 100, 3), np.uint8)
+    grid[30:80, 25:75] = 255  # a white box of side 0.5 centred at (0.5, 0.55)
+    out = np.asarray(center_crop(Image.fromarray(grid), 0.5))
+    assert out.shape == (100, 100, 3) and out[5:-5, 5:-5].min() == 255  # the box now fills the image
+    assert center_crop(Image.fromarray(grid), 1.0).size == (100, 100)
+    with pytest.raises(Exception, match="side"):
+        center_crop(Image.fromarray(grid), 0.0)
+    views = cropped_view([(Image.fromarray(grid), 1)], 0.5)
+    assert views[0][1] == 1 and np.asarray(views[0][0])[5:-5, 5:-5].min() == 255
+
+
+def test_crossscale_reaches_half_side_crops():
+    """Over many draws, crossscale crops as tight as 0.45-0.5 of the side: a centred box of side
+    0.5 then covers the whole output (crossdomain stops at 0.67 of the side)."""
+    grid = np.zeros((64, 64, 3), np.uint8)
+    grid[16:48, 16:52] = 200
+    img = Image.fromarray(grid)
+    tight = sum(np.asarray(crossscale_augment(img, np.random.default_rng(s)))[8:-8, 8:-8].min() > 100
+                for s in range(200))
+    assert tight > 0
 
 
 # -- the crop policy ---------------------------------------------------------------------------

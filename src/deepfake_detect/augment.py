@@ -4,7 +4,9 @@ Presets: ``"camp"`` (horizontal and vertical flips, the camp baseline's), ``"def
 (flip, random resized crop, small rotation, colour jitter, JPEG re-compression, Gaussian
 blur: the artefacts a detector meets in the wild), ``"crossdomain"`` (the same, plus crops
 from tight to loose and more frequent blur, down-scaling and compression on both classes, so
-that neither crop scale nor sharpness can stand in for "fake"), ``"none"``. A callable
+that neither crop scale nor sharpness can stand in for "fake"), ``"crossscale"`` (crossdomain
+with crops down to half the side, as tight as the inner-face crops of other face detectors,
+and stronger JPEG), ``"none"``. A callable
 ``f(image: PIL.Image, rng: numpy.random.Generator) -> PIL.Image`` (or a one-argument
 callable such as a torchvision transform on PIL images) is accepted too.
 """
@@ -21,7 +23,8 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from .errors import DeepfakeDetectError
 
-__all__ = ["Augment", "get_augment", "camp_augment", "default_augment", "crossdomain_augment", "PRESETS"]
+__all__ = ["Augment", "get_augment", "camp_augment", "default_augment", "crossdomain_augment", "crossscale_augment",
+           "center_crop", "PRESETS"]
 
 Augment = Callable[[Image.Image, np.random.Generator], Image.Image]
 
@@ -48,10 +51,10 @@ def _jitter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-def _jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """JPEG re-compression at quality 40-95."""
+def _jpeg(img: Image.Image, rng: np.random.Generator, min_quality: int = 40) -> Image.Image:
+    """JPEG re-compression at quality ``min_quality``-95."""
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=int(rng.integers(40, 96)))
+    img.save(buf, format="JPEG", quality=int(rng.integers(min_quality, 96)))
     buf.seek(0)
     return Image.open(buf).convert("RGB")
 
@@ -83,23 +86,31 @@ def default_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-def crossdomain_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """For training on several sources: flip; with probability 1/2 a crop of 45-100 % of the
-    area near the centre (a loose FFHQ-like crop becomes a tight DFDC-like one); rotation up
-    to 8 degrees (20 %); colour jitter (50 %); down- and up-scaling by 0.4-0.9 (20 %);
-    Gaussian blur (20 %); JPEG re-compression at quality 40-95 (40 %). Output keeps the
-    input size."""
+def center_crop(img: Image.Image, side: float, *, center: tuple[float, float] = (0.5, 0.55)) -> Image.Image:
+    """The box of ``side`` times the image's width and height around ``center`` (fractions of
+    width and height; the default sits a little below the middle, where a face crop's inner
+    face is), resized back to the image's size (bilinear). ``side`` 1.0 returns the image."""
+    if not 0.0 < side <= 1.0:
+        raise DeepfakeDetectError(f"side={side!r}: expected a fraction in (0, 1]")
+    if side == 1.0:
+        return img
+    w, h = img.size
+    cw, ch = max(1, int(round(w * side))), max(1, int(round(h * side)))
+    x0 = int(round(min(max(center[0] * w - cw / 2, 0), w - cw)))
+    y0 = int(round(min(max(center[1] * h - ch / 2, 0), h - ch)))
+    return img.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+
+
+def _cross_augment(img: Image.Image, rng: np.random.Generator, *, crop_p: float, side_in_area: bool,
+                   min_side: float, down_shift: float, jpeg_min: int) -> Image.Image:
     w, h = img.size
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if rng.random() < 0.5:
-        side = float(np.sqrt(rng.uniform(0.45, 1.0)))
-        cw, ch = max(1, int(round(w * side))), max(1, int(round(h * side)))
-        cx = w / 2 + rng.uniform(-0.05, 0.05) * w
-        cy = h / 2 + rng.uniform(-0.05, 0.05) * h
-        x0 = int(round(min(max(cx - cw / 2, 0), w - cw)))
-        y0 = int(round(min(max(cy - ch / 2, 0), h - ch)))
-        img = img.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    if rng.random() < crop_p:
+        # crossdomain draws the crop's area uniformly (its v2-v4 recipe); crossscale its side
+        side = float(np.sqrt(rng.uniform(min_side, 1.0))) if side_in_area else float(rng.uniform(min_side, 1.0))
+        center = (0.5 + rng.uniform(-0.05, 0.05), 0.5 + rng.uniform(-0.05, down_shift))
+        img = center_crop(img, side, center=center)
     if rng.random() < 0.2:
         img = _rotate(img, rng)
     if rng.random() < 0.5:
@@ -111,8 +122,24 @@ def crossdomain_augment(img: Image.Image, rng: np.random.Generator) -> Image.Ima
     if rng.random() < 0.2:
         img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.5))))
     if rng.random() < 0.4:
-        img = _jpeg(img, rng)
+        img = _jpeg(img, rng, jpeg_min)
     return img
+
+
+def crossdomain_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """For training on several sources: flip; with probability 1/2 a crop of 45-100 % of the
+    area near the centre (a loose FFHQ-like crop becomes a tight DFDC-like one); rotation up
+    to 8 degrees (20 %); colour jitter (50 %); down- and up-scaling by 0.4-0.9 (20 %);
+    Gaussian blur (20 %); JPEG re-compression at quality 40-95 (40 %). Output keeps the
+    input size."""
+    return _cross_augment(img, rng, crop_p=0.5, side_in_area=True, min_side=0.45, down_shift=0.05, jpeg_min=40)
+
+
+def crossscale_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """:func:`crossdomain_augment` for any crop scale: with probability 0.6 a crop of 0.45-1.0
+    of the side (uniform in the side, centred 0.5-0.6 down the image), so tight inner-face
+    crops and loose ones are both common, and JPEG re-compression down to quality 30."""
+    return _cross_augment(img, rng, crop_p=0.6, side_in_area=False, min_side=0.45, down_shift=0.1, jpeg_min=30)
 
 
 def _none(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -120,7 +147,7 @@ def _none(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 PRESETS: dict[str, Augment] = {"none": _none, "camp": camp_augment, "default": default_augment,
-                               "crossdomain": crossdomain_augment}
+                               "crossdomain": crossdomain_augment, "crossscale": crossscale_augment}
 
 
 def get_augment(augment: Union[str, Callable[..., Any], None]) -> Augment | None:

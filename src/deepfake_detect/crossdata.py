@@ -30,7 +30,7 @@ from .data.datasets import LabeledData, LabelFile, as_labeled_data, stratified_s
 from .errors import DataError
 
 __all__ = ["load_split", "group_split", "read_groups", "self_blended_set", "source_splits", "default_splits",
-           "selection_set", "SOURCES_CSV"]
+           "selection_set", "two_class_sources", "cropped_view", "SOURCES_CSV"]
 
 #: A per-image table beside the label files (dfdc-faces has one): ``img_name`` and ``source_video``.
 SOURCES_CSV = "sources.csv"
@@ -124,24 +124,57 @@ def self_blended_set(sources: Mapping[str, Any], *, per_source: int | None = Non
 
 
 def default_splits(dfdc: str | os.PathLike[str], ffhq: str | os.PathLike[str], *, seed: int = 0,
-                   limit: int | None = None
+                   limit: int | None = None, celebdf: str | os.PathLike[str] | None = None,
                    ) -> tuple[dict[str, LabeledData], dict[str, LabeledData], dict[str, LabeledData]]:
-    """``(train, holdout, val)``, each ``{"dfdc": ..., "ffhq": ...}``: the split the built-in
-    default is trained with. 5 % of dfdc-faces' source clips and a stratified 10 % of
-    ffhq-stylegan are held out of train (:func:`source_splits`); the same ``seed`` gives the
-    same images. ``limit`` (smoke tests): about this many images per split and source (a
-    stratified subset, at least one per class)."""
+    """``(train, holdout, val)``, each ``{"dfdc": ..., "ffhq": ...}`` (and ``"celebdf"`` when
+    given): the split the built-in default is trained with. 5 % of dfdc-faces' source clips,
+    a stratified 10 % of ffhq-stylegan and 15 % of celebdf-faces' source videos are held out
+    of train (:func:`source_splits`); the same ``seed`` gives the same images. ``limit``
+    (smoke tests): about this many images per split and source (a stratified subset, at
+    least one per class)."""
     parts = {"dfdc": source_splits(dfdc, 0.05, seed=seed), "ffhq": source_splits(ffhq, 0.1, seed=seed)}
+    if celebdf is not None:
+        parts["celebdf"] = source_splits(celebdf, 0.15, seed=seed)
     splits = [{name: p[k] for name, p in parts.items()} for k in range(3)]
     if limit:
-        splits = [{name: stratified_split(v, min(0.99, limit / len(v)), seed=0)[1] for name, v in part.items()}
-                  for part in splits]
+        splits = [{name: stratified_split(v, min(0.99, limit / len(v)), seed=0)[1]
+                   for name, v in part.items()} for part in splits]
     return splits[0], splits[1], splits[2]
 
 
-def selection_set(holdout: Mapping[str, Any], *, seed: int = 0, per_source: int = 150) -> dict[str, Any]:
+def two_class_sources(sources: Mapping[str, Any]) -> dict[str, LabeledData]:
+    """The sources that hold both real and fake images (those an AUC can be measured on)."""
+    out = {}
+    for name, part in sources.items():
+        data = as_labeled_data(part)
+        if (data.labels == 0).any() and (data.labels == 1).any():
+            out[name] = data
+    return out
+
+
+def cropped_view(data: Any, side: float) -> list[tuple[Any, int]]:
+    """Every image of ``data`` cut to the central box of ``side`` times its width and height
+    (:func:`deepfake_detect.augment.center_crop`: vertical centre at 55 %) and resized back to
+    its own size, as ``(RGB PIL image, label)`` pairs: the same faces as a tighter face
+    detector would crop them."""
+    from .augment import center_crop
+    from .data.images import load_image
+
+    data = as_labeled_data(data)
+    return [(center_crop(load_image(data.image(i)), side), int(data.labels[i])) for i in range(len(data))]
+
+
+def selection_set(holdout: Mapping[str, Any], *, seed: int = 0, per_source: int = 150,
+                  crop_sides: Sequence[float] = (), scored: Sequence[str] | None = None) -> dict[str, Any]:
     """What the default's epochs and recipe are chosen on (its threshold, on the hold-out's
-    real images alone): the hold-out sources themselves plus ``"sbi"``, one self-blended
-    fake of each of up to ``per_source`` hold-out real images per source
-    (:func:`self_blended_set`)."""
-    return {**holdout, "sbi": self_blended_set(holdout, per_source=per_source, seed=seed)}
+    real images alone): the hold-out sources that have both classes, ``"sbi"`` (one
+    self-blended fake of each of up to ``per_source`` real images of every hold-out source,
+    :func:`self_blended_set`), and for each of ``crop_sides`` a ``"<source>@crop<side>"``
+    view of each two-class source (:func:`cropped_view`). ``scored``: only these sources'
+    AUCs count (their crops too); the others give their real images to ``"sbi"`` alone."""
+    two_class = two_class_sources(holdout)
+    scored = {k: v for k, v in two_class.items() if scored is None or k in scored}
+    out: dict[str, Any] = {**scored, "sbi": self_blended_set(holdout, per_source=per_source, seed=seed)}
+    for side in crop_sides:
+        out.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in scored.items()})
+    return out
