@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 from _common import DOCS, git_rev, machine, predict_rate, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import Detector, load_detector
@@ -70,7 +69,7 @@ def main() -> None:
     timing = [holdout["dfdc"].image(i) for i in range(min(256, len(holdout["dfdc"])))]
 
     members = [load_detector(m) for m in args.members]
-    arms = [(str(m), d) for m, d in zip(args.members, members)] + [("ensemble of all", ensemble_of(members))]
+    arms = [(str(m), d) for m, d in zip(args.members, members, strict=True)] + [("ensemble of all", ensemble_of(members))]
     soup = weight_average(members) if len(members) > 1 else None
     if soup is not None:
         arms.append(("weight average of all", soup))

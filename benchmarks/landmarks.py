@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
 from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
+from PIL import Image
 
 from deepfake_detect.crossdata import load_split
 from deepfake_detect.face import detect_largest_face, load_cascade
@@ -34,7 +33,7 @@ def measure(paths: list, size: int) -> list[float]:
     t0 = time.perf_counter()
     boxes = [detect_largest_face(img, cascade=cascade, min_size_fraction=0.3) for img in images]  # as synth does
     t1 = time.perf_counter()
-    points = [face_landmarks(img, box) for img, box in zip(images, boxes)]
+    points = [face_landmarks(img, box) for img, box in zip(images, boxes, strict=True)]
     t2 = time.perf_counter()
     n = len(images)
     return [n, float(np.mean([b is not None for b in boxes])), float(np.mean([p is not None for p in points])),

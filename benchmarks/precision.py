@@ -28,14 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 from deepfake_detect.backends import GRAPH_BACKENDS, runtime_available, select
 from deepfake_detect.data import LabelFile
 from deepfake_detect.metrics import compute_metrics
-
 
 #: The graph runtimes installed here.
 RUNTIMES = [b for b in GRAPH_BACKENDS if runtime_available(b)]

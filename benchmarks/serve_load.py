@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import DOCS, git_rev, machine, table  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector

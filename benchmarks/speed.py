@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
 from PIL import Image
 from torch import nn
-
-from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 from deepfake_detect.backends import GRAPH_BACKENDS, runtime_available, select
@@ -90,7 +89,8 @@ def bare_forward(det, n: int, batch: int) -> dict[str, float]:
     x_nchw = x.contiguous().numpy()
     runs = {"plain": lambda: plain(x), "optimised": lambda: fast_model(x)}
     for backend in RUNTIMES:  # the sessions predict runs
-        runs[backend] = lambda s=select(det, backend, "fp32", num_images=n)[1]: s(x_nchw)
+        session = select(det, backend, "fp32", num_images=n)[1]
+        runs[backend] = lambda s=session: s(x_nchw)
     best = {}
     for name, run in runs.items():
         with torch.inference_mode():

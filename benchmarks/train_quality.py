@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import DOCS, git_rev, machine, stop_after, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector

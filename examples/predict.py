@@ -22,7 +22,7 @@ def main() -> None:
     detector = load_detector(args.model, weights=args.weights)
     inputs, names = image_names(args.paths)  # folders are scanned recursively, sorted
     scores = detector.predict(inputs)
-    for name, score in zip(names, scores):
+    for name, score in zip(names, scores, strict=True):
         verdict = "fake" if score >= detector.config.threshold else "real"
         print(f"{name}\t{score:.4f}\t{verdict}")
 

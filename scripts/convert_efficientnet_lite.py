@@ -27,7 +27,7 @@ def convert(source: Path, variant: int = 0) -> dict[str, torch.Tensor]:
     if len(src) != len(dst):
         raise SystemExit(f"{source}: {len(src)} tensors, timm expects {len(dst)}")
     out = {}
-    for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
+    for (sk, sv), (dk, dv) in zip(src.items(), dst.items(), strict=True):
         if tuple(sv.shape) != tuple(dv.shape):
             raise SystemExit(f"shape mismatch mapping {sk} {tuple(sv.shape)} -> {dk} {tuple(dv.shape)}")
         out[dk] = sv

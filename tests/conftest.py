@@ -77,7 +77,6 @@ def jpeg_files(tmp_path: Path) -> list[Path]:
 
 
 # -- a tiny detector for fast training tests -------------------------------------------
-import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import deepfake_detect as dd  # noqa: E402

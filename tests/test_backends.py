@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from conftest import TINY, TinyNet, face_like
+from PIL import Image
 from torch import nn
 
 import deepfake_detect as dd

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import face_like
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,15 +10,19 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import TINY as TINY_NAME
+from conftest import face_like
 from PIL import Image
 from torch import nn
 
-from conftest import TINY as TINY_NAME
-from conftest import face_like
-
 import deepfake_detect as dd
 from deepfake_detect import (
-    ConfigError, ImageLoadError, ParameterLimitError, UnknownDetectorError, WeightsError, load_detector,
+    ConfigError,
+    ImageLoadError,
+    ParameterLimitError,
+    UnknownDetectorError,
+    WeightsError,
+    load_detector,
 )
 
 EXPECTED_PARAMS = {
@@ -302,7 +306,7 @@ def test_large_jpegs_are_decoded_in_full_unless_fast_decode(tmp_path):
         big.save(paths[-1], quality=90)
     prep = det.preprocessor()
     full = [np.array(Image.open(p).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)) for p in paths]
-    assert all(np.array_equal(prep.prepare(p), f) for p, f in zip(paths, full))
+    assert all(np.array_equal(prep.prepare(p), f) for p, f in zip(paths, full, strict=True))
     x = prep.to_tensor(full).contiguous()
     det.model.eval()
     with torch.no_grad():

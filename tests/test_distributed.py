@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import face_like
 
 import deepfake_detect as dd
 from deepfake_detect import load_detector
 from deepfake_detect.distributed import DistContext, local_device, threads_per_process
 from deepfake_detect.submission import image_names, write_submission
-
-from conftest import face_like
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 #: A hang would show as a timeout; a run takes about 10 s on a loaded 2-core machine.

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, TinyNet, face_like
 
 import deepfake_detect as dd
 from deepfake_detect import load_detector
 from deepfake_detect.errors import ConfigError, ParameterLimitError
 from deepfake_detect.models import ensemble_of
-
-from conftest import TINY, TinyNet, face_like
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from conftest import TinyNet, face_like
 from PIL import Image
 

@@ -19,26 +19,32 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import face_like
 from PIL import Image
 from torch import nn
 
 import deepfake_detect as dd
 from deepfake_detect import (
-    ConfigError, DataError, DeepfakeDetectError, ImageLoadError, SkippedImagesWarning, TrainingError, WeightsError,
+    ConfigError,
+    DataError,
+    DeepfakeDetectError,
+    ImageLoadError,
+    SkippedImagesWarning,
+    TrainingError,
+    WeightsError,
     load_detector,
 )
 from deepfake_detect.data import LabelFile, load_image, read_label_file
 from deepfake_detect.training import CHECKPOINT_BEST, CHECKPOINT_LAST
 from deepfake_detect.weights import read_state_dict, save_weights
-
-from conftest import face_like
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -708,7 +714,7 @@ def _resume_and_compare(folder: Path, out: Path, reference: dict[str, Any]) -> N
     _assert_same(read_state_dict(out / CHECKPOINT_LAST / "model.safetensors"), reference["last"])
     _assert_same(_state(det.model), reference["final"])  # finetune leaves the best weights in the detector
     assert result.best["epoch"] == reference["best_epoch"]
-    assert [json.loads(l)["epoch"] for l in (out / "history.jsonl").read_text().splitlines()] == reference["history"]
+    assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()] == reference["history"]
 
 
 # (a) kill -9 during a checkpoint write ----------------------------------------------------
@@ -803,7 +809,7 @@ def test_nan_loss_stops_with_training_error_and_keeps_epoch_1(tmp_path, train_fo
     _assert_same(_state(det.model), reference["epochs"][1])
     _assert_checkpoint_is_epoch_1(out, reference)
     assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_BEST, "history.jsonl", CHECKPOINT_LAST]
-    assert [json.loads(l)["epoch"] for l in (out / "history.jsonl").read_text().splitlines()] == [1]
+    assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()] == [1]
 
 
 def test_a_huge_learning_rate_gives_training_error_not_nan_weights(tmp_path, train_folder):
@@ -914,7 +920,7 @@ def test_a_full_disk_while_writing_the_history_keeps_it_whole(tmp_path, train_fo
         m.setattr(Path, "write_text", write_text)
         with pytest.raises(TrainingError, match="No space left on device"):
             _train(train_folder, out, callbacks=[epoch_done.append])
-    assert [json.loads(l)["epoch"] for l in (out / "history.jsonl").read_text().splitlines()] == [1]
+    assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()] == [1]
     assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_BEST, "history.jsonl", CHECKPOINT_LAST]
     _resume_and_compare(train_folder, out, reference)
 

@@ -9,12 +9,11 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, face_like
+from hub_server import HubServer
 
 import deepfake_detect as dd
 from deepfake_detect import HubError, load_detector
-
-from conftest import TINY, face_like
-from hub_server import HubServer
 
 IMAGES = [np.asarray(face_like(i, 48)) for i in range(3)]
 PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",

@@ -51,7 +51,7 @@ def test_no_face_found_on_a_flat_image():
 def _inside_polygon(xs: np.ndarray, ys: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """Pixel centres inside a convex counter-clockwise polygon (y down)."""
     inside = np.ones(xs.shape, dtype=bool)
-    for (ax, ay), (bx, by) in zip(polygon, np.roll(polygon, -1, axis=0)):
+    for (ax, ay), (bx, by) in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
         inside &= (bx - ax) * (ys - ay) - (by - ay) * (xs - ax) >= -1.0 * np.hypot(bx - ax, by - ay)
     return inside
 

@@ -17,12 +17,11 @@ from deepfake_detect.metrics import (
     compute_metrics,
     eer,
     log_loss,
-    plot_curves,
-    plot_roc,
     roc_auc,
     roc_curve,
     tpr_at_fpr,
 )
+from deepfake_detect.plotting import plot_curves, plot_roc
 
 Y4 = [0, 0, 1, 1]
 S4 = [0.1, 0.4, 0.35, 0.8]
@@ -340,6 +339,6 @@ def test_metrics_agree_with_scikit_learn(pairs):
     assert average_precision(y, s) == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
     fpr, tpr, _ = roc_curve(y, s)
     sk_fpr, sk_tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
-    ours = sorted(set(zip(np.round(fpr, 12), np.round(tpr, 12))))
-    theirs = sorted(set(zip(np.round(sk_fpr, 12), np.round(sk_tpr, 12))))
+    ours = sorted(set(zip(np.round(fpr, 12), np.round(tpr, 12), strict=True)))
+    theirs = sorted(set(zip(np.round(sk_fpr, 12), np.round(sk_tpr, 12), strict=True)))
     assert ours == theirs

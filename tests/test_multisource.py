@@ -10,8 +10,8 @@ from conftest import TINY, face_like
 from PIL import Image
 
 from deepfake_detect import face, load_detector
-from deepfake_detect.config import DetectorConfig
 from deepfake_detect.augment import center_crop, crossscale_augment
+from deepfake_detect.config import DetectorConfig
 from deepfake_detect.crossdata import (
     cropped_view,
     default_splits,
@@ -117,7 +117,7 @@ def test_self_blended_set_is_reproducible():
     src = {"a": _pairs(3, 9), "b": _pairs(2, 10)}
     one, two = self_blended_set(src, per_source=2, seed=5), self_blended_set(src, per_source=2, seed=5)
     assert [y for _, y in one] == [0, 1] * 4
-    assert all(np.array_equal(np.asarray(p), np.asarray(q)) for (p, _), (q, _) in zip(one, two))
+    assert all(np.array_equal(np.asarray(p), np.asarray(q)) for (p, _), (q, _) in zip(one, two, strict=True))
 
 
 def _challenge_folder(root, n_clips: int, *, with_sources: bool) -> None:

@@ -17,10 +17,10 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 pytest.importorskip("httpx", reason="FastAPI's test client needs httpx")
 
+from conftest import TINY, face_like  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 import deepfake_detect as dd  # noqa: E402
-from conftest import TINY, face_like  # noqa: E402
 from deepfake_detect.data.images import load_image  # noqa: E402
 from deepfake_detect.errors import DeepfakeDetectError, ImageLoadError  # noqa: E402
 from deepfake_detect.serve import MicroBatcher, QueueFullError, ServeConfig, create_app, is_loopback  # noqa: E402
@@ -141,7 +141,7 @@ def test_crop_faces_reports_the_box_and_scores_as_predict():
         results = r.json()["results"]
         expected = detector.predict(files, crop_faces=True)
         np.testing.assert_allclose([x["p_fake"] for x in results], expected, rtol=0, atol=1e-5)
-        for f, x in zip(files, results):
+        for f, x in zip(files, results, strict=True):
             assert tuple(x["face_box"]) == detect_largest_face(load_image(f))
         r = client.post("/v1/explain?format=json", files=multipart([(files[0].name, files[0].read_bytes())]))
         assert r.status_code == 200, r.text

@@ -155,15 +155,15 @@ def test_dataset_labels_and_determinism(tmp_path):
     ds = SelfBlendedDataset(images, seed=5)
     assert len(ds) == 4 and ds.targets == [1, 1, 1, 1]
     first = [ds[i] for i in range(len(ds))]
-    for (img, label), src in zip(first, [48, 48, 48, 40]):
+    for (img, label), src in zip(first, [48, 48, 48, 40], strict=True):
         assert label == 1 and isinstance(img, Image.Image) and img.mode == "RGB" and img.size == (src, src)
     again = SelfBlendedDataset(images, seed=5)
-    assert all(np.array_equal(arr(a[0]), arr(b[0])) for a, b in zip(first, [again[i] for i in range(4)]))
+    assert all(np.array_equal(arr(a[0]), arr(b[0])) for a, b in zip(first, [again[i] for i in range(4)], strict=True))
     assert np.array_equal(arr(ds[-1][0]), arr(first[3][0]))
     # a new epoch draws new blends; going back reproduces the old ones
     ds.set_epoch(1)
     second = [ds[i][0] for i in range(4)]
-    assert any(not np.array_equal(arr(a[0]), arr(b)) for a, b in zip(first, second))
+    assert any(not np.array_equal(arr(a[0]), arr(b)) for a, b in zip(first, second, strict=True))
     ds.set_epoch(0)
     assert all(np.array_equal(arr(a[0]), arr(ds[i][0])) for i, a in enumerate(first))
     # another seed, other blends
@@ -203,7 +203,7 @@ def test_self_blended_pairs_is_a_fixed_evaluation_set(tmp_path):
         expected, _ = self_blend(Image.open(path), rng=np.random.default_rng([7, i]))
         assert np.array_equal(np.asarray(fake), np.asarray(expected))
     again = synth.self_blended_pairs(paths, seed=7)
-    assert all(np.array_equal(np.asarray(a[0]), np.asarray(b[0])) for a, b in zip(pairs, again))
+    assert all(np.array_equal(np.asarray(a[0]), np.asarray(b[0])) for a, b in zip(pairs, again, strict=True))
     other = synth.self_blended_pairs(paths, seed=8)
     assert not np.array_equal(np.asarray(pairs[1][0]), np.asarray(other[1][0]))
     with pytest.raises(ImageLoadError, match="missing.png"):

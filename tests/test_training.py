@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
 import deepfake_detect as dd
 from deepfake_detect import load_detector
 from deepfake_detect.data import LabelFile, stratified_split
 from deepfake_detect.training import CHECKPOINT_BEST, CHECKPOINT_LAST
-
-from conftest import TINY, face_like
 
 
 def _pairs(folder: Path) -> list[tuple[Path, int]]:
@@ -155,8 +154,8 @@ def test_checkpoints_and_history_are_written(tmp_path, image_folder):
     result = det.finetune(image_folder, image_folder, epochs=2, batch_size=8, output_dir=out, progress=False)
     assert (out / CHECKPOINT_LAST / "config.json").is_file() and (out / CHECKPOINT_LAST / "training_state.pt").is_file()
     assert (out / CHECKPOINT_BEST / "model.safetensors").is_file()
-    lines = [json.loads(l) for l in (out / "history.jsonl").read_text().splitlines()]
-    assert [l["epoch"] for l in lines] == [1, 2]
+    lines = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in lines] == [1, 2]
     best = load_detector(out)  # the output dir loads its best checkpoint
     np.testing.assert_allclose(best.predict(image_folder), det.predict(image_folder), atol=1e-6)
     assert best.config.metadata["metrics"]["auc"] == pytest.approx(result.best["auc"])

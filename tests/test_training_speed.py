@@ -11,14 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, TinyNet
 
 import deepfake_detect as dd
 from deepfake_detect import load_detector
 from deepfake_detect.training import TrainConfig
 from deepfake_detect.training.allocator import _glibc, reuse_freed_memory
 from deepfake_detect.training.optim import implementation_flags, make_optimizer, restore_implementation
-
-from conftest import TINY, TinyNet
 
 
 # -- optimisers ---------------------------------------------------------------------------
@@ -52,7 +51,7 @@ def test_named_optimizers_are_fused_on_cpu_and_step_like_the_loop(name):
             opt.zero_grad()
             model(x).square().mean().backward()
             opt.step()
-    for (k, a), b in zip(fused_model.state_dict().items(), loop_model.state_dict().values()):
+    for (k, a), b in zip(fused_model.state_dict().items(), loop_model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
 
 
@@ -152,8 +151,8 @@ def test_compile_options_are_checked_before_training(image_folder):
 
 # -- loading ahead of the step ------------------------------------------------------------
 def test_loading_ahead_in_threads_yields_the_batches_of_the_training_thread(image_folder):
-    from deepfake_detect.training.samples import Samples, load_batches, make_batches
     from deepfake_detect.data.datasets import as_labeled_data
+    from deepfake_detect.training.samples import Samples, load_batches, make_batches
 
     det = load_detector(TINY)
     samples = Samples(as_labeled_data(image_folder), det.preprocessor(), "default", 0.5, seed=7, cache=True)
@@ -162,8 +161,8 @@ def test_loading_ahead_in_threads_yields_the_batches_of_the_training_thread(imag
     with ThreadPoolExecutor(max_workers=3) as pool:
         ahead = list(load_batches(samples, batches, 2, pool))
     assert len(inline) == len(ahead) == len(batches) and len(batches) > 2
-    for (xa, ya), (xb, yb) in zip(inline, ahead):
+    for (xa, ya), (xb, yb) in zip(inline, ahead, strict=True):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     other_epoch = list(load_batches(samples, batches, 3, None))  # augmentation is seeded per epoch
-    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(inline, other_epoch))
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(inline, other_epoch, strict=True))

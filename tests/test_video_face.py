@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import TINY
 from PIL import Image
 
@@ -158,7 +157,7 @@ def test_opencv_fallback_and_no_decoder(face_video: Path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "av", None)
     with_cv2 = [np.asarray(f) for f in read_frames(face_video, num_frames=4)]
     assert len(with_cv2) == 4
-    for a, b in zip(with_av, with_cv2):
+    for a, b in zip(with_av, with_cv2, strict=True):
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0
     monkeypatch.setitem(sys.modules, "cv2", None)
     with pytest.raises(MissingDependencyError, match=r"deepfake-detect\[video\]"):

@@ -359,7 +359,7 @@ class Runtime:
         self._failed: tuple[_WeightsVersion, str] | None = None
         self._calibrations: dict[tuple[Any, ...], str] = {}  # calibration files + config -> batch digest
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Runtime":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Runtime:
         return Runtime()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -399,7 +399,7 @@ class Runtime:
         return self._failed[1] if self._failed is not None and self._failed[0].matches(model, config) else None
 
 
-def _runtime(detector: "Detector") -> Runtime:
+def _runtime(detector: Detector) -> Runtime:
     return detector._runtime  # noqa: SLF001 - the detector's own state, kept here
 
 
@@ -407,7 +407,7 @@ def _runtime(detector: "Detector") -> Runtime:
 Scorer = Callable[[Union[torch.Tensor, np.ndarray]], np.ndarray]
 
 
-def select(detector: "Detector", backend: str, precision: str, *, num_images: int,
+def select(detector: Detector, backend: str, precision: str, *, num_images: int,
            calibration: Any = None) -> tuple[BackendChoice, Scorer]:
     """Decide what scores ``num_images`` images and return it: ``(choice, scorer)``, where
     ``scorer(batch)`` maps a normalised (N, 3, H, W) float32 batch to P(fake), a float32
@@ -447,7 +447,7 @@ def select(detector: "Detector", backend: str, precision: str, *, num_images: in
     return _select_auto(detector, device, num_images)
 
 
-def _select_autocast(detector: "Detector", backend: str, precision: str, device: torch.device,
+def _select_autocast(detector: Detector, backend: str, precision: str, device: torch.device,
                      num_images: int) -> tuple[BackendChoice, Scorer]:
     if backend in GRAPH_BACKENDS:
         raise DeepfakeDetectError(f"precision={precision!r} runs on the torch backend on CUDA; "
@@ -463,7 +463,7 @@ def _select_autocast(detector: "Detector", backend: str, precision: str, device:
             _torch_scorer(detector, num_images, precision))
 
 
-def _select_auto(detector: "Detector", device: torch.device, num_images: int) -> tuple[BackendChoice, Scorer]:
+def _select_auto(detector: Detector, device: torch.device, num_images: int) -> tuple[BackendChoice, Scorer]:
     def torch_choice(reason: str) -> tuple[BackendChoice, Scorer]:
         log.info("backend='auto' chose torch: %s", reason)
         return BackendChoice("torch", "fp32", reason), _torch_scorer(detector, num_images, "fp32")
@@ -499,7 +499,7 @@ def _select_auto(detector: "Detector", device: torch.device, num_images: int) ->
     return BackendChoice(backend, "fp32", f"{reason} ({session.path.name})"), session
 
 
-def _torch_scorer(detector: "Detector", num_images: int, precision: str) -> Scorer:
+def _torch_scorer(detector: Detector, num_images: int, precision: str) -> Scorer:
     from .detector import FAST_PATH_MIN_IMAGES
 
     optimize = num_images >= FAST_PATH_MIN_IMAGES
@@ -510,7 +510,7 @@ def _torch_scorer(detector: "Detector", num_images: int, precision: str) -> Scor
     return score
 
 
-def torch_scores(detector: "Detector", batch: torch.Tensor, *, optimize: bool, precision: str) -> torch.Tensor:
+def torch_scores(detector: Detector, batch: torch.Tensor, *, optimize: bool, precision: str) -> torch.Tensor:
     """P(fake) (N,) of the torch forward on ``batch`` (moved to the detector's device), in
     ``precision`` (``"fp32"``, or ``"fp16"``/``"bf16"`` under CUDA autocast)."""
     model = detector._inference_model(optimize)  # noqa: SLF001
@@ -524,11 +524,11 @@ def torch_scores(detector: "Detector", batch: torch.Tensor, *, optimize: bool, p
 
 
 # -- building and caching graphs ----------------------------------------------------------
-def _fp32_digest(detector: "Detector") -> str:
+def _fp32_digest(detector: Detector) -> str:
     return _runtime(detector).digest(detector.model, detector.config, "fp32")
 
 
-def _graph_session(detector: "Detector", backend: str) -> GraphSession:
+def _graph_session(detector: Detector, backend: str) -> GraphSession:
     """The float32 session of ``backend`` for the detector's current weights: from memory,
     on the graph cached on disk, or on a graph exported (and checked against torch) now."""
     runtime, model = _runtime(detector), detector.model
@@ -620,7 +620,7 @@ def _prune(folder: Path, keep: Path) -> None:
             total -= size
 
 
-def _export_checked(detector: "Detector", path: Path, backend: str) -> None:
+def _export_checked(detector: Detector, path: Path, backend: str) -> None:
     """Export the detector's graph to ``path`` and check it, run by ``backend``, against the
     torch forward on a random batch of 3 (another batch size than the exporter traced with).
 
@@ -650,7 +650,7 @@ def _export_checked(detector: "Detector", path: Path, backend: str) -> None:
 
 
 # -- int8 ---------------------------------------------------------------------------------
-def _calibration_batch(detector: "Detector", items: list[Any]) -> np.ndarray:
+def _calibration_batch(detector: Detector, items: list[Any]) -> np.ndarray:
     """The calibration images (a flat list), preprocessed as predict does: (N, 3, H, W) float32."""
     if not items:
         raise DeepfakeDetectError("calibration: no images given")
@@ -670,7 +670,7 @@ def _calibration_files(items: list[Any]) -> tuple[tuple[str, int, int], ...] | N
         return None  # _calibration_batch names the file
 
 
-def _int8_session(detector: "Detector", calibration: Any, backend: str) -> GraphSession:
+def _int8_session(detector: Detector, calibration: Any, backend: str) -> GraphSession:
     """The ``backend`` session of the int8 graph of the detector's current weights and this
     calibration set: from memory, from the disk cache, or quantised now (from the float32
     graph, itself cached). Calibration files unchanged since the last call are not prepared again."""
@@ -704,7 +704,7 @@ def _int8_session(detector: "Detector", calibration: Any, backend: str) -> Graph
     return session
 
 
-def _quantize_from(detector: "Detector", fp32: Path, dst: Path, calibration: np.ndarray) -> None:
+def _quantize_from(detector: Detector, fp32: Path, dst: Path, calibration: np.ndarray) -> None:
     """:func:`quantize_int8` of the float32 graph ``fp32``; exported again into a temporary
     folder when that file is gone (kept in memory only because the cache folder is not
     writable, or removed from the cache since its session was made)."""
@@ -731,7 +731,13 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
     to 8 bits.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

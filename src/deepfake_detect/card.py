@@ -26,7 +26,7 @@ LIMITATIONS = ("A detector trained on one kind of fake can score near chance on 
                "perturbations lower accuracy.")
 
 
-def card_data(detector: "Detector") -> "ModelCardData":
+def card_data(detector: Detector) -> ModelCardData:
     """The card's YAML metadata: library, licence, tags, pipeline and datasets.
 
     ``config.metadata["license"]`` (default ``apache-2.0``) and ``["datasets"]`` (a list of
@@ -43,7 +43,7 @@ def card_data(detector: "Detector") -> "ModelCardData":
                          tags=list(TAGS), pipeline_tag="image-classification", datasets=datasets, **extra)
 
 
-def _model_table(detector: "Detector") -> list[str]:
+def _model_table(detector: Detector) -> list[str]:
     cfg, meta = detector.config, detector.config.metadata or {}
     rows = [
         "| | |",
@@ -82,7 +82,7 @@ def _metrics_section(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _threshold_section(detector: "Detector", meta: dict[str, Any]) -> list[str]:
+def _threshold_section(detector: Detector, meta: dict[str, Any]) -> list[str]:
     rule, alarms = meta.get("threshold_rule"), meta.get("false_alarm_rate") or {}
     if not rule and not alarms:
         return []
@@ -95,7 +95,7 @@ def _threshold_section(detector: "Detector", meta: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _body(detector: "Detector") -> str:
+def _body(detector: Detector) -> str:
     from . import __version__
 
     cfg, meta = detector.config, detector.config.metadata or {}
@@ -120,7 +120,7 @@ def _body(detector: "Detector") -> str:
     return "\n".join(lines)
 
 
-def model_card(detector: "Detector") -> str:
+def model_card(detector: Detector) -> str:
     """A Hub model card (YAML metadata + Markdown) from the detector's config and metadata.
 
     ``config.metadata`` may hold ``license``, ``datasets`` (list), ``training_data``,
@@ -136,7 +136,7 @@ def model_card(detector: "Detector") -> str:
     return str(card)
 
 
-def write_model_card(detector: "Detector", folder: str | Path) -> Path:
+def write_model_card(detector: Detector, folder: str | Path) -> Path:
     """Write :func:`model_card` to ``folder/README.md`` atomically; returns the path."""
     from .weights import atomic_path
 

@@ -274,7 +274,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     width = max([len("img_name")] + [len(n) for n in names])
     print(f"{'img_name':<{width}}  {'y_pred':>7}  verdict")
-    for name, s in zip(names, scores):
+    for name, s in zip(names, scores, strict=True):
         if s != s:  # NaN: skipped
             continue
         verdict = "fake" if s >= detector.config.threshold else "real"
@@ -382,8 +382,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .errors import DeepfakeDetectError
     from .data.images import MAX_IMAGE_PIXELS
+    from .errors import DeepfakeDetectError
     from .serve import ServeConfig, is_loopback, return_freed_memory, serve  # first: a missing extra fails early
 
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, crop_faces=args.crop_faces,

@@ -94,7 +94,7 @@ class DetectorConfig:
             except (DeepfakeDetectError, TypeError, AttributeError) as e:
                 raise ConfigError(f"config face_crop={self.face_crop!r}: {e}") from None
 
-    def replace(self, **changes: Any) -> "DetectorConfig":
+    def replace(self, **changes: Any) -> DetectorConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,7 +104,7 @@ class DetectorConfig:
         return {"format_version": CONFIG_FORMAT_VERSION, **d}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "DetectorConfig":
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> DetectorConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
         data = dict(data)
@@ -131,7 +131,7 @@ class DetectorConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "DetectorConfig":
+    def load(cls, path: str | Path) -> DetectorConfig:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -95,7 +95,7 @@ class Detector:
         return (f"Detector({self.config.architecture!r}, params={self.num_params:,}, input={h}x{w}, "
                 f"output={self.config.output}, source={self.source!r})")
 
-    def to(self, device: str | torch.device) -> "Detector":
+    def to(self, device: str | torch.device) -> Detector:
         """Move the model to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...); a device
         torch cannot use here raises :class:`DeepfakeDetectError` before anything moves."""
         from .distributed import check_device
@@ -295,8 +295,8 @@ class Detector:
         return self._fast[1]
 
     # -- training and evaluation -----------------------------------------------------
-    def finetune(self, train: Any, val: Any = None, *, config: "TrainConfig | None" = None,
-                 **overrides: Any) -> "TrainResult":
+    def finetune(self, train: Any, val: Any = None, *, config: TrainConfig | None = None,
+                 **overrides: Any) -> TrainResult:
         """Fine-tune in place on your data; afterwards the detector holds the best weights.
 
         Args:
@@ -468,7 +468,7 @@ def _predict_distributed(detector: Detector, inputs: Any, options: dict[str, Any
         ctx.close()
 
 
-def _score_shards(detector: Detector, inputs: Any, options: dict[str, Any], ctx: "DistContext",
+def _score_shards(detector: Detector, inputs: Any, options: dict[str, Any], ctx: DistContext,
                   dev: torch.device) -> np.ndarray:
     """Score this rank's part in steps of ``DIST_CHECK_BATCHES`` batches, all ranks checking
     for a failure after each step; then gather the scores and warnings."""
@@ -547,13 +547,13 @@ def _skipped_at(part: list[int], scores: np.ndarray, errors: list[ImageLoadError
     """The input index of each skipped image: the NaN scores, in order (when a model also
     gave NaN for a readable image and they do not pair up, the part's first index)."""
     nan = [part[j] for j in np.flatnonzero(np.isnan(scores))]
-    return list(zip(nan, errors)) if len(nan) == len(errors) else [(part[0], e) for e in errors]
+    return list(zip(nan, errors, strict=True)) if len(nan) == len(errors) else [(part[0], e) for e in errors]
 
 
 def _in_order(part: list[int], names: list[str], wanted: list[str]) -> list[int]:
     """The indices in ``part`` of ``wanted``, a subsequence of ``names`` (greedily)."""
     out, k = [], 0
-    for i, name in zip(part, names):
+    for i, name in zip(part, names, strict=False):
         if k < len(wanted) and name == wanted[k]:
             out.append(i)
             k += 1

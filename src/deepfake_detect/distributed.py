@@ -101,7 +101,7 @@ class DistContext:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls, device: torch.device | None = None) -> "DistContext":
+    def from_env(cls, device: torch.device | None = None) -> DistContext:
         """Join the process group torchrun describes in the environment (gloo on CPU, nccl on
         CUDA), or use the one already set up; :meth:`close` destroys only a group made here."""
         world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["evaluate", "per_source_metrics", "validation_scores", "describe_data"]
 
 
-def evaluate(detector: "Detector", data: Any, *, batch_size: int = 32, device: Any = None,
+def evaluate(detector: Detector, data: Any, *, batch_size: int = 32, device: Any = None,
              progress: bool | None = None, num_workers: int | None = None, errors: str = "raise",
              threshold: float | None = None, plot: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The challenge's metrics on labelled data, with the detector's own preprocessing.
@@ -94,7 +94,7 @@ def per_source_metrics(labels: np.ndarray, scores: np.ndarray, source_ids: np.nd
     return out
 
 
-def validation_scores(detector: "Detector", model: nn.Module, data: LabeledData, dist: DistContext,
+def validation_scores(detector: Detector, model: nn.Module, data: LabeledData, dist: DistContext,
                       batch_size: int, *, crop_faces: bool = False) -> np.ndarray:
     """P(fake) of ``model`` (run with ``detector``'s config) on ``data``, each process scoring
     its shard and the scores gathered; shape (len(data),). ``crop_faces`` scores each

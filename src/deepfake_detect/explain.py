@@ -50,7 +50,7 @@ __all__ = ["METHODS", "explain", "save_overlay", "overlay", "colorize", "fake_lo
 METHODS = ("auto", "gradcam", "saliency", "residual")
 
 
-def explain(detector: "Detector", image: Any, *, method: str = "auto", layer: str | None = None) -> np.ndarray:
+def explain(detector: Detector, image: Any, *, method: str = "auto", layer: str | None = None) -> np.ndarray:
     """A heatmap of the evidence for "fake" in ``image``.
 
     Args:
@@ -102,7 +102,7 @@ def explain(detector: "Detector", image: Any, *, method: str = "auto", layer: st
 
 
 # -- what kind of model ----------------------------------------------------------------------
-def is_reconstruction_model(detector: "Detector") -> bool:
+def is_reconstruction_model(detector: Detector) -> bool:
     """Whether the detector's registry entry declares a ``"reconstruction"`` output
     (``ae-classifier``, or any architecture registered with ``outputs=("logits", "reconstruction")``)."""
     try:
@@ -123,14 +123,14 @@ def is_cnn(model: nn.Module) -> bool:
 
 
 # -- the score explained ---------------------------------------------------------------------
-def fake_logit(detector: "Detector", output: Any) -> torch.Tensor:
+def fake_logit(detector: Detector, output: Any) -> torch.Tensor:
     """The log-odds of "fake" from a model output, shape (N,); see
     :func:`deepfake_detect.heads.fake_log_odds`."""
     return fake_log_odds(output, detector.config.output)
 
 
 # -- the three methods (each returns an (h, w) map at the model's input size) -----------------
-def _saliency(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
+def _saliency(detector: Detector, x01: torch.Tensor) -> torch.Tensor:
     x01 = x01.clone().requires_grad_(True)
     with torch.enable_grad():
         score = fake_logit(detector, detector.model(normalize(x01, detector.config))).sum()
@@ -140,7 +140,7 @@ def _saliency(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
     return gaussian_blur(sal, sigma)[0, 0]
 
 
-def _gradcam(detector: "Detector", x01: torch.Tensor, layer: str | None) -> torch.Tensor:
+def _gradcam(detector: Detector, x01: torch.Tensor, layer: str | None) -> torch.Tensor:
     model = detector.model
     names = {m: n for n, m in model.named_modules()}
     if layer is not None and layer not in dict(model.named_modules()):
@@ -177,7 +177,7 @@ def _gradcam(detector: "Detector", x01: torch.Tensor, layer: str | None) -> torc
     return F.interpolate(cam, size=x01.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
 
 
-def _residual(detector: "Detector", x01: torch.Tensor) -> torch.Tensor:
+def _residual(detector: Detector, x01: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         x = normalize(x01, detector.config)
         out = detector.model(x)
@@ -208,7 +208,7 @@ def _as_pil(image: Any) -> Image.Image:
     return tensor_to_pil(image) if isinstance(image, torch.Tensor) else load_image(image)
 
 
-def _to_original(heat: np.ndarray, size: tuple[int, int], detector: "Detector") -> np.ndarray:
+def _to_original(heat: np.ndarray, size: tuple[int, int], detector: Detector) -> np.ndarray:
     """An (h, w) map at the model's input size -> (H, W) at the original ``size = (W, H)``.
 
     Undoes the resize policy: ``"squash"`` stretches the map over the whole image; ``"crop"``

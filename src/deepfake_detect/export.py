@@ -40,7 +40,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "p_fake"
 
 
-def onnx_metadata(detector: "Detector") -> dict[str, str]:
+def onnx_metadata(detector: Detector) -> dict[str, str]:
     """The preprocessing and output contract of ``detector`` as ONNX metadata key/values."""
     from . import __version__
 
@@ -64,7 +64,7 @@ def onnx_metadata(detector: "Detector") -> dict[str, str]:
     }
 
 
-def export_onnx(detector: "Detector", path: str | os.PathLike[str], *, dynamic_batch: bool = True,
+def export_onnx(detector: Detector, path: str | os.PathLike[str], *, dynamic_batch: bool = True,
                 opset: int = 17) -> Path:
     """Write ``detector`` as an ONNX model that outputs P(fake).
 

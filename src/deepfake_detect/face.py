@@ -65,7 +65,7 @@ class CropPolicy:
             raise DeepfakeDetectError(f"face crop square={self.square!r}: expected true or false")
 
     @classmethod
-    def from_config(cls, face_crop: dict[str, Any] | None) -> "CropPolicy":
+    def from_config(cls, face_crop: dict[str, Any] | None) -> CropPolicy:
         """The policy a ``DetectorConfig.face_crop`` dict describes (``None``: the default)."""
         if face_crop is None:
             return cls()

@@ -78,7 +78,11 @@ def _how_to_get(repo_id: str, revision: str | None) -> str:
 def _hub_errors(repo_id: str, revision: str | None, what: str, why: str, endpoint: str) -> Iterator[None]:
     """huggingface_hub's typed errors -> :class:`HubError` naming the repo, revision and file."""
     from huggingface_hub.errors import (
-        EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError,
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
@@ -183,7 +187,7 @@ def _list_files(repo_id: str, revision: str | None, token: str | bool | None) ->
         return []
 
 
-def push_to_hub(detector: "Detector", repo_id: str, *, private: bool = False, token: str | bool | None = None,
+def push_to_hub(detector: Detector, repo_id: str, *, private: bool = False, token: str | bool | None = None,
                 commit_message: str = "Upload deepfake-detect detector", revision: str | None = None) -> str:
     """Upload ``config.json``, ``model.safetensors`` and a model card ``README.md``.
 

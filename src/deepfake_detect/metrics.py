@@ -12,8 +12,7 @@ with ``errors='skip'`` give NaN scores; drop those rows first). Violations raise
 Equal scores are handled exactly: the ROC and precision-recall curves move through a group of
 tied scores in one step, and the AUC counts a tied (fake, real) pair as 1/2.
 
-The plots (:func:`plot_roc`, :func:`plot_curves`) live in :mod:`deepfake_detect.plotting`
-and are still importable from here.
+The plots (``plot_roc``, ``plot_curves``) live in :mod:`deepfake_detect.plotting`.
 """
 
 from __future__ import annotations
@@ -33,18 +32,8 @@ __all__ = [
     "accuracy",
     "log_loss",
     "compute_metrics",
-    "plot_roc",
-    "plot_curves",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """``plot_roc`` and ``plot_curves`` moved to :mod:`deepfake_detect.plotting`; importable here too."""
-    if name in ("plot_roc", "plot_curves"):
-        from . import plotting
-
-        return getattr(plotting, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 ArrayLike = Any  # a sequence or numpy array of numbers
 

@@ -162,11 +162,11 @@ def _draw_curves(c: _Canvas, data: dict[str, tuple[np.ndarray, np.ndarray]], mar
         breaks = np.flatnonzero(np.diff(ok.astype(np.int8)) != 0) + 1  # runs of finite points
         for run in np.split(np.arange(len(xs)), breaks):
             if run.size and ok[run[0]] and run.size > 1:
-                ld.line(list(zip(pxs[run].tolist(), pys[run].tolist())), fill=colour + (255,), width=2 * ss,
+                ld.line(list(zip(pxs[run].tolist(), pys[run].tolist(), strict=True)), fill=colour + (255,), width=2 * ss,
                         joint="curve")
         if markers if markers is not None else len(xs) <= 30:
             r = 3.5 * ss
-            for xv, yv in zip(pxs[ok].tolist(), pys[ok].tolist()):
+            for xv, yv in zip(pxs[ok].tolist(), pys[ok].tolist(), strict=True):
                 ld.ellipse([xv - r, yv - r, xv + r, yv + r], fill=colour + (255,))
     notes = []
     for ax, ay, text in annotations:

@@ -49,8 +49,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .data.datasets import LabeledData, as_labeled_data
-from .errors import DataError, DeepfakeDetectError
 from .data.preprocess import gaussian_blur, normalize, tensor_to_pil, to_unit_tensor
+from .errors import DataError, DeepfakeDetectError
 from .heads import fake_log_odds
 from .modules import frozen, param_dtype
 
@@ -76,7 +76,7 @@ _CODES = {name: i for i, name in enumerate(PERTURBATIONS)}
 
 
 def sweep(
-    detector: "Detector",
+    detector: Detector,
     data: Any,
     perturbations: Sequence[str] | Mapping[str, Sequence[float]] | None = None,
     *,
@@ -109,9 +109,8 @@ def sweep(
         DataError: bad data, or a single class (the AUC needs both).
         ImageLoadError: an unreadable image.
     """
-    from .metrics import accuracy, roc_auc
-
     from .detector import check_batch_size
+    from .metrics import accuracy, roc_auc
 
     plan = _plan(perturbations)
     check_batch_size(batch_size)
@@ -136,7 +135,7 @@ def sweep(
                 else:
                     batch = torch.stack([
                         perturb(img, name, level, resample=resample, rng=_rng(seed, name, k, i))
-                        for i, img in zip(idx, images)
+                        for i, img in zip(idx, images, strict=True)
                     ])
                 scores[(name, level)][idx] = _score(detector, batch)
     threshold = float(detector.config.threshold)
@@ -190,7 +189,7 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], 
     Returns:
         ``Path(path)``.
     """
-    from .metrics import plot_curves
+    from .plotting import plot_curves
 
     rows = list(rows)
     if not rows:
@@ -277,13 +276,13 @@ def _rng(seed: int, name: str, level_index: int, image_index: int) -> np.random.
     return np.random.default_rng((int(seed), _CODES[name], level_index, image_index))
 
 
-def _score(detector: "Detector", batch01: torch.Tensor) -> np.ndarray:
+def _score(detector: Detector, batch01: torch.Tensor) -> np.ndarray:
     """P(fake) for an (N, 3, H, W) batch in [0, 1], through the detector's inference path."""
     x = normalize(batch01.float(), detector.config).contiguous(memory_format=torch.channels_last)
     return detector.predict_tensor(x).float().cpu().numpy()
 
 
-def _attack(detector: "Detector", x01: torch.Tensor, y: torch.Tensor, name: str, eps: float,
+def _attack(detector: Detector, x01: torch.Tensor, y: torch.Tensor, name: str, eps: float,
             rngs: list[np.random.Generator]) -> torch.Tensor:
     """FGSM or PGD (L-inf radius ``eps`` in [0, 1] units) against the true labels ``y`` (N,)."""
     if eps <= 0:

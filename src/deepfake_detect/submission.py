@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +51,7 @@ def write_submission(names: list[str], scores: np.ndarray, path: str | os.PathLi
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["img_name", "y_pred"])
-        for name, score in zip(names, scores):
+        for name, score in zip(names, scores, strict=True):
             if skip_nan and np.isnan(score):
                 continue
             writer.writerow([name, f"{float(score):.6f}"])
@@ -60,7 +59,7 @@ def write_submission(names: list[str], scores: np.ndarray, path: str | os.PathLi
     return rows
 
 
-def predict_submission(detector: "Detector", source: Any, path: str | os.PathLike[str], **predict_kwargs: Any
+def predict_submission(detector: Detector, source: Any, path: str | os.PathLike[str], **predict_kwargs: Any
                        ) -> tuple[list[str], np.ndarray]:
     """Score a folder, a :class:`~deepfake_detect.data.LabelFile` or paths, and write the CSV.
 

@@ -37,7 +37,7 @@ class VideoLoadError(ImageLoadError):
         DeepfakeDetectError.__init__(self, f"cannot read video {source}: {reason}")
 
 
-def predict_video(detector: "Detector", path: str | os.PathLike[str], *, num_frames: int = 16,
+def predict_video(detector: Detector, path: str | os.PathLike[str], *, num_frames: int = 16,
                   aggregate: str = "mean", crop_faces: bool = True, margin: float | None = None,
                   batch_size: int = 32) -> float:
     """P(fake) for a video: the aggregate of the scores of ``num_frames`` evenly spaced frames.
@@ -73,9 +73,9 @@ def predict_video(detector: "Detector", path: str | os.PathLike[str], *, num_fra
 
         cascade = load_cascade()
         policy = CropPolicy.from_config(detector.config.face_crop)
-        crops, found = zip(*(crop_face(f, policy, margin=margin, cascade=cascade) for f in frames))
+        crops, found = zip(*(crop_face(f, policy, margin=margin, cascade=cascade) for f in frames), strict=False)
         frames = list(crops)
-        missed = [f"frame {i}" for (i, _), ok in zip(indexed, found) if not ok]
+        missed = [f"frame {i}" for (i, _), ok in zip(indexed, found, strict=True) if not ok]
         if missed:
             warnings.warn(NoFaceWarning(missed, total=len(frames), what=f"sampled frames of {path}"), stacklevel=3)
     scores = detector.predict(frames, batch_size=batch_size, progress=False)

@@ -44,7 +44,7 @@ class LabeledData:
             return self.dataset[index][0]
         return self.items[index]
 
-    def subset(self, indices: Sequence[int]) -> "LabeledData":
+    def subset(self, indices: Sequence[int]) -> LabeledData:
         idx = list(indices)
         if self.dataset is not None:
             import torch.utils.data as tud

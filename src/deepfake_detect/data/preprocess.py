@@ -7,9 +7,8 @@ use these, so an image is resized and normalised the same way everywhere.
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import numpy as np
 import torch

@@ -77,12 +77,12 @@ class Ensemble(nn.Module):
         self.register_buffer("member_weights", torch.tensor(w) / sum(w), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        odds = torch.stack([fake_log_odds(m(x), k) for m, k in zip(self.members, self.kinds)], dim=1)
+        odds = torch.stack([fake_log_odds(m(x), k) for m, k in zip(self.members, self.kinds, strict=True)], dim=1)
         return (odds * self.member_weights.to(odds)).sum(dim=1, keepdim=True)
 
 
-def ensemble_of(detectors: Sequence["Detector"], weights: Sequence[float] | None = None,
-                threshold: float | None = None, max_params: int | None = 200_000_000) -> "Detector":
+def ensemble_of(detectors: Sequence[Detector], weights: Sequence[float] | None = None,
+                threshold: float | None = None, max_params: int | None = 200_000_000) -> Detector:
     """One detector that averages the fake log-odds of ``detectors`` (trained weights kept).
 
     Args:
@@ -115,7 +115,7 @@ def ensemble_of(detectors: Sequence["Detector"], weights: Sequence[float] | None
         kwargs["weights"] = [float(w) for w in weights]
     check_parameter_limit("ensemble", max_params, **kwargs)
     model = Ensemble(**kwargs)
-    for member, det in zip(model.members, detectors):
+    for member, det in zip(model.members, detectors, strict=True):
         member.load_state_dict(det.model.state_dict())
     if threshold is None:
         threshold = sum(d.config.threshold for d in detectors) / len(detectors)

@@ -59,7 +59,7 @@ def return_freed_memory() -> bool:
         return False
 
 
-def serve(detector: "Detector | None" = None, *, host: str = "127.0.0.1", port: int = 8000,
+def serve(detector: Detector | None = None, *, host: str = "127.0.0.1", port: int = 8000,
           config: ServeConfig | None = None, log_level: str = "info", access_log: bool = True,
           **settings: Any) -> None:
     """Run the detection service with uvicorn until interrupted (one process).

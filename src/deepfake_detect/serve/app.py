@@ -114,7 +114,7 @@ class _Upload:
 class _Prepared:
     array: np.ndarray
     face_box: tuple[int, int, int, int] | None
-    image: "Image.Image | None" = None  # the decoded image, kept for /v1/explain only
+    image: Image.Image | None = None  # the decoded image, kept for /v1/explain only
     region: tuple[int, int, int, int] | None = None  # the crop scored, in the image's pixels
 
 
@@ -122,7 +122,7 @@ class DetectionService:
     """What the app runs on: the detector, its preprocessing, the batcher and two thread pools
     (one thread for the model, a few for decoding). One per app; started by the app's lifespan."""
 
-    def __init__(self, detector: "Detector", config: ServeConfig) -> None:
+    def __init__(self, detector: Detector, config: ServeConfig) -> None:
         if config.crop_faces:
             from ..face import load_cascade
 
@@ -203,7 +203,7 @@ class DetectionService:
         futures = [loop.run_in_executor(self._decode_pool, lambda d=u.data: self.prepare(d, keep_image=keep_image))
                    for u in uploads]
         results = await asyncio.gather(*futures, return_exceptions=True)
-        for u, r in zip(uploads, results):
+        for u, r in zip(uploads, results, strict=True):
             if isinstance(r, ImageLoadError):
                 raise RequestError(422, u.field, f"cannot read {u.name!r} as an image: {r.reason}")
             if isinstance(r, BaseException):
@@ -225,7 +225,7 @@ class DetectionService:
             "results": [
                 {"name": u.name, "p_fake": s, "label": "fake" if s >= self.threshold else "real",
                  "face_box": list(p.face_box) if p.face_box is not None else None}
-                for u, p, s in zip(uploads, prepared, scores)
+                for u, p, s in zip(uploads, prepared, scores, strict=True)
             ],
         }
 
@@ -387,7 +387,7 @@ async def _uploads(request: Request, config: ServeConfig) -> list[_Upload]:
 
 
 # -- the app -------------------------------------------------------------------------------------
-def create_app(detector: "Detector | None" = None, config: ServeConfig | None = None, **settings: Any) -> FastAPI:
+def create_app(detector: Detector | None = None, config: ServeConfig | None = None, **settings: Any) -> FastAPI:
     """The FastAPI app of the detection service.
 
     Args:

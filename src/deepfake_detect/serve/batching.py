@@ -141,6 +141,6 @@ class MicroBatcher:
             self.stats.images += len(batch)
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
             self.stats.sizes[len(batch)] += 1
-            for i, s in zip(batch, scores):
+            for i, s in zip(batch, scores, strict=True):
                 if not i.future.done():
                     i.future.set_result(float(s))

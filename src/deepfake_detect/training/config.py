@@ -127,7 +127,7 @@ class TrainConfig:
             raise TrainingError(f"lr={self.lr}: expected a positive number")
 
     @classmethod
-    def from_kwargs(cls, config: "TrainConfig | None" = None, **overrides: Any) -> "TrainConfig":
+    def from_kwargs(cls, config: TrainConfig | None = None, **overrides: Any) -> TrainConfig:
         """``config`` (default: the defaults) with ``overrides`` applied.
 
         Raises:
@@ -140,7 +140,7 @@ class TrainConfig:
         base = config if config is not None else cls()
         return dataclasses.replace(base, **overrides) if overrides else base
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def recipe(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ class FeatureCache:
 
     @classmethod
     def try_create(cls, model: nn.Module, head: Sequence[str], frozen: bool, samples: Samples,
-                   distributed: bool, loss: Any) -> "FeatureCache | None":
+                   distributed: bool, loss: Any) -> FeatureCache | None:
         if not frozen or len(head) != 1 or samples.augment is not None or samples.synth or distributed:
             return None
         if callable(loss) or loss not in ("cross_entropy", "bce"):
@@ -59,7 +59,7 @@ class FeatureCache:
             with torch.no_grad():
                 self._disabled = not torch.allclose(logits_of(out).detach(), self.head(model)(feats), atol=1e-5)
         if not self._disabled:
-            for (i, _), f in zip(batch, feats):
+            for (i, _), f in zip(batch, feats, strict=True):
                 self.train_feats[i] = f.clone()
         return out
 

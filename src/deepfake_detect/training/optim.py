@@ -55,7 +55,7 @@ def implementation_flags(opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
 
 def restore_implementation(opt: torch.optim.Optimizer, flags: list[dict[str, Any]]) -> None:
     if len(flags) == len(opt.param_groups):
-        for group, saved in zip(opt.param_groups, flags):
+        for group, saved in zip(opt.param_groups, flags, strict=True):
             group.update(saved)
     # a state saved by a fused optimiser loads its ``step`` counters onto the parameters'
     # device; torch's unfused, non-capturable kernels expect them on the CPU (else a GPU

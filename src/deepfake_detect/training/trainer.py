@@ -92,7 +92,7 @@ class Trainer:
     ``config.metadata`` records the training data, best metrics and the recipe.
     """
 
-    def __init__(self, detector: "Detector", train: Any, val: Any = None, config: TrainConfig | None = None) -> None:
+    def __init__(self, detector: Detector, train: Any, val: Any = None, config: TrainConfig | None = None) -> None:
         self.detector = detector
         self.config = config if config is not None else TrainConfig()
         self._train_arg, self._val_arg = train, val
@@ -421,7 +421,7 @@ class Trainer:
         self.detector.config = self._trained_config()
 
 
-def finetune(detector: "Detector", train: Any, val: Any = None, *, config: TrainConfig | None = None,
+def finetune(detector: Detector, train: Any, val: Any = None, *, config: TrainConfig | None = None,
              **overrides: Any) -> TrainResult:
     """Fine-tune ``detector`` in place on labelled images; afterwards it holds the best weights.
 
