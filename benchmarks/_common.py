@@ -54,19 +54,27 @@ def machine(reference: bool = False) -> str:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    line = (f"{cpu}, {os.cpu_count()} cores ({usable} usable), {mem:.0f} GiB RAM; Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    line = (
+        f"{cpu}, {os.cpu_count()} cores ({usable} usable), {mem:.0f} GiB RAM; Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
     if reference:
-        line += (f"; yardstick: bare torch forward of efficientnet-lite0 (random weights, 224x224, batch 32) "
-                 f"{reference_rate():.1f} img/s")
+        line += (
+            f"; yardstick: bare torch forward of efficientnet-lite0 (random weights, 224x224, batch 32) "
+            f"{reference_rate():.1f} img/s"
+        )
     return line
 
 
 def git_rev() -> str:
     """The checked-out commit, ``-dirty`` appended when the tree has uncommitted changes."""
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=Path(__file__).parent
+            ).stdout.strip()
+            or "unknown"
+        )
     except OSError:
         return "unknown"
 
@@ -89,7 +97,7 @@ def write_doc(path: Path, generated: str) -> str:
     if path.is_file():
         old = path.read_text()
         if NOTES_MARKER in old:
-            notes = old[old.index(NOTES_MARKER):]
+            notes = old[old.index(NOTES_MARKER) :]
     page = generated.rstrip("\n") + "\n\n" + notes
     path.write_text(page)
     return page
@@ -114,4 +122,5 @@ def stop_after(seconds: float):
     def callback(record):
         if time.perf_counter() - start > seconds:
             raise KeyboardInterrupt
+
     return callback

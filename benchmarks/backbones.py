@@ -44,8 +44,14 @@ def build_detector(name: str, size: int, weights: Path):
     """A detector with the default's preprocessing (resize policy, mean/std) at ``size``."""
     base = load_detector("efficientnet-lite0").config
     det = load_detector(name, backbone_weights=weights)
-    det.config = det.config.replace(input_size=(size, size), resize=base.resize, crop_pct=base.crop_pct,
-                                    interpolation=base.interpolation, mean=base.mean, std=base.std)
+    det.config = det.config.replace(
+        input_size=(size, size),
+        resize=base.resize,
+        crop_pct=base.crop_pct,
+        interpolation=base.interpolation,
+        mean=base.mean,
+        std=base.std,
+    )
     return det
 
 
@@ -58,8 +64,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2, help="hold-out checks per arm (epochs of images/epochs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DOCS / "backbones.md")
-    ap.add_argument("--only", nargs="+", metavar="BACKBONE", help="train only these arms, e.g. Lite2 (runs in "
-                    "parallel processes share the results file)")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="BACKBONE",
+        help="train only these arms, e.g. Lite2 (runs in parallel processes share the results file)",
+    )
     ap.add_argument("--limit", type=int, help="smoke test: at most this many images per split and source")
     args = ap.parse_args()
     results_path = args.out.with_suffix(".json")
@@ -74,19 +84,34 @@ def main() -> None:
         torch.manual_seed(args.seed)
         det = build_detector(name, size, args.weights_dir / weights)
         t = time.perf_counter()
-        res = det.finetune(train, select, epochs=args.epochs, epoch_size=args.images // args.epochs,
-                           batch_size=32, lr=1e-3, synth_fakes=0.3, augment="crossdomain", seed=args.seed,
-                           source_weights={"dfdc": 0.75, "ffhq": 0.25}, progress=False)
+        res = det.finetune(
+            train,
+            select,
+            epochs=args.epochs,
+            epoch_size=args.images // args.epochs,
+            batch_size=32,
+            lr=1e-3,
+            synth_fakes=0.3,
+            augment="crossdomain",
+            seed=args.seed,
+            source_weights={"dfdc": 0.75, "ffhq": 0.25},
+            progress=False,
+        )
         minutes = (time.perf_counter() - t) / 60
         best = next(h for h in res.history if h["epoch"] == res.best["epoch"])
         n_params = sum(p.numel() for p in det.model.parameters())
         done[label] = {
-            "name": name, "input_size": size, "params_m": n_params / 1e6, "fp16_mb": n_params * 2 / 1e6,
+            "name": name,
+            "input_size": size,
+            "params_m": n_params / 1e6,
+            "fp16_mb": n_params * 2 / 1e6,
             "holdout": {src: best["val_sources"][src]["auc"] for src in SELECT},
             "holdout_tpr": {src: best["val_sources"][src]["tpr_at_fpr_1e-3"] for src in SELECT},
-            "holdout_mean_auc": best["val"]["auc_mean"], "best_epoch": best["epoch"],
+            "holdout_mean_auc": best["val"]["auc_mean"],
+            "best_epoch": best["epoch"],
             "per_epoch_mean_auc": [h["val"]["auc_mean"] for h in res.history],
-            "train_minutes": round(minutes, 1), "train_img_per_s": float(np.mean([h["img_per_s"] for h in res.history])),
+            "train_minutes": round(minutes, 1),
+            "train_img_per_s": float(np.mean([h["img_per_s"] for h in res.history])),
             "predict_img_per_s": predict_rate(det, timing_images),
         }
         print(label, json.dumps(done[label]), file=sys.stderr, flush=True)
@@ -96,12 +121,35 @@ def main() -> None:
         results_path.write_text(json.dumps(done, indent=1) + "\n")
     done = {label: done[label] for label, *_ in ARMS if label in done}
 
-    rows = [[label, r["input_size"], r["params_m"], r["fp16_mb"], *(r["holdout"][s] for s in SELECT),
-             r["holdout_mean_auc"], " / ".join(f"{v:.3f}" for v in r["per_epoch_mean_auc"]), r["train_minutes"],
-             r["train_img_per_s"], r["predict_img_per_s"]] for label, r in done.items()]
-    headers = ["backbone", "input", "params (M)", "fp16 MB", "hold-out dfdc AUC", "hold-out ffhq AUC",
-               "hold-out sbi AUC", "mean AUC (best epoch)", "mean AUC per epoch", "train min", "train img/s",
-               "predict img/s"]
+    rows = [
+        [
+            label,
+            r["input_size"],
+            r["params_m"],
+            r["fp16_mb"],
+            *(r["holdout"][s] for s in SELECT),
+            r["holdout_mean_auc"],
+            " / ".join(f"{v:.3f}" for v in r["per_epoch_mean_auc"]),
+            r["train_minutes"],
+            r["train_img_per_s"],
+            r["predict_img_per_s"],
+        ]
+        for label, r in done.items()
+    ]
+    headers = [
+        "backbone",
+        "input",
+        "params (M)",
+        "fp16 MB",
+        "hold-out dfdc AUC",
+        "hold-out ffhq AUC",
+        "hold-out sbi AUC",
+        "mean AUC (best epoch)",
+        "mean AUC per epoch",
+        "train min",
+        "train img/s",
+        "predict img/s",
+    ]
     doc = f"""# Choosing the default's backbone
 
 `python benchmarks/backbones.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --weights-dir DIR --images {args.images} --epochs {args.epochs}`

@@ -52,10 +52,18 @@ def arms(train: dict, holdout: dict, seed: int) -> list[tuple[str, dict, dict, d
     return [
         ("dfdc-faces", {"dfdc": train["dfdc"]}, {"dfdc": holdout["dfdc"]}, {}),
         ("ffhq-stylegan", {"ffhq": train["ffhq"]}, {"ffhq": holdout["ffhq"]}, {}),
-        ("self-blended only (reals of both)", {k: reals_only(v) for k, v in train.items()}, {"sbi": sbi_holdout},
-         {"synth_fakes": 1.0}),
-        ("all: dfdc + ffhq + self-blended", train, {**holdout, "sbi": sbi_holdout},
-         {"synth_fakes": 0.3, "source_weights": {"dfdc": 0.75, "ffhq": 0.25}}),
+        (
+            "self-blended only (reals of both)",
+            {k: reals_only(v) for k, v in train.items()},
+            {"sbi": sbi_holdout},
+            {"synth_fakes": 1.0},
+        ),
+        (
+            "all: dfdc + ffhq + self-blended",
+            train,
+            {**holdout, "sbi": sbi_holdout},
+            {"synth_fakes": 0.3, "source_weights": {"dfdc": 0.75, "ffhq": 0.25}},
+        ),
     ]
 
 
@@ -77,8 +85,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DOCS / "generalisation.md")
     ap.add_argument("--reuse", action="store_true", help="keep the rows of arms already in the results JSON")
-    ap.add_argument("--detector", action="append", default=[], metavar="LABEL=SOURCE",
-                    help="also score this detector (repeatable)")
+    ap.add_argument(
+        "--detector", action="append", default=[], metavar="LABEL=SOURCE", help="also score this detector (repeatable)"
+    )
     ap.add_argument("--limit", type=int, help="smoke test: at most this many images per split and source")
     args = ap.parse_args()
     results_path = args.out.with_suffix(".json")
@@ -97,9 +106,19 @@ def main() -> None:
         det = load_detector("efficientnet-lite0", backbone_weights=args.backbone_weights)
         det.config = det.config.replace(input_size=(args.input_size, args.input_size))
         t = time.perf_counter()
-        res = det.finetune(sources, select, epochs=1000, epoch_size=args.epoch_size, lr=1e-3, augment="crossdomain",
-                           seed=args.seed, scheduler="constant", progress=False,
-                           callbacks=[stop_after(args.minutes * 60)], **kwargs)
+        res = det.finetune(
+            sources,
+            select,
+            epochs=1000,
+            epoch_size=args.epoch_size,
+            lr=1e-3,
+            augment="crossdomain",
+            seed=args.seed,
+            scheduler="constant",
+            progress=False,
+            callbacks=[stop_after(args.minutes * 60)],
+            **kwargs,
+        )
         minutes = (time.perf_counter() - t) / 60
         metrics = det.evaluate(test, progress=False)
         rows.append(row(label, metrics, [len(res.history), res.best["epoch"], round(minutes, 1)]))
@@ -110,14 +129,22 @@ def main() -> None:
         label, _, source = spec.partition("=")
         det = load_detector() if source == "default" else load_detector(source)
         recipe = det.config.metadata.get("recipe", {})
-        rows.append(row(label, det.evaluate(test, progress=False),
-                        [recipe.get("epochs", "?"), recipe.get("best_epoch", "?"), recipe.get("minutes", "?")]))
+        rows.append(
+            row(
+                label,
+                det.evaluate(test, progress=False),
+                [recipe.get("epochs", "?"), recipe.get("best_epoch", "?"), recipe.get("minutes", "?")],
+            )
+        )
         print(rows[-1], file=sys.stderr, flush=True)
     minutes = (time.perf_counter() - t0) / 60
     reused = f"; the rows of {len(reused_rows)} trained arms were read from {results_path.name}" if reused_rows else ""
     n = {k: len(v) for k, v in test.items()}
-    headers = ["trained on"] + [f"{name} {m}" for name in TEST_SETS for m in ("AUC", "TPR@1e-3")] + \
-        ["epochs", "best epoch", "minutes"]
+    headers = (
+        ["trained on"]
+        + [f"{name} {m}" for name in TEST_SETS for m in ("AUC", "TPR@1e-3")]
+        + ["epochs", "best epoch", "minutes"]
+    )
     doc = f"""# Generalisation: train on one source, score on every source
 
 `python benchmarks/cross_dataset.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --backbone-weights effl0_in1k.safetensors --minutes {args.minutes:g} --epoch-size {args.epoch_size}`

@@ -45,12 +45,15 @@ def weight_average(members: Sequence[Detector]) -> Detector | None:
     when the members differ in architecture or parameter shapes."""
     first = members[0]
     states = [{k: v.float() for k, v in m.model.state_dict().items()} for m in members]
-    if (len({m.config.architecture for m in members}) > 1 or
-            any(s.keys() != states[0].keys() or any(s[k].shape != states[0][k].shape for k in s) for s in states)):
+    if len({m.config.architecture for m in members}) > 1 or any(
+        s.keys() != states[0].keys() or any(s[k].shape != states[0][k].shape for k in s) for s in states
+    ):
         return None
     soup = copy.deepcopy(first)
-    averaged = {k: (sum(s[k] for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
-                for k, v in first.model.state_dict().items()}
+    averaged = {
+        k: (sum(s[k] for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+        for k, v in first.model.state_dict().items()
+    }
     soup.model.load_state_dict(averaged)
     return soup
 
@@ -69,7 +72,9 @@ def main() -> None:
     timing = [holdout["dfdc"].image(i) for i in range(min(256, len(holdout["dfdc"])))]
 
     members = [load_detector(m) for m in args.members]
-    arms = [(str(m), d) for m, d in zip(args.members, members, strict=True)] + [("ensemble of all", ensemble_of(members))]
+    arms = [(str(m), d) for m, d in zip(args.members, members, strict=True)] + [
+        ("ensemble of all", ensemble_of(members))
+    ]
     soup = weight_average(members) if len(members) > 1 else None
     if soup is not None:
         arms.append(("weight average of all", soup))
@@ -78,28 +83,48 @@ def main() -> None:
         metrics = det.evaluate(select)
         aucs = [metrics[s]["auc"] for s in SELECT]
         means[label] = float(np.mean(aucs))
-        rows.append([label, *aucs, means[label], *(metrics[s]["tpr_at_fpr_1e-3"] for s in SELECT),
-                     predict_rate(det, timing, repeats=1)])
+        rows.append(
+            [
+                label,
+                *aucs,
+                means[label],
+                *(metrics[s]["tpr_at_fpr_1e-3"] for s in SELECT),
+                predict_rate(det, timing, repeats=1),
+            ]
+        )
     combined = ("ensemble of all", "weight average of all")
     best_label = max((k for k in means if k not in combined), key=lambda k: means[k])
     gain = means["ensemble of all"] - means[best_label]
-    verdict = (f"adopt the ensemble (+{gain:.3f} over {best_label}, at least {STANDARD_ERROR})" if gain >= STANDARD_ERROR
-               else f"keep {best_label} (the ensemble's {gain:+.3f} is under one standard error, {STANDARD_ERROR})")
+    verdict = (
+        f"adopt the ensemble (+{gain:.3f} over {best_label}, at least {STANDARD_ERROR})"
+        if gain >= STANDARD_ERROR
+        else f"keep {best_label} (the ensemble's {gain:+.3f} is under one standard error, {STANDARD_ERROR})"
+    )
     if soup is not None:
         soup_gain = means["weight average of all"] - means[best_label]
-        verdict += (f"; the weight average adds {soup_gain:+.3f} over {best_label} "
-                    + ("(at least the bar: adopt it)" if soup_gain >= SOUP_BAR else f"(under the {SOUP_BAR:.3f} bar: not adopted)"))
-    headers = ["detector", "hold-out dfdc AUC", "ffhq AUC", "sbi AUC", "mean AUC", "dfdc TPR@1e-3",
-               "ffhq TPR@1e-3", "sbi TPR@1e-3", "predict img/s"]
+        verdict += f"; the weight average adds {soup_gain:+.3f} over {best_label} " + (
+            "(at least the bar: adopt it)" if soup_gain >= SOUP_BAR else f"(under the {SOUP_BAR:.3f} bar: not adopted)"
+        )
+    headers = [
+        "detector",
+        "hold-out dfdc AUC",
+        "ffhq AUC",
+        "sbi AUC",
+        "mean AUC",
+        "dfdc TPR@1e-3",
+        "ffhq TPR@1e-3",
+        "sbi TPR@1e-3",
+        "predict img/s",
+    ]
     doc = f"""# Ensembles of trained detectors
 
-`python benchmarks/ensemble.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --members {' '.join(map(str, args.members))}`
+`python benchmarks/ensemble.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --members {" ".join(map(str, args.members))}`
 
 Each member, `ensemble_of(members)` (equal weights, mean fake log-odds) and, when the members
 share an architecture, the uniform average of their weights, scored on the
 hold-out of *train* that `scripts/train_default.py` selects on: 5 % of dfdc-faces' source
-clips ({len(holdout['dfdc'])} images), 10 % of ffhq-stylegan ({len(holdout['ffhq'])}), and one self-blended
-fake of each of up to 150 of those real images per source ({len(select['sbi'])}). Val is not
+clips ({len(holdout["dfdc"])} images), 10 % of ffhq-stylegan ({len(holdout["ffhq"])}), and one self-blended
+fake of each of up to 150 of those real images per source ({len(select["sbi"])}). Val is not
 touched. Predict: {len(timing)} decoded hold-out images, batch 32, `backend="auto"`.
 
 {table(headers, rows)}

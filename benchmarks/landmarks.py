@@ -36,8 +36,13 @@ def measure(paths: list, size: int) -> list[float]:
     points = [face_landmarks(img, box) for img, box in zip(images, boxes, strict=True)]
     t2 = time.perf_counter()
     n = len(images)
-    return [n, float(np.mean([b is not None for b in boxes])), float(np.mean([p is not None for p in points])),
-            (t1 - t0) / n * 1000, (t2 - t1) / n * 1000]
+    return [
+        n,
+        float(np.mean([b is not None for b in boxes])),
+        float(np.mean([p is not None for p in points])),
+        (t1 - t0) / n * 1000,
+        (t2 - t1) / n * 1000,
+    ]
 
 
 def main() -> None:

@@ -36,8 +36,9 @@ class NPRLite0(nn.Module):
 
     def __init__(self, backbone_weights=None, pretrained_backbone: bool = False) -> None:
         super().__init__()
-        self.backbone = create_timm("tf_efficientnet_lite0", pretrained=pretrained_backbone, weights=backbone_weights,
-                                    num_classes=1)
+        self.backbone = create_timm(
+            "tf_efficientnet_lite0", pretrained=pretrained_backbone, weights=backbone_weights, num_classes=1
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(F.interpolate(x, scale_factor=0.5, mode="nearest"), size=x.shape[-2:], mode="nearest")
@@ -52,8 +53,13 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8000)
     ap.add_argument("--epochs", type=int, default=4)
     args = ap.parse_args()
-    dd.register_detector("npr-lite0", NPRLite0, config=dd.DetectorConfig(
-        "npr-lite0", input_size=224, mean=(0.5,) * 3, std=(0.5,) * 3), head=("backbone.classifier",), loss="bce")
+    dd.register_detector(
+        "npr-lite0",
+        NPRLite0,
+        config=dd.DetectorConfig("npr-lite0", input_size=224, mean=(0.5,) * 3, std=(0.5,) * 3),
+        head=("backbone.classifier",),
+        loss="bce",
+    )
     train, holdout, _ = default_splits(args.dfdc, args.ffhq)
     select = selection_set(holdout)
     torch.manual_seed(0)
@@ -61,12 +67,31 @@ def main() -> None:
     det = load_detector("npr-lite0", backbone_weights=args.backbone_weights)
     det.config = det.config.replace(resize=base.resize, interpolation=base.interpolation)
     t = time.perf_counter()
-    res = det.finetune(train, select, epochs=args.epochs, epoch_size=args.images // args.epochs, batch_size=32,
-                       lr=1e-3, synth_fakes=0.3, augment="crossdomain", seed=0,
-                       source_weights={"dfdc": 0.75, "ffhq": 0.25}, progress=False)
-    print(json.dumps({"minutes": round((time.perf_counter() - t) / 60, 1), "per_epoch": [
-        {"mean": h["val"]["auc_mean"], **{s: h["val_sources"][s]["auc"] for s in ("dfdc", "ffhq", "sbi")}}
-        for h in res.history]}, indent=1))
+    res = det.finetune(
+        train,
+        select,
+        epochs=args.epochs,
+        epoch_size=args.images // args.epochs,
+        batch_size=32,
+        lr=1e-3,
+        synth_fakes=0.3,
+        augment="crossdomain",
+        seed=0,
+        source_weights={"dfdc": 0.75, "ffhq": 0.25},
+        progress=False,
+    )
+    print(
+        json.dumps(
+            {
+                "minutes": round((time.perf_counter() - t) / 60, 1),
+                "per_epoch": [
+                    {"mean": h["val"]["auc_mean"], **{s: h["val_sources"][s]["auc"] for s in ("dfdc", "ffhq", "sbi")}}
+                    for h in res.history
+                ],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

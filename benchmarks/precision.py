@@ -65,11 +65,24 @@ def quality_rows(det, roots: dict[str, Path], calibration: list[Path]) -> tuple[
             m8 = compute_metrics(val.labels, int8, threshold=threshold)
             diff = np.abs(int8 - fp32)
             flipped = int(np.sum((fp32 >= threshold) != (int8 >= threshold)))
-            raw[name][backend] = dict(int8=m8, max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
-                                      verdicts_flipped=flipped)
-            rows.append([name, backend, len(paths), m32["auc"], m8["auc"], f"{m8['auc'] - m32['auc']:+.4f}",
-                         m32["tpr_at_fpr_1e-3"], m8["tpr_at_fpr_1e-3"], float(diff.mean()), float(diff.max()),
-                         flipped])
+            raw[name][backend] = dict(
+                int8=m8, max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()), verdicts_flipped=flipped
+            )
+            rows.append(
+                [
+                    name,
+                    backend,
+                    len(paths),
+                    m32["auc"],
+                    m8["auc"],
+                    f"{m8['auc'] - m32['auc']:+.4f}",
+                    m32["tpr_at_fpr_1e-3"],
+                    m8["tpr_at_fpr_1e-3"],
+                    float(diff.mean()),
+                    float(diff.max()),
+                    flipped,
+                ]
+            )
             print(rows[-1], flush=True)
     return rows, raw
 
@@ -94,8 +107,12 @@ def speed_rows(name: str, det, calibration: list[Path], rounds: int, seconds: fl
                 done += 32
             rates[key].append(done / (time.perf_counter() - t))
     med = {k: statistics.median(v) for k, v in rates.items()}
-    row = [name, f"{h}x{w}", *(med.get(f"{b} {p}", "-") for b in GRAPH_BACKENDS for p in ("fp32", "int8")),
-           med["torch"]]
+    row = [
+        name,
+        f"{h}x{w}",
+        *(med.get(f"{b} {p}", "-") for b in GRAPH_BACKENDS for p in ("fp32", "int8")),
+        med["torch"],
+    ]
     print(row, flush=True)
     return row, {"median": med, "rounds": rates}
 
@@ -107,14 +124,19 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=32, help="calibration images (default 32)")
     ap.add_argument("--rounds", type=int, default=3, help="speed rounds (default 3)")
     ap.add_argument("--seconds", type=float, default=1.5, help="seconds per speed measurement (default 1.5)")
-    ap.add_argument("--only", choices=("quality", "speed"),
-                    help="run one part; the other is read from --json (e.g. the speed part on a quiet machine)")
+    ap.add_argument(
+        "--only",
+        choices=("quality", "speed"),
+        help="run one part; the other is read from --json (e.g. the speed part on a quiet machine)",
+    )
     ap.add_argument("--out", type=Path, default=DOCS / "precision.md")
     ap.add_argument("--json", type=Path, default=DOCS / "precision.json", help="the results of both parts")
     args = ap.parse_args()
     results = json.loads(args.json.read_text()) if args.only and args.json.is_file() else {}
-    cmd = (f"python benchmarks/precision.py --ffhq ../shared/data/ffhq-stylegan --dfdc ../shared/data/dfdc-faces "
-           f"--calibration {args.calibration}")
+    cmd = (
+        f"python benchmarks/precision.py --ffhq ../shared/data/ffhq-stylegan --dfdc ../shared/data/dfdc-faces "
+        f"--calibration {args.calibration}"
+    )
     os.environ["DEEPFAKE_DETECT_CACHE"] = cache = tempfile.mkdtemp(prefix="precision-cache-")
     try:
         calibration = calibration_set([args.ffhq, args.dfdc], args.calibration)
@@ -124,36 +146,57 @@ def main() -> None:
             det.predict(calibration[:2], precision="int8", calibration=calibration)
             build_s = time.perf_counter() - t0
             rows, raw = quality_rows(det, {"ffhq-stylegan val": args.ffhq, "dfdc-faces val": args.dfdc}, calibration)
-            results["quality"] = dict(rows=rows, raw=raw, int8_build_seconds=build_s, threshold=det.config.threshold,
-                                      calibration=[str(p) for p in calibration], commit=git_rev(),
-                                      command=cmd + (" --only quality" if args.only else ""), machine=machine(),
-                                      minutes=(time.perf_counter() - t0) / 60)
+            results["quality"] = dict(
+                rows=rows,
+                raw=raw,
+                int8_build_seconds=build_s,
+                threshold=det.config.threshold,
+                calibration=[str(p) for p in calibration],
+                commit=git_rev(),
+                command=cmd + (" --only quality" if args.only else ""),
+                machine=machine(),
+                minutes=(time.perf_counter() - t0) / 60,
+            )
         if args.only != "quality":
             t0 = time.perf_counter()
             rows, raw = [], {}
             for name, d in (("default", det), ("resnet18-baseline", load_detector("resnet18-baseline"))):
                 row, raw[name] = speed_rows(name, d, calibration, args.rounds, args.seconds)
                 rows.append(row)
-            results["speed"] = dict(rows=rows, raw=raw, rounds=args.rounds, commit=git_rev(),
-                                    command=cmd + (" --only speed" if args.only else ""), machine=machine(),
-                                    minutes=(time.perf_counter() - t0) / 60)
+            results["speed"] = dict(
+                rows=rows,
+                raw=raw,
+                rounds=args.rounds,
+                commit=git_rev(),
+                command=cmd + (" --only speed" if args.only else ""),
+                machine=machine(),
+                minutes=(time.perf_counter() - t0) / 60,
+            )
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     q, sp = results.get("quality"), results.get("speed")
-    quality = "(not measured yet)" if q is None else f"""Measured by `{q['command']}` (commit {q['commit']}, {q['minutes']:.1f} minutes).
-Machine: {q['machine']}.
+    quality = (
+        "(not measured yet)"
+        if q is None
+        else f"""Measured by `{q["command"]}` (commit {q["commit"]}, {q["minutes"]:.1f} minutes).
+Machine: {q["machine"]}.
 
-The int8 graph was calibrated on {len(q['calibration'])} images drawn from the *train* splits (half
-from each source) and built in {q['int8_build_seconds']:.0f} s (export, calibration and quantisation;
-cached afterwards). "flipped": images whose verdict at the default's threshold ({q['threshold']})
+The int8 graph was calibrated on {len(q["calibration"])} images drawn from the *train* splits (half
+from each source) and built in {q["int8_build_seconds"]:.0f} s (export, calibration and quantisation;
+cached afterwards). "flipped": images whose verdict at the default's threshold ({q["threshold"]})
 changes.
 
-{table(["split", "int8 run by", "images", "AUC fp32", "AUC int8", "AUC change", "TPR@FPR=1e-3 fp32", "TPR@FPR=1e-3 int8", "mean abs score diff", "max abs score diff", "flipped"], q['rows'])}"""
-    speed = "(not measured yet)" if sp is None else f"""Measured by `{sp['command']}` (commit {sp['commit']}, {sp['minutes']:.1f} minutes).
-Machine: {sp['machine']}. Median img/s of {sp['rounds']} interleaved rounds; compare within a row.
+{table(["split", "int8 run by", "images", "AUC fp32", "AUC int8", "AUC change", "TPR@FPR=1e-3 fp32", "TPR@FPR=1e-3 int8", "mean abs score diff", "max abs score diff", "flipped"], q["rows"])}"""
+    )
+    speed = (
+        "(not measured yet)"
+        if sp is None
+        else f"""Measured by `{sp["command"]}` (commit {sp["commit"]}, {sp["minutes"]:.1f} minutes).
+Machine: {sp["machine"]}. Median img/s of {sp["rounds"]} interleaved rounds; compare within a row.
 
-{table(["detector", "input", "OpenVINO fp32", "OpenVINO int8", "ONNX Runtime fp32", "ONNX Runtime int8", "torch (optimised)"], sp['rows'])}"""
+{table(["detector", "input", "OpenVINO fp32", "OpenVINO int8", "ONNX Runtime fp32", "ONNX Runtime int8", "torch (optimised)"], sp["rows"])}"""
+    )
     doc = f"""# int8 vs float32
 
 `predict(precision="int8", calibration=...)` scores with a graph quantised statically by ONNX

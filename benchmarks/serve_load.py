@@ -52,12 +52,24 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
-    cmd = [sys.executable, "-m", "deepfake_detect", "serve", "--port", str(port), "--no-access-log",
-           "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepfake_detect",
+        "serve",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--max-batch",
+        str(args.max_batch),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+    ]
     if args.model:
         cmd.insert(4, args.model)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -120,8 +132,11 @@ def load(url: str, files: list[tuple[str, bytes]], clients: int, seconds: float,
     after = httpx.get(url + "/healthz").json()
     third = max(1, len(samples) // 3)
     return {
-        "records": records, "failures": failures, "wall": wall,
-        "batches": after["batches"] - before["batches"], "images": after["images"] - before["images"],
+        "records": records,
+        "failures": failures,
+        "wall": wall,
+        "batches": after["batches"] - before["batches"],
+        "images": after["images"] - before["images"],
         "rss_first": max(samples[:third]) if samples else float("nan"),
         "rss_last": max(samples[-third:]) if samples else float("nan"),
     }
@@ -132,7 +147,7 @@ def write_section(path: Path, section: str) -> None:
     text = path.read_text() if path.is_file() else ""
     block = f"{BEGIN}\n{section.strip()}\n{END}"
     if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
@@ -172,34 +187,61 @@ def main() -> None:
             fivexx = sum(1 for x in recs if x[1] >= 500)
             worst_diff = max(worst_diff, diff)
             total_errors += errors
-            rows.append([clients, len(recs), round(r["wall"], 1), len(recs) / r["wall"],
-                         float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), errors, fivexx,
-                         r["images"] / max(1, r["batches"]), f"{diff:.1e}",
-                         f"{r['rss_first']:.0f} / {r['rss_last']:.0f}"])
+            rows.append(
+                [
+                    clients,
+                    len(recs),
+                    round(r["wall"], 1),
+                    len(recs) / r["wall"],
+                    float(np.percentile(lat, 50)),
+                    float(np.percentile(lat, 99)),
+                    errors,
+                    fivexx,
+                    r["images"] / max(1, r["batches"]),
+                    f"{diff:.1e}",
+                    f"{r['rss_first']:.0f} / {r['rss_last']:.0f}",
+                ]
+            )
             print(f"clients={clients}: {len(recs)} requests in {r['wall']:.1f} s, errors={errors}", file=sys.stderr)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    headers = ["clients", "requests", "seconds", "req/s (= img/s)", "p50 ms", "p99 ms", "errors", "5xx",
-               "mean batch", "max score diff vs predict", "peak RSS MiB, first / last third"]
+    headers = [
+        "clients",
+        "requests",
+        "seconds",
+        "req/s (= img/s)",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "5xx",
+        "mean batch",
+        "max score diff vs predict",
+        "peak RSS MiB, first / last third",
+    ]
     model = args.model or "the built-in default detector (efficientnet-lite0, 256x256)"
     note = f" {args.note}" if args.note else ""
-    section = "\n".join([
-        "## Detection service under load (`deepfake-detect serve`)",
-        "",
-        f"Measured by `python benchmarks/serve_load.py {args.images} --clients {' '.join(map(str, args.clients))} "
-        f"--seconds {args.seconds:g}` (commit {git_rev()}): the server in a subprocess on loopback serving {model} "
-        f"with `--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g}`; each client posts one "
-        f"{len(files)}-image-folder JPEG per request and waits for the answer; {args.warmup:g} s of warm-up first.",
-        f"Machine: {machine()}.{note}",
-        "",
-        table(headers, rows),
-        "",
-        ("Every request was answered with 200; errors in all runs: 0." if total_errors == 0 else
-         f"ERRORS: {total_errors} requests failed or got a status other than 200 (see the table).")
-        + f" Largest difference between a score from the server and `Detector.predict` on the same file: "
-        f"{worst_diff:.1e}.",
-    ])
+    section = "\n".join(
+        [
+            "## Detection service under load (`deepfake-detect serve`)",
+            "",
+            f"Measured by `python benchmarks/serve_load.py {args.images} --clients {' '.join(map(str, args.clients))} "
+            f"--seconds {args.seconds:g}` (commit {git_rev()}): the server in a subprocess on loopback serving {model} "
+            f"with `--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g}`; each client posts one "
+            f"{len(files)}-image-folder JPEG per request and waits for the answer; {args.warmup:g} s of warm-up first.",
+            f"Machine: {machine()}.{note}",
+            "",
+            table(headers, rows),
+            "",
+            (
+                "Every request was answered with 200; errors in all runs: 0."
+                if total_errors == 0
+                else f"ERRORS: {total_errors} requests failed or got a status other than 200 (see the table)."
+            )
+            + f" Largest difference between a score from the server and `Detector.predict` on the same file: "
+            f"{worst_diff:.1e}.",
+        ]
+    )
     print(section)
     if not args.no_write:
         write_section(DOCS / "benchmarks.md", section)

@@ -64,8 +64,9 @@ def camp_transform(det, train: bool):
 
 
 def camp_predict(det, paths) -> tuple[float, np.ndarray]:
-    loader = torch.utils.data.DataLoader(CampDataset(paths, [0] * len(paths), camp_transform(det, False)),
-                                         batch_size=40, shuffle=False, num_workers=2)
+    loader = torch.utils.data.DataLoader(
+        CampDataset(paths, [0] * len(paths), camp_transform(det, False)), batch_size=40, shuffle=False, num_workers=2
+    )
     model = det.model.eval()
     out = []
     t = time.perf_counter()
@@ -110,9 +111,25 @@ def timed_predict(det, paths: list[Path], backend: str) -> tuple[float, np.ndarr
     return len(paths) / (time.perf_counter() - t), scores
 
 
-PREDICT_HEADERS = ["detector", "input", "images", "camp loop", "predict (torch)", "predict (auto)", "ran", "bare (plain)",
-                   "bare (optimised)", "limit (OpenVINO)", "limit (ORT)", "torch / camp", "auto / torch", "auto / limit",
-                   "export s", "max score diff", "auto vs torch"]
+PREDICT_HEADERS = [
+    "detector",
+    "input",
+    "images",
+    "camp loop",
+    "predict (torch)",
+    "predict (auto)",
+    "ran",
+    "bare (plain)",
+    "bare (optimised)",
+    "limit (OpenVINO)",
+    "limit (ORT)",
+    "torch / camp",
+    "auto / torch",
+    "auto / limit",
+    "export s",
+    "max score diff",
+    "auto vs torch",
+]
 #: Rows of the predict table: the built-in default (``load_detector()``), then the registry entries.
 PREDICT_ENTRIES = ("default", "efficientnet-lite0", "resnet18-baseline", "resnet18-finetune", "ae-classifier")
 
@@ -135,22 +152,48 @@ def predict_rows(paths: list[Path], quick: bool) -> tuple[list[list[object]], di
         limit = bare.get(chosen, bare["optimised"])  # the bare forward of what auto ran
         diff = float(np.abs(camp_scores - torch_scores).max())
         auto_diff = float(np.abs(auto_scores - torch_scores).max())
-        raw[name] = dict(camp=camp_rate, library=torch_rate, library_auto=auto_rate, auto_backend=chosen,
-                         bare_plain=bare["plain"], bare_optimised=bare["optimised"],
-                         **{f"bare_{b}": bare[b] for b in RUNTIMES}, export_seconds=export_s, n=n,
-                         max_abs_score_diff_vs_camp=diff, max_abs_score_diff_auto_vs_torch=auto_diff)
+        raw[name] = dict(
+            camp=camp_rate,
+            library=torch_rate,
+            library_auto=auto_rate,
+            auto_backend=chosen,
+            bare_plain=bare["plain"],
+            bare_optimised=bare["optimised"],
+            **{f"bare_{b}": bare[b] for b in RUNTIMES},
+            export_seconds=export_s,
+            n=n,
+            max_abs_score_diff_vs_camp=diff,
+            max_abs_score_diff_auto_vs_torch=auto_diff,
+        )
         h, w = det.config.input_size
-        rows.append([name, f"{h}x{w}", n, camp_rate, torch_rate, auto_rate, chosen, bare["plain"], bare["optimised"],
-                     *(bare.get(b, "-") for b in GRAPH_BACKENDS), f"{torch_rate / camp_rate:.2f}x",
-                     f"{auto_rate / torch_rate:.2f}x", f"{auto_rate / limit:.2f}x", f"{export_s:.1f}", f"{diff:.1e}",
-                     f"{auto_diff:.1e}"])
+        rows.append(
+            [
+                name,
+                f"{h}x{w}",
+                n,
+                camp_rate,
+                torch_rate,
+                auto_rate,
+                chosen,
+                bare["plain"],
+                bare["optimised"],
+                *(bare.get(b, "-") for b in GRAPH_BACKENDS),
+                f"{torch_rate / camp_rate:.2f}x",
+                f"{auto_rate / torch_rate:.2f}x",
+                f"{auto_rate / limit:.2f}x",
+                f"{export_s:.1f}",
+                f"{diff:.1e}",
+                f"{auto_diff:.1e}",
+            ]
+        )
         print(rows[-1], file=sys.stderr)
     return rows, raw
 
 
 def camp_train(det, paths, labels, batch: int, steps: int) -> float:
-    loader = torch.utils.data.DataLoader(CampDataset(paths, labels, camp_transform(det, True)), batch_size=batch,
-                                         shuffle=True, num_workers=2)
+    loader = torch.utils.data.DataLoader(
+        CampDataset(paths, labels, camp_transform(det, True)), batch_size=batch, shuffle=True, num_workers=2
+    )
     model = det.model.train()
     opt = torch.optim.Adam(model.parameters(), 5e-3)
     ce = nn.CrossEntropyLoss()
@@ -159,7 +202,11 @@ def camp_train(det, paths, labels, batch: int, steps: int) -> float:
         if i == 1:
             t, seen = time.perf_counter(), 0  # the first step (worker start-up) is not timed
         out = model(x)
-        loss = ce(out, y) if det.config.output == "softmax" else nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float())
+        loss = (
+            ce(out, y)
+            if det.config.output == "softmax"
+            else nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float())
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -180,7 +227,9 @@ def finetune_rows(data: LabelFile, quick: bool) -> tuple[list[list[object]], dic
         det = load_detector(name)
         res = det.finetune(sub, epochs=2, batch_size=batch, augment="camp", progress=False, num_workers=2)
         lib = res.history[-1]["img_per_s"]
-        raw[name] = dict(camp=camp, library_epoch2=lib, library_epoch1=res.history[0]["img_per_s"], n=len(sub), batch=batch)
+        raw[name] = dict(
+            camp=camp, library_epoch2=lib, library_epoch1=res.history[0]["img_per_s"], n=len(sub), batch=batch
+        )
         rows.append([name, batch, len(sub), camp, res.history[0]["img_per_s"], lib, f"{lib / camp:.2f}x"])
         print(rows[-1], file=sys.stderr)
     return rows, raw
@@ -222,8 +271,12 @@ print(json.dumps({"n": n, "rss_before_mib": base, "peak_rss_mib": status("VmHWM"
 def memory_rows(paths: list[Path], quick: bool) -> tuple[list[list[object]], dict]:
     rows, raw = [], {}
     for n in (500, 2000 if quick else 5000):
-        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, json.dumps([str(p) for p in paths]), str(n)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_SCRIPT, json.dumps([str(p) for p in paths]), str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         raw[n] = r
         rows.append([n, r["rss_before_mib"], r["peak_rss_mib"], r["peak_rss_mib"] - r["rss_before_mib"]])
@@ -245,22 +298,29 @@ def latency_rows() -> tuple[list[list[object]], dict]:
     runs = []
     for _ in range(3):
         t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", LATENCY_SCRIPT], capture_output=True, text=True, check=True, cwd=root)
+        out = subprocess.run(
+            [sys.executable, "-c", LATENCY_SCRIPT], capture_output=True, text=True, check=True, cwd=root
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         r["process"] = time.perf_counter() - t
         runs.append(r)
     best = min(runs, key=lambda r: r["total"])
-    return [[best["import"], best["load_detector"], best["first_predict"], best["total"], best["process"]]], {"runs": runs}
+    return [[best["import"], best["load_detector"], best["first_predict"], best["total"], best["process"]]], {
+        "runs": runs
+    }
 
 
 def target_rows(raw: dict) -> list[list[str]]:
     """The issue's targets against this run's numbers, one row per target."""
+
     def check(value: float, limit: float) -> str:
         return "" if value >= limit else " (**not met**)"
 
     def ratios(entries: dict, numerator: str, denominator: str, limit: float) -> str:
-        return ", ".join(f"{name} {v[numerator] / v[denominator]:.2f}x{check(v[numerator] / v[denominator], limit)}"
-                         for name, v in entries.items())
+        return ", ".join(
+            f"{name} {v[numerator] / v[denominator]:.2f}x{check(v[numerator] / v[denominator], limit)}"
+            for name, v in entries.items()
+        )
 
     secs = raw["frozen"]["epoch_seconds"]
     frozen = secs[0] / max(max(secs[1:]), 1e-3)
@@ -272,20 +332,33 @@ def target_rows(raw: dict) -> list[list[str]]:
         return f"{value:.2f}x{check(value, limit)}"
 
     return [
-        ["`predict()` (default `backend=\"auto\"`) >= 1.5x the camp loop",
-         ratios(raw["predict"], "library_auto", "camp", 1.5)],
-        ["`predict(backend=\"torch\")` >= 1.5x the camp loop", ratios(raw["predict"], "library", "camp", 1.5)],
-        ["`predict(backend=\"torch\")` >= 0.9x the bare optimised forward", ratios(raw["predict"], "library", "bare_optimised", 0.9)],
-        ["`predict(backend=\"auto\")` on the default >= 2.0x the torch path",
-         one(default["library_auto"] / default["library"], 2.0)],
-        ["`predict(backend=\"auto\")` on the default >= 0.9x the bare ONNX Runtime session",
-         one(default["library_auto"] / default["bare_onnxruntime"], 0.9)],
-        ["`predict(backend=\"auto\")` on resnet18-baseline >= 1.2x the torch path",
-         one(resnet["library_auto"] / resnet["library"], 1.2)],
+        [
+            '`predict()` (default `backend="auto"`) >= 1.5x the camp loop',
+            ratios(raw["predict"], "library_auto", "camp", 1.5),
+        ],
+        ['`predict(backend="torch")` >= 1.5x the camp loop', ratios(raw["predict"], "library", "camp", 1.5)],
+        [
+            '`predict(backend="torch")` >= 0.9x the bare optimised forward',
+            ratios(raw["predict"], "library", "bare_optimised", 0.9),
+        ],
+        [
+            '`predict(backend="auto")` on the default >= 2.0x the torch path',
+            one(default["library_auto"] / default["library"], 2.0),
+        ],
+        [
+            '`predict(backend="auto")` on the default >= 0.9x the bare ONNX Runtime session',
+            one(default["library_auto"] / default["bare_onnxruntime"], 0.9),
+        ],
+        [
+            '`predict(backend="auto")` on resnet18-baseline >= 1.2x the torch path',
+            one(resnet["library_auto"] / resnet["library"], 1.2),
+        ],
         ["`finetune` >= 1.3x the camp train loop (epoch 2)", ratios(raw["finetune"], "library_epoch2", "camp", 1.3)],
         ["frozen-backbone epochs after the first >= 10x faster", f"{frozen:.0f}x{check(frozen, 10)}"],
-        ["predict's memory flat in the number of images",
-         ", ".join(f"+{g:.0f} MiB for {n:,} images" for n, g in growth) + flat],
+        [
+            "predict's memory flat in the number of images",
+            ", ".join(f"+{g:.0f} MiB for {n:,} images" for n, g in growth) + flat,
+        ],
     ]
 
 

@@ -32,12 +32,21 @@ def run(name: str, label: str, train, select, val, budget_s: float, **kwargs) ->
     build = {k: kwargs.pop(k) for k in ("backbone_weights",) if k in kwargs}
     det = load_detector(name, **build)
     t = time.perf_counter()
-    res = det.finetune(train, select, epochs=kwargs.pop("epochs", 50), callbacks=[stop_after(budget_s)],
-                       progress=False, **kwargs)
+    res = det.finetune(
+        train, select, epochs=kwargs.pop("epochs", 50), callbacks=[stop_after(budget_s)], progress=False, **kwargs
+    )
     minutes = (time.perf_counter() - t) / 60
     metrics = det.evaluate(val)
     img_s = sum(h["img_per_s"] * h["seconds"] for h in res.history) / max(1e-9, sum(h["seconds"] for h in res.history))
-    row = [label, len(res.history), res.best["epoch"] if res.best else "-", metrics["auc"], metrics["acc"], minutes, img_s]
+    row = [
+        label,
+        len(res.history),
+        res.best["epoch"] if res.best else "-",
+        metrics["auc"],
+        metrics["acc"],
+        minutes,
+        img_s,
+    ]
     print(row, file=sys.stderr, flush=True)
     return row
 
@@ -56,8 +65,16 @@ def main() -> None:
 
     rows = []
     t0 = time.perf_counter()
-    camp = dict(epochs=2, batch_size=40, lr=5e-3, optimizer="adam", scheduler="step", augment="camp",
-                weight_decay=0.0, freeze_backbone=False)
+    camp = dict(
+        epochs=2,
+        batch_size=40,
+        lr=5e-3,
+        optimizer="adam",
+        scheduler="step",
+        augment="camp",
+        weight_decay=0.0,
+        freeze_backbone=False,
+    )
     t = time.perf_counter()
     rows.append(run("resnet18-baseline", "camp recipe (resnet18-baseline)", train, select, val, 1e9, **camp))
     budget_s = args.budget_minutes * 60 if args.budget_minutes else time.perf_counter() - t
@@ -67,8 +84,13 @@ def main() -> None:
         ("ae-classifier", "ae-classifier, defaults", {"batch_size": 16}),
     ]
     if args.backbone_weights:
-        plans.append(("efficientnet-lite0", "efficientnet-lite0 + ImageNet, defaults",
-                      {"backbone_weights": args.backbone_weights}))
+        plans.append(
+            (
+                "efficientnet-lite0",
+                "efficientnet-lite0 + ImageNet, defaults",
+                {"backbone_weights": args.backbone_weights},
+            )
+        )
     else:
         plans.append(("efficientnet-lite0", "efficientnet-lite0 from scratch, defaults", {}))
     for name, label, kwargs in plans:
@@ -76,9 +98,11 @@ def main() -> None:
             continue
         rows.append(run(name, label, train, select, val, budget_s, **kwargs))
     minutes = (time.perf_counter() - t0) / 60
-    cmd = "python benchmarks/train_quality.py ../shared/data/ffhq-stylegan" + (
-        f" --backbone-weights {args.backbone_weights.name}" if args.backbone_weights else "") + (
-        f" --budget-minutes {args.budget_minutes:g}" if args.budget_minutes else "")
+    cmd = (
+        "python benchmarks/train_quality.py ../shared/data/ffhq-stylegan"
+        + (f" --backbone-weights {args.backbone_weights.name}" if args.backbone_weights else "")
+        + (f" --budget-minutes {args.budget_minutes:g}" if args.budget_minutes else "")
+    )
     doc = f"""# Training quality under a fixed CPU budget
 
 `{cmd}` (commit {git_rev()}, {minutes:.0f} minutes in all). Machine: {machine()}.

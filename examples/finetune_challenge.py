@@ -44,8 +44,15 @@ def main() -> None:
     else:
         kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
         detector = load_detector(args.model, **kwargs)
-    result = detector.finetune(train, val, epochs=args.epochs, batch_size=args.batch_size,
-                               synth_fakes=args.synth_fakes, output_dir=args.out, resume=args.resume)
+    result = detector.finetune(
+        train,
+        val,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        synth_fakes=args.synth_fakes,
+        output_dir=args.out,
+        resume=args.resume,
+    )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one process reports and writes
         return
     print("best epoch:", json.dumps(result.best))

@@ -1,8 +1,8 @@
 """Share a detector through the Hugging Face Hub, or a folder when offline.
 
-    python examples/hub.py                         # save and reload locally; prints how to push
-    python examples/hub.py --push me/my-detector   # needs network and a token (HF_TOKEN or --token)
-    python examples/hub.py --pull org/name [--revision SHA]
+python examples/hub.py                         # save and reload locally; prints how to push
+python examples/hub.py --push me/my-detector   # needs network and a token (HF_TOKEN or --token)
+python examples/hub.py --pull org/name [--revision SHA]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Score images with a detector and print P(fake) per file.
 
-    python examples/predict.py examples/images                 # the built-in default detector
-    python examples/predict.py FOLDER --model resnet18-baseline --weights camp.pth
+python examples/predict.py examples/images                 # the built-in default detector
+python examples/predict.py FOLDER --model resnet18-baseline --weights camp.pth
 """
 
 from __future__ import annotations

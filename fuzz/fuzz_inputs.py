@@ -87,8 +87,15 @@ def _seed_images() -> list[tuple[str, bytes]]:
     exif = Image.Exif()
     exif[0x0112] = 6
     add(".jpg", rgb, "JPEG", exif=exif.tobytes())
-    add(".gif", rgb.quantize(8), "GIF", save_all=True,
-        append_images=[Image.new("P", (20, 24), 1), Image.new("P", (20, 24), 3)], duration=50, loop=0)
+    add(
+        ".gif",
+        rgb.quantize(8),
+        "GIF",
+        save_all=True,
+        append_images=[Image.new("P", (20, 24), 1), Image.new("P", (20, 24), 3)],
+        duration=50,
+        loop=0,
+    )
     add(".webp", rgb, "WEBP", lossless=True)
     add(".webp", rgb, "WEBP", quality=50)
     add(".bmp", rgb, "BMP")
@@ -101,11 +108,21 @@ def _seed_images() -> list[tuple[str, bytes]]:
     add(".png", rgb, "PNG", save_all=True, append_images=[rgb.convert("L").convert("RGB")], duration=40)  # APNG
     add(".webp", rgb, "WEBP", save_all=True, append_images=[rgb.rotate(90)], duration=40)  # animated WebP
     # formats a file of any name may hold: PIL tells them by their content, not the suffix
-    for suffix, fmt, img in ((".ico", "ICO", rgb), (".tga", "TGA", rgb), (".pcx", "PCX", rgb), (".sgi", "SGI", rgb),
-                             (".qoi", "QOI", rgb), (".dds", "DDS", rgb.convert("RGBA")), (".im", "IM", rgb),
-                             (".spider", "SPIDER", rgb.convert("F")), (".xbm", "XBM", rgb.convert("1")),
-                             (".msp", "MSP", rgb.convert("1")), (".jp2", "JPEG2000", rgb), (".blp", "BLP", rgb.quantize(8)),
-                             (".avif", "AVIF", rgb)):
+    for suffix, fmt, img in (
+        (".ico", "ICO", rgb),
+        (".tga", "TGA", rgb),
+        (".pcx", "PCX", rgb),
+        (".sgi", "SGI", rgb),
+        (".qoi", "QOI", rgb),
+        (".dds", "DDS", rgb.convert("RGBA")),
+        (".im", "IM", rgb),
+        (".spider", "SPIDER", rgb.convert("F")),
+        (".xbm", "XBM", rgb.convert("1")),
+        (".msp", "MSP", rgb.convert("1")),
+        (".jp2", "JPEG2000", rgb),
+        (".blp", "BLP", rgb.quantize(8)),
+        (".avif", "AVIF", rgb),
+    ):
         try:
             add(suffix, img, fmt)
         except Exception:  # a codec this PIL was built without
@@ -123,12 +140,12 @@ def _fix_png_crcs(data: bytes) -> bytes:
         return data
     out, pos = bytearray(data[:8]), 8
     while pos + 8 <= len(data):
-        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        length = struct.unpack(">I", data[pos : pos + 4])[0]
         end = pos + 8 + length
         if end + 4 > len(data):
             out += data[pos:]
             return bytes(out)
-        body = data[pos + 4:end]
+        body = data[pos + 4 : end]
         out += data[pos:end] + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
         pos = end + 4
     out += data[pos:]
@@ -147,17 +164,17 @@ def _mutate(data: bytes, ops: list[tuple[int, int, int, bytes]]) -> bytes:
         elif op == 2:  # insert bytes
             buf[at:at] = blob
         elif op == 3:  # delete a range
-            del buf[at:at + 1 + value % 64]
+            del buf[at : at + 1 + value % 64]
         elif op == 4:  # truncate
             del buf[at:]
         elif op == 5 and n >= 4:  # overwrite a 32-bit big-endian integer (sizes, lengths, offsets)
             at = min(at, n - 4)
-            buf[at:at + 4] = struct.pack(">I", [0, 1, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, value << 8][value % 6])
+            buf[at : at + 4] = struct.pack(">I", [0, 1, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, value << 8][value % 6])
         elif op == 6 and n >= 2:  # overwrite a 16-bit little-endian integer (BMP, GIF, TIFF fields)
             at = min(at, n - 2)
-            buf[at:at + 2] = struct.pack("<H", [0, 1, 0xFFFF, value * 257][value % 4])
+            buf[at : at + 2] = struct.pack("<H", [0, 1, 0xFFFF, value * 257][value % 4])
         elif op == 7 and n:  # duplicate a slice
-            buf[at:at] = buf[at:at + 1 + value]
+            buf[at:at] = buf[at : at + 1 + value]
     return bytes(buf)
 
 
@@ -165,9 +182,12 @@ MUTATION = st.tuples(st.integers(0, 7), st.integers(0, 1 << 16), st.integers(0, 
 IMAGE_CASES = st.one_of(
     st.tuples(st.sampled_from(SUFFIXES), st.binary(max_size=4096)),  # random bytes
     st.builds(lambda s, ops: (s[0], _mutate(s[1], ops)), st.sampled_from(SEEDS), st.lists(MUTATION, max_size=6)),
-    st.builds(lambda s, ops: (s[0], _fix_png_crcs(_mutate(s[1], ops))),
-              st.sampled_from([s for s in SEEDS if s[0] == ".png"]), st.lists(MUTATION, min_size=1, max_size=4)),
-    st.builds(lambda s, head: (s[0], head + s[1][len(head):]), st.sampled_from(SEEDS), st.binary(max_size=32)),
+    st.builds(
+        lambda s, ops: (s[0], _fix_png_crcs(_mutate(s[1], ops))),
+        st.sampled_from([s for s in SEEDS if s[0] == ".png"]),
+        st.lists(MUTATION, min_size=1, max_size=4),
+    ),
+    st.builds(lambda s, head: (s[0], head + s[1][len(head) :]), st.sampled_from(SEEDS), st.binary(max_size=32)),
 )
 
 
@@ -183,8 +203,36 @@ def _check_image(path: Path, preps: list[Preprocessor]) -> None:
 
 
 # -- the label target ---------------------------------------------------------------------
-_TOKENS = ["img_name", "target", "0", "1", "2", "-1", "0.5", "1.0", "1e0", "nan", "inf", "fake", "real", "",
-           " ", "a.png", "b.jpg", "a.png", "ÿ", "\ufeff", '"', '""', "'", "\\", "\x00", "#", "img_name ", " target"]
+_TOKENS = [
+    "img_name",
+    "target",
+    "0",
+    "1",
+    "2",
+    "-1",
+    "0.5",
+    "1.0",
+    "1e0",
+    "nan",
+    "inf",
+    "fake",
+    "real",
+    "",
+    " ",
+    "a.png",
+    "b.jpg",
+    "a.png",
+    "ÿ",
+    "\ufeff",
+    '"',
+    '""',
+    "'",
+    "\\",
+    "\x00",
+    "#",
+    "img_name ",
+    " target",
+]
 _FIELD = st.one_of(st.sampled_from(_TOKENS), st.text(max_size=12))
 _SEP = st.sampled_from([",", ",", ",", ";", "\t", ", "])
 _EOL = st.sampled_from(["\n", "\n", "\r\n", "\r", "\n\n", "\x0c", "\u2028"])
@@ -193,8 +241,9 @@ _EOL = st.sampled_from(["\n", "\n", "\r\n", "\r", "\n\n", "\x0c", "\u2028"])
 @st.composite
 def _csv_text(draw) -> str:
     sep = draw(_SEP)
-    header = draw(st.one_of(st.just(["img_name", "target"]), st.just(["target", "img_name"]),
-                            st.lists(_FIELD, max_size=4)))
+    header = draw(
+        st.one_of(st.just(["img_name", "target"]), st.just(["target", "img_name"]), st.lists(_FIELD, max_size=4))
+    )
     rows = draw(st.lists(st.lists(_FIELD, max_size=4), max_size=8))
     text = draw(_EOL).join(sep.join(r) for r in [header, *rows])
     if draw(st.booleans()):
@@ -210,7 +259,8 @@ LABEL_CASES = st.one_of(
     st.binary(max_size=400),
     st.tuples(_csv_text(), st.binary(min_size=1, max_size=4)).map(lambda t: t[0].encode("utf-8") + t[1]),
     st.tuples(_csv_text(), st.integers(100_000, 140_000), st.booleans()).map(  # csv's field size limit is 131,072
-        lambda t: (t[0] + ("\n" + '"' * t[2] + "x" * t[1] + '"' * t[2] + ",1\n")).encode("utf-8")),
+        lambda t: (t[0] + ("\n" + '"' * t[2] + "x" * t[1] + '"' * t[2] + ",1\n")).encode("utf-8")
+    ),
 )
 
 
@@ -227,14 +277,27 @@ def _preview(data: bytes, n: int = 80) -> str:
     return repr(data[:n]) + (f"... ({len(data)} bytes)" if len(data) > n else "")
 
 
-def _run_target(report: Report, strategy: st.SearchStrategy, run_case: Callable[[Any], tuple[bytes, Callable[[], None]]],
-                seconds: float, rng_seed: int, save_dir: Path, chunk: int = 200) -> None:
+def _run_target(
+    report: Report,
+    strategy: st.SearchStrategy,
+    run_case: Callable[[Any], tuple[bytes, Callable[[], None]]],
+    seconds: float,
+    rng_seed: int,
+    save_dir: Path,
+    chunk: int = 200,
+) -> None:
     deadline = time.monotonic() + seconds
     rounds = 0
     while time.monotonic() < deadline:
+
         @seed(rng_seed * 1_000_003 + rounds)
-        @settings(max_examples=chunk, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=chunk,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(strategy)
         def fuzz(case: Any) -> None:
             if time.monotonic() >= deadline:
@@ -269,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="time per target (default 60)")
     parser.add_argument("--target", choices=("all", "images", "labels"), default="all")
     parser.add_argument("--seed", type=int, default=int(time.time()) % 100_000, help="random seed (default: time)")
-    parser.add_argument("--save-dir", type=Path, default=None,
-                        help="write each failing input here (default: a new temporary folder)")
+    parser.add_argument(
+        "--save-dir", type=Path, default=None, help="write each failing input here (default: a new temporary folder)"
+    )
     args = parser.parse_args(argv)
     print(f"fuzzing with --seed {args.seed}, {args.seconds:g} s per target", flush=True)
 
@@ -278,9 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     save_dir = args.save_dir or Path(tempfile.gettempdir()) / f"deepfake-detect-fuzz-failures-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="deepfake-detect-fuzz-") as tmp, _quiet_native_stderr():
         if args.target in ("all", "images"):
-            preps = [Preprocessor(DetectorConfig("fuzz", input_size=32), max_pixels=FUZZ_MAX_PIXELS),
-                     Preprocessor(DetectorConfig("fuzz", input_size=(40, 24), resize="crop", crop_pct=0.875,
-                                                 interpolation="bicubic"), max_pixels=FUZZ_MAX_PIXELS)]
+            preps = [
+                Preprocessor(DetectorConfig("fuzz", input_size=32), max_pixels=FUZZ_MAX_PIXELS),
+                Preprocessor(
+                    DetectorConfig("fuzz", input_size=(40, 24), resize="crop", crop_pct=0.875, interpolation="bicubic"),
+                    max_pixels=FUZZ_MAX_PIXELS,
+                ),
+            ]
 
             def image_case(case: tuple[str, bytes]) -> tuple[bytes, Callable[[], None]]:
                 suffix, data = case
@@ -292,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             _run_target(reports[-1], IMAGE_CASES, image_case, args.seconds, args.seed, save_dir)
             print(reports[-1].line(), flush=True)
         if args.target in ("all", "labels"):
+
             def label_case(data: bytes) -> tuple[bytes, Callable[[], None]]:
                 path = Path(tmp) / "labels.csv"
                 path.write_bytes(data)

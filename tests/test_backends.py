@@ -97,8 +97,9 @@ def images(n: int, size: int = 48) -> list:
 
 
 # -- parity -------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "ae-classifier" else n
-                                  for n in BUILTIN])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "ae-classifier" else n for n in BUILTIN]
+)
 def test_graph_runtimes_match_torch_for_every_builtin_entry(name: str, cache: Path) -> None:
     d = small(name)
     h, w = d.config.input_size
@@ -175,8 +176,9 @@ def test_a_changed_config_never_uses_a_stale_session(cache: Path) -> None:
     imgs = images(4)
     d.predict(imgs, backend="onnxruntime")  # a session for 32x32 inputs and a sigmoid output
     d.config = d.config.replace(input_size=(40, 40))
-    np.testing.assert_allclose(d.predict(imgs, backend="onnxruntime"), d.predict(imgs, backend="torch"),
-                               atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        d.predict(imgs, backend="onnxruntime"), d.predict(imgs, backend="torch"), atol=1e-4, rtol=0
+    )
     assert len(graphs(cache)) == 2
 
 
@@ -257,12 +259,15 @@ def test_auto_uses_torch_for_a_few_images_without_exporting(cache: Path, monkeyp
 def test_a_few_images_import_no_graph_runtime(tmp_path: Path) -> None:
     """The CLI's first call stays as fast as before: no runtime is imported, no weights hashed."""
     face_like(1, 64).save(tmp_path / "face.png")
-    code = ("import sys, deepfake_detect as dd; from deepfake_detect import backends; "
-            "backends.weights_digest = None; d = dd.load_detector(); d.predict(sys.argv[1]); "
-            "assert d.last_backend.backend == 'torch', d.last_backend; "
-            "print(sorted(m for m in ('onnx', 'onnxruntime', 'openvino') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "face.png")], capture_output=True, text=True,
-                          timeout=300)
+    code = (
+        "import sys, deepfake_detect as dd; from deepfake_detect import backends; "
+        "backends.weights_digest = None; d = dd.load_detector(); d.predict(sys.argv[1]); "
+        "assert d.last_backend.backend == 'torch', d.last_backend; "
+        "print(sorted(m for m in ('onnx', 'onnxruntime', 'openvino') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "face.png")], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -455,8 +460,12 @@ def test_cli_backend_and_precision(tmp_path: Path, cache: Path) -> None:
     d.save_pretrained(model)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "deepfake_detect", "predict", str(folder), "--model", str(model),
-                               *args], capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "deepfake_detect", "predict", str(folder), "--model", str(model), *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     def scores(csv: Path) -> np.ndarray:
         return np.array([float(line.split(",")[1]) for line in csv.read_text().splitlines()[1:]])

@@ -16,8 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "deepfake_detect", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepfake_detect", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=600,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -46,7 +52,12 @@ def test_backend_and_precision_choices_are_the_librarys():
 
 
 def test_bad_arguments_give_one_line_and_exit_2():
-    for args in (("predict",), ("nonsense",), ("predict", "x.jpg", "--batch-size", "many"), ("finetune", "--epochs", "1")):
+    for args in (
+        ("predict",),
+        ("nonsense",),
+        ("predict", "x.jpg", "--batch-size", "many"),
+        ("finetune", "--epochs", "1"),
+    ):
         proc = run(*args)
         assert proc.returncode == 2, args
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -100,8 +111,17 @@ def test_models_info_and_evaluate(tmp_path, image_folder):
     assert "timm:resnet18 " in proc.stdout
     info = json.loads(run("info", "resnet18-finetune", "--json", check=True).stdout)
     assert info["parameters"] == 11_177_025 and info["input_size"] == [224, 224]
-    proc = run("evaluate", "--model", "resnet18-finetune", "--labels", str(image_folder), "--json",
-               "--plot", str(tmp_path / "roc.png"), check=True)
+    proc = run(
+        "evaluate",
+        "--model",
+        "resnet18-finetune",
+        "--labels",
+        str(image_folder),
+        "--json",
+        "--plot",
+        str(tmp_path / "roc.png"),
+        check=True,
+    )
     metrics = json.loads(proc.stdout)
     assert metrics["n"] == 16 and 0 <= metrics["auc"] <= 1
     assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -109,12 +129,39 @@ def test_models_info_and_evaluate(tmp_path, image_folder):
 
 def test_finetune_then_predict_with_the_checkpoint(tmp_path, image_folder):
     out = tmp_path / "run"
-    proc = run("finetune", "--train", str(image_folder), "--val", str(image_folder), "--model", "resnet18-finetune",
-               "--epochs", "1", "--batch-size", "8", "--out", str(out), "--no-progress", check=True)
+    proc = run(
+        "finetune",
+        "--train",
+        str(image_folder),
+        "--val",
+        str(image_folder),
+        "--model",
+        "resnet18-finetune",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        "--no-progress",
+        check=True,
+    )
     summary = json.loads(proc.stdout)
     assert summary["epochs"] == 1 and summary["best"]["epoch"] == 1
     proc = run("predict", str(image_folder / "real"), "--model", str(out), check=True)
     assert len(proc.stdout.splitlines()) == 9
-    proc = run("finetune", "--train", str(image_folder), "--model", "resnet18-finetune", "--epochs", "2",
-               "--out", str(out), "--resume", "--no-progress", check=True)
+    proc = run(
+        "finetune",
+        "--train",
+        str(image_folder),
+        "--model",
+        "resnet18-finetune",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--resume",
+        "--no-progress",
+        check=True,
+    )
     assert json.loads(proc.stdout)["epochs"] == 2

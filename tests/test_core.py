@@ -94,11 +94,16 @@ def test_a_user_architecture_declares_its_own_loss_and_outputs(image_folder):
     def my_loss(output, labels, inputs):
         return torch.nn.functional.binary_cross_entropy_with_logits(output[:, 0], labels) * 0.0 + 1.25
 
-    dd.register_detector("test-tiny-core-loss", lambda **kw: _Tiny(),
-                         config=dd.DetectorConfig("test-tiny-core-loss", input_size=32), loss=my_loss)
+    dd.register_detector(
+        "test-tiny-core-loss",
+        lambda **kw: _Tiny(),
+        config=dd.DetectorConfig("test-tiny-core-loss", input_size=32),
+        loss=my_loss,
+    )
     assert dd.get_entry("test-tiny-core-loss").loss is my_loss
-    result = load_detector("test-tiny-core-loss").finetune(image_folder, epochs=1, batch_size=8, progress=False,
-                                                           num_workers=0)
+    result = load_detector("test-tiny-core-loss").finetune(
+        image_folder, epochs=1, batch_size=8, progress=False, num_workers=0
+    )
     assert result.history[0]["train_loss"] == pytest.approx(1.25)  # the entry's own loss was used
     with pytest.raises(dd.DeepfakeDetectError, match="loss="):
         dd.register_detector("test-tiny-core-bad", lambda **kw: _Tiny(), loss="hinge")
@@ -138,7 +143,10 @@ def test_camp_baseline_state_dict_loads_strictly_and_predicts_the_same(tmp_path)
     torch.save(camp.state_dict(), path)
     det = load_detector("resnet18-baseline", weights=path)
     x = torch.rand(2, 3, 256, 256)
-    mean, std = torch.tensor(dd.config.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(dd.config.IMAGENET_STD).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor(dd.config.IMAGENET_MEAN).view(1, 3, 1, 1),
+        torch.tensor(dd.config.IMAGENET_STD).view(1, 3, 1, 1),
+    )
     with torch.no_grad():
         expected = torch.softmax(camp((x - mean) / std), 1)[:, 1].numpy()
     np.testing.assert_allclose(det.predict(list(x)), expected, atol=1e-5)
@@ -152,7 +160,10 @@ def test_camp_finetuning_state_dict_loads_strictly_and_predicts_the_same(tmp_pat
     torch.save(camp.state_dict(), path)
     det = load_detector("resnet18-finetune", weights=path)
     x = torch.rand(3, 3, 224, 224)
-    mean, std = torch.tensor(dd.config.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(dd.config.IMAGENET_STD).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor(dd.config.IMAGENET_MEAN).view(1, 3, 1, 1),
+        torch.tensor(dd.config.IMAGENET_STD).view(1, 3, 1, 1),
+    )
     with torch.no_grad():
         expected = torch.sigmoid(camp((x - mean) / std))[:, 0].numpy()
     np.testing.assert_allclose(det.predict(x), expected, atol=1e-5)
@@ -300,8 +311,11 @@ def test_large_jpegs_are_decoded_in_full_unless_fast_decode(tmp_path):
     paths = []
     for i in range(2):
         big = face_like(i, size=96).resize((900, 900), Image.Resampling.BICUBIC)
-        big = Image.fromarray(np.clip(np.asarray(big, dtype=np.int16)
-                                      + np.random.default_rng(i).integers(-40, 41, (900, 900, 3)), 0, 255).astype(np.uint8))
+        big = Image.fromarray(
+            np.clip(
+                np.asarray(big, dtype=np.int16) + np.random.default_rng(i).integers(-40, 41, (900, 900, 3)), 0, 255
+            ).astype(np.uint8)
+        )
         paths.append(tmp_path / f"big_{i}.jpg")
         big.save(paths[-1], quality=90)
     prep = det.preprocessor()

@@ -64,8 +64,17 @@ def reference_csv(model: Path, folder: Path, out: Path) -> list[list[str]]:
 @pytest.mark.slow
 def test_cli_predict_under_torchrun_writes_the_single_process_csv(tmp_path, small_model, seven_images, one_thread):
     expected = reference_csv(small_model, seven_images, tmp_path / "single.csv")
-    proc = torchrun("-m", "deepfake_detect", "predict", str(seven_images), "--model", str(small_model),
-                    "--out", str(tmp_path / "multi.csv"), cwd=tmp_path)
+    proc = torchrun(
+        "-m",
+        "deepfake_detect",
+        "predict",
+        str(seven_images),
+        "--model",
+        str(small_model),
+        "--out",
+        str(tmp_path / "multi.csv"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.reader((tmp_path / "multi.csv").read_text().splitlines()))
     assert rows[0] == ["img_name", "y_pred"] and len(rows) == 8  # the padding of sharding adds no row
@@ -147,16 +156,40 @@ def test_a_bad_file_on_one_rank_fails_every_rank_with_its_name(tmp_path, small_m
     (seven_images / "img_3.jpg").write_bytes(b"")  # the 4th file in order: rank 1's
     out = tmp_path / "submit.csv"
     # --tee 3: each line of a worker's output starts with [default<local rank>]:
-    proc = torchrun("--tee", "3", "-m", "deepfake_detect", "predict", str(seven_images), "--model", str(small_model),
-                    "--out", str(out), cwd=tmp_path)  # a hang is a TimeoutExpired
+    proc = torchrun(
+        "--tee",
+        "3",
+        "-m",
+        "deepfake_detect",
+        "predict",
+        str(seven_images),
+        "--model",
+        str(small_model),
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )  # a hang is a TimeoutExpired
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     lines = [line for line in output.splitlines() if "deepfake-detect predict: error:" in line]
     assert lines and all("img_3.jpg: file is empty" in line for line in lines), output[-3000:]
     assert any(line.startswith("[default0]:") for line in lines)  # rank 0 names rank 1's file
     assert not out.exists()
-    proc = torchrun("--tee", "3", "-m", "deepfake_detect", "predict", str(seven_images), "--model", str(small_model),
-                    "--out", str(out), "--errors", "skip", cwd=tmp_path)
+    proc = torchrun(
+        "--tee",
+        "3",
+        "-m",
+        "deepfake_detect",
+        "predict",
+        str(seven_images),
+        "--model",
+        str(small_model),
+        "--out",
+        str(out),
+        "--errors",
+        "skip",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     output = proc.stdout + proc.stderr
     skipped = [line for line in output.splitlines() if "skipped: cannot load image" in line]

@@ -16,8 +16,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY_SOFTMAX = "test-tiny-ensemble-softmax"
 if TINY_SOFTMAX not in dd.list_detectors():
-    dd.register_detector(TINY_SOFTMAX, lambda **kw: TinyNet(outputs=2, **kw),
-                         config=dd.DetectorConfig(TINY_SOFTMAX, input_size=32, output="softmax"))
+    dd.register_detector(
+        TINY_SOFTMAX,
+        lambda **kw: TinyNet(outputs=2, **kw),
+        config=dd.DetectorConfig(TINY_SOFTMAX, input_size=32, output="softmax"),
+    )
 
 
 def _members(seeds=(1, 2)):
@@ -97,9 +100,13 @@ def test_backbone_weights_and_pretrained_backbone_reach_every_member():
     seen = []
     name = "test-tiny-ensemble-backbone"
     if name not in dd.list_detectors():
-        dd.register_detector(name, lambda pretrained_backbone=False, backbone_weights=None, **kw:
-                             seen.append((pretrained_backbone, backbone_weights)) or TinyNet(**kw),
-                             config=dd.DetectorConfig(name, input_size=32))
+        dd.register_detector(
+            name,
+            lambda pretrained_backbone=False, backbone_weights=None, **kw: (
+                seen.append((pretrained_backbone, backbone_weights)) or TinyNet(**kw)
+            ),
+            config=dd.DetectorConfig(name, input_size=32),
+        )
     members = [{"architecture": name}, {"architecture": name}]
     ens = load_detector("ensemble", members=members, backbone_weights="imagenet.pth")
     assert seen[-2:] == [(False, "imagenet.pth")] * 2

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 CROP = "test-tiny-explain-crop"
 if CROP not in dd.list_detectors():
-    dd.register_detector(CROP, lambda **kw: TinyNet(**kw),
-                         config=dd.DetectorConfig(CROP, input_size=32, resize="crop", crop_pct=0.5))
+    dd.register_detector(
+        CROP, lambda **kw: TinyNet(**kw), config=dd.DetectorConfig(CROP, input_size=32, resize="crop", crop_pct=0.5)
+    )
 
 
 @pytest.fixture(scope="module")

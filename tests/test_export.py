@@ -21,9 +21,18 @@ onnx = pytest.importorskip("onnx")
 
 TINY_SOFTMAX = "test-tiny-export-softmax"
 if TINY_SOFTMAX not in dd.list_detectors():
-    dd.register_detector(TINY_SOFTMAX, lambda **kw: TinyNet(outputs=2, **kw), config=dd.DetectorConfig(
-        TINY_SOFTMAX, input_size=(40, 32), output="softmax", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        interpolation="bicubic"))
+    dd.register_detector(
+        TINY_SOFTMAX,
+        lambda **kw: TinyNet(outputs=2, **kw),
+        config=dd.DetectorConfig(
+            TINY_SOFTMAX,
+            input_size=(40, 32),
+            output="softmax",
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            interpolation="bicubic",
+        ),
+    )
 
 
 def _images(n: int) -> list[Image.Image]:

@@ -58,9 +58,14 @@ class _HardeningNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(8, 1)
 
@@ -69,8 +74,13 @@ class _HardeningNet(nn.Module):
 
 
 if HTINY not in dd.list_detectors():
-    dd.register_detector(HTINY, lambda **kw: _HardeningNet(**kw), config=dd.DetectorConfig(HTINY, input_size=32),
-                         head=("head",), description="hardening test net")
+    dd.register_detector(
+        HTINY,
+        lambda **kw: _HardeningNet(**kw),
+        config=dd.DetectorConfig(HTINY, input_size=32),
+        head=("head",),
+        description="hardening test net",
+    )
 
 
 def _detector(seed: int = 0) -> dd.Detector:
@@ -91,8 +101,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _png(width: int, height: int, bit_depth: int, color_type: int, raw_rows: bytes) -> bytes:
     """A PNG written by hand (valid CRCs): lets a header claim any size, or hold 16-bit RGB."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw_rows))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(raw_rows))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _random_rgb(seed: int, w: int = 30, h: int = 40) -> Image.Image:
@@ -201,14 +215,25 @@ def _exif_rotated(orientation: int):
         decoded = Image.open(io.BytesIO(_jpeg_bytes(stored, quality=95))).convert("RGB")  # same coefficients
         undo = {6: Image.Transpose.ROTATE_270, 8: Image.Transpose.ROTATE_90}[orientation]
         return d / f"exif{orientation}.jpg", decoded.transpose(undo)
+
     return make
 
 
 ODD_IMAGES: dict[str, Callable[[Path], tuple[Path, Image.Image]]] = {
-    "CMYK TIFF": _cmyk, "CMYK JPEG": _cmyk_jpeg, "L": _gray, "LA": _gray_alpha,
-    "P with transparency": _palette_transparency, "RGBA": _rgba, "I;16": _gray16, "16-bit RGB PNG": _rgb16,
-    "1x1": _one_pixel, "6000x6000": _large, "animated GIF": _animated_gif, "WebP": _webp,
-    "EXIF orientation 6": _exif_rotated(6), "EXIF orientation 8": _exif_rotated(8),
+    "CMYK TIFF": _cmyk,
+    "CMYK JPEG": _cmyk_jpeg,
+    "L": _gray,
+    "LA": _gray_alpha,
+    "P with transparency": _palette_transparency,
+    "RGBA": _rgba,
+    "I;16": _gray16,
+    "16-bit RGB PNG": _rgb16,
+    "1x1": _one_pixel,
+    "6000x6000": _large,
+    "animated GIF": _animated_gif,
+    "WebP": _webp,
+    "EXIF orientation 6": _exif_rotated(6),
+    "EXIF orientation 8": _exif_rotated(8),
 }
 
 
@@ -247,8 +272,9 @@ def _bad_truncated(d: Path):
 
 
 def _bad_html(d: Path):
-    (d / "page.jpg").write_text("<!DOCTYPE html><html><head><title>404 Not Found</title></head>"
-                                "<body>Not Found</body></html>\n")
+    (d / "page.jpg").write_text(
+        "<!DOCTYPE html><html><head><title>404 Not Found</title></head><body>Not Found</body></html>\n"
+    )
     return d / "page.jpg", "not an image file"
 
 
@@ -289,9 +315,15 @@ def _bad_garbage_png(d: Path):
 
 
 BAD_IMAGES = {
-    "empty file": _bad_empty, "truncated JPEG": _bad_truncated, "HTML page as .jpg": _bad_html,
-    "decompression bomb header": _bad_bomb, "over max_pixels": _bad_over_limit, "missing file": _bad_missing,
-    "unreadable file": _bad_unreadable, "folder as a file": _bad_folder, "corrupt PNG data": _bad_garbage_png,
+    "empty file": _bad_empty,
+    "truncated JPEG": _bad_truncated,
+    "HTML page as .jpg": _bad_html,
+    "decompression bomb header": _bad_bomb,
+    "over max_pixels": _bad_over_limit,
+    "missing file": _bad_missing,
+    "unreadable file": _bad_unreadable,
+    "folder as a file": _bad_folder,
+    "corrupt PNG data": _bad_garbage_png,
 }
 
 
@@ -311,13 +343,27 @@ def test_bad_image_files_raise_image_load_error_naming_file_and_reason(kind, tmp
 
 # files with which PIL raised other exception types than OSError/ValueError (found by fuzz/fuzz_inputs.py)
 def _tiff_with_rational_strip_offset() -> bytes:
-    entries = [(256, 3, 2), (257, 3, 2), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 5, None), (277, 3, 1),
-               (278, 3, 2), (279, 4, 4)]
+    entries = [
+        (256, 3, 2),
+        (257, 3, 2),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 5, None),
+        (277, 3, 1),
+        (278, 3, 2),
+        (279, 4, 4),
+    ]
     data_at = 8 + 2 + 12 * len(entries) + 4
     out = b"II*\x00" + struct.pack("<IH", 8, len(entries))
     for tag, kind, value in entries:
-        out += struct.pack("<HHII", tag, kind, 1, data_at) if kind == 5 else \
-            struct.pack("<HHIHH", tag, kind, 1, value, 0) if kind == 3 else struct.pack("<HHII", tag, kind, 1, value)
+        out += (
+            struct.pack("<HHII", tag, kind, 1, data_at)
+            if kind == 5
+            else struct.pack("<HHIHH", tag, kind, 1, value, 0)
+            if kind == 3
+            else struct.pack("<HHII", tag, kind, 1, value)
+        )
     return out + struct.pack("<I", 0) + struct.pack("<II", data_at + 8, 1) + bytes([10, 20, 30, 40])
 
 
@@ -349,12 +395,15 @@ def _avif_with_zeroed_data() -> bytes:
     return bytes(data[:at] + bytes(len(data) - at))
 
 
-@pytest.mark.parametrize("suffix, make, raised", [
-    (".tif", _tiff_with_rational_strip_offset, "TypeError"),
-    (".dds", _dds_with_unknown_pixel_format, "NotImplementedError"),
-    (".blp", _blp_with_unknown_compression, "BLPFormatError"),
-    (".avif", _avif_with_zeroed_data, "RuntimeError"),
-])
+@pytest.mark.parametrize(
+    "suffix, make, raised",
+    [
+        (".tif", _tiff_with_rational_strip_offset, "TypeError"),
+        (".dds", _dds_with_unknown_pixel_format, "NotImplementedError"),
+        (".blp", _blp_with_unknown_compression, "BLPFormatError"),
+        (".avif", _avif_with_zeroed_data, "RuntimeError"),
+    ],
+)
 def test_malformed_files_raising_unusual_pil_errors_give_image_load_error(suffix, make, raised, tmp_path):
     data = make()
     for name in (tmp_path / f"malformed{suffix}", tmp_path / "malformed.jpg"):  # the content decides, not the name
@@ -398,8 +447,17 @@ def test_errors_skip_gives_nan_scores_the_rest_exactly_and_warns(tmp_path, det):
     for i in range(4):
         face_like(30 + i, size=48).save(tmp_path / f"good{i}.png")
         good.append(tmp_path / f"good{i}.png")
-    bad = [BAD_IMAGES[k](tmp_path)[0] for k in ("empty file", "truncated JPEG", "HTML page as .jpg",
-                                                 "decompression bomb header", "missing file", "corrupt PNG data")]
+    bad = [
+        BAD_IMAGES[k](tmp_path)[0]
+        for k in (
+            "empty file",
+            "truncated JPEG",
+            "HTML page as .jpg",
+            "decompression bomb header",
+            "missing file",
+            "corrupt PNG data",
+        )
+    ]
     mixed = [bad[0], good[0], bad[1], bad[2], good[1], good[2], bad[3], bad[4], good[3], bad[5]]
     clean = det.predict(good)
     with pytest.warns(SkippedImagesWarning) as record:
@@ -517,8 +575,13 @@ def test_finetune_checks_its_data_before_training(tmp_path, train_folder):
         _detector().finetune(pairs, epochs=1, output_dir=tmp_path / "run", loss=loss, progress=False)
     assert loss.calls == 0 and not (tmp_path / "run").exists()
     with pytest.raises(DataError, match=r"item 3: label 2 is not 0 \(real\) or 1 \(fake\)"):
-        _detector().finetune([(p, 2 if i == 3 else y) for i, (p, y) in enumerate(_pairs(train_folder))],
-                             epochs=1, output_dir=tmp_path / "run", loss=loss, progress=False)
+        _detector().finetune(
+            [(p, 2 if i == 3 else y) for i, (p, y) in enumerate(_pairs(train_folder))],
+            epochs=1,
+            output_dir=tmp_path / "run",
+            loss=loss,
+            progress=False,
+        )
     assert loss.calls == 0 and not (tmp_path / "run").exists()
 
 
@@ -526,8 +589,7 @@ def test_a_corrupt_training_image_stops_training_naming_it_before_any_checkpoint
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
     pairs = _pairs(train_folder) + [(tmp_path / "broken.png", 1)]
     with pytest.raises(ImageLoadError, match="broken.png"):
-        _detector().finetune(pairs, epochs=2, batch_size=8, output_dir=tmp_path / "run", progress=False,
-                             num_workers=0)
+        _detector().finetune(pairs, epochs=2, batch_size=8, output_dir=tmp_path / "run", progress=False, num_workers=0)
     assert not (tmp_path / "run" / CHECKPOINT_LAST).exists()
 
 
@@ -540,10 +602,12 @@ def saved(tmp_path, det) -> Path:
 def test_truncated_and_random_safetensors_raise_weights_error(tmp_path, saved):
     weights = saved / "model.safetensors"
     data = weights.read_bytes()
-    for name, content in (("truncated.safetensors", data[: len(data) // 2]),
-                          ("header-only.safetensors", data[:12]),
-                          ("random.safetensors", np.random.default_rng(0).bytes(4096)),
-                          ("empty.safetensors", b"")):
+    for name, content in (
+        ("truncated.safetensors", data[: len(data) // 2]),
+        ("header-only.safetensors", data[:12]),
+        ("random.safetensors", np.random.default_rng(0).bytes(4096)),
+        ("empty.safetensors", b""),
+    ):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(WeightsError, match=name.replace(".", r"\.")):
             read_state_dict(tmp_path / name)
@@ -612,8 +676,9 @@ class _Evil:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the raw pickle's protocol 4
-@pytest.mark.parametrize("fmt", ["raw pickle .pth", "torch.save zip .pt", "torch.save zip .bin",
-                                 "torch.save legacy .ckpt"])
+@pytest.mark.parametrize(
+    "fmt", ["raw pickle .pth", "torch.save zip .pt", "torch.save zip .bin", "torch.save legacy .ckpt"]
+)
 def test_malicious_pickles_never_execute(fmt, tmp_path, det):
     _Evil.marker = str(tmp_path / "pwned")
     state = {"state_dict": {k: v.clone() for k, v in det.model.state_dict().items()}, "extra": _Evil()}
@@ -667,11 +732,26 @@ EPOCHS = 3  # 16 images, batch 8: two steps per epoch; loss call 3 and 4 are epo
 TRAIN_KW = dict(batch_size=8, lr=1e-2, augment="none", num_workers=0, progress=False, seed=0)
 
 
-def _train(folder: Path, out: Path | None, *, loss: _Loss | None = None, resume: bool = False,
-           detector: dd.Detector | None = None, callbacks=()) -> tuple[dd.Detector, Any]:
+def _train(
+    folder: Path,
+    out: Path | None,
+    *,
+    loss: _Loss | None = None,
+    resume: bool = False,
+    detector: dd.Detector | None = None,
+    callbacks=(),
+) -> tuple[dd.Detector, Any]:
     det = detector if detector is not None else _detector(0)
-    result = det.finetune(folder, folder, epochs=EPOCHS, output_dir=out, resume=resume, loss=loss or _Loss(),
-                          callbacks=callbacks, **TRAIN_KW)
+    result = det.finetune(
+        folder,
+        folder,
+        epochs=EPOCHS,
+        output_dir=out,
+        resume=resume,
+        loss=loss or _Loss(),
+        callbacks=callbacks,
+        **TRAIN_KW,
+    )
     return det, result
 
 
@@ -690,12 +770,20 @@ def reference(train_folder, tmp_path_factory) -> dict[str, Any]:
     """An uninterrupted run: the weights after each epoch and at the end."""
     per_epoch: dict[int, dict[str, torch.Tensor]] = {}
     det = _detector(0)
-    det, result = _train(train_folder, tmp_path_factory.mktemp("reference") / "run", detector=det,
-                         callbacks=[lambda r: per_epoch.__setitem__(r["epoch"], _state(det.model))])
+    det, result = _train(
+        train_folder,
+        tmp_path_factory.mktemp("reference") / "run",
+        detector=det,
+        callbacks=[lambda r: per_epoch.__setitem__(r["epoch"], _state(det.model))],
+    )
     out = result.output_dir
-    return {"epochs": per_epoch, "last": read_state_dict(out / CHECKPOINT_LAST / "model.safetensors"),
-            "final": _state(det.model), "best_epoch": result.best["epoch"],
-            "history": [h["epoch"] for h in result.history]}
+    return {
+        "epochs": per_epoch,
+        "last": read_state_dict(out / CHECKPOINT_LAST / "model.safetensors"),
+        "final": _state(det.model),
+        "best_epoch": result.best["epoch"],
+        "history": [h["epoch"] for h in result.history],
+    }
 
 
 def _assert_checkpoint_is_epoch_1(out: Path, reference: dict[str, Any]) -> None:
@@ -714,7 +802,9 @@ def _resume_and_compare(folder: Path, out: Path, reference: dict[str, Any]) -> N
     _assert_same(read_state_dict(out / CHECKPOINT_LAST / "model.safetensors"), reference["last"])
     _assert_same(_state(det.model), reference["final"])  # finetune leaves the best weights in the detector
     assert result.best["epoch"] == reference["best_epoch"]
-    assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()] == reference["history"]
+    assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()] == reference[
+        "history"
+    ]
 
 
 # (a) kill -9 during a checkpoint write ----------------------------------------------------
@@ -753,8 +843,13 @@ def test_kill_9_while_writing_a_checkpoint_keeps_the_previous_one(where, tmp_pat
         import test_hardening
         test_hardening._child_train_and_die({str(train_folder)!r}, {str(out)!r}, {where!r})
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     if where == "write":
         assert (out / f".{CHECKPOINT_LAST}.tmp").is_dir()  # the half-written new checkpoint
@@ -816,8 +911,18 @@ def test_a_huge_learning_rate_gives_training_error_not_nan_weights(tmp_path, tra
     det = _detector(0)
     before = _state(det.model)
     with pytest.raises(TrainingError, match="Lower lr"):
-        det.finetune(train_folder, epochs=3, batch_size=8, lr=1e30, augment="none", num_workers=0, progress=False,
-                     output_dir=tmp_path / "run", optimizer="sgd", scheduler="constant")
+        det.finetune(
+            train_folder,
+            epochs=3,
+            batch_size=8,
+            lr=1e30,
+            augment="none",
+            num_workers=0,
+            progress=False,
+            output_dir=tmp_path / "run",
+            optimizer="sgd",
+            scheduler="constant",
+        )
     assert all(torch.isfinite(v).all() for v in det.model.state_dict().values() if v.is_floating_point())
     last = tmp_path / "run" / CHECKPOINT_LAST
     if last.exists():  # epoch 1 may have stayed finite
@@ -975,10 +1080,17 @@ def test_a_keyword_argument_the_architecture_does_not_take_is_a_config_error():
         load_detector(HTINY, colour="red")
 
 
-@pytest.mark.parametrize("field, value, expected", [
-    ("epochs", "5", "an int"), ("batch_size", 2.5, "an int"), ("epoch_size", "1000", "an int or None"),
-    ("lr", "1e-3", "a number or None"), ("synth_fakes", None, "a number"), ("epochs", True, "an int"),
-])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("epochs", "5", "an int"),
+        ("batch_size", 2.5, "an int"),
+        ("epoch_size", "1000", "an int or None"),
+        ("lr", "1e-3", "a number or None"),
+        ("synth_fakes", None, "a number"),
+        ("epochs", True, "an int"),
+    ],
+)
 def test_train_config_fields_of_the_wrong_type_raise_training_error(field, value, expected):
     with pytest.raises(TrainingError, match=rf"{field}=.*expected {expected}"):
         dd.TrainConfig(**{field: value})

@@ -16,8 +16,16 @@ import deepfake_detect as dd
 from deepfake_detect import HubError, load_detector
 
 IMAGES = [np.asarray(face_like(i, 48)) for i in range(3)]
-PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
-              "NO_PROXY", "no_proxy")
+PROXY_VARS = (
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -103,8 +111,9 @@ def test_card_yaml_keeps_licence_and_dataset_names_as_strings(tmp_path):
     from huggingface_hub import ModelCard
 
     det = _detector(22)
-    det.config = det.config.replace(metadata={"license": "cc-by-nc-4.0 # see: notes",
-                                              "datasets": ["ffhq: stylegan", "dfdc"]})
+    det.config = det.config.replace(
+        metadata={"license": "cc-by-nc-4.0 # see: notes", "datasets": ["ffhq: stylegan", "dfdc"]}
+    )
     card = ModelCard.load(det.save_pretrained(tmp_path / "card") / "README.md")
     assert card.data.license == "cc-by-nc-4.0 # see: notes"
     assert card.data.datasets == ["ffhq: stylegan", "dfdc"]
@@ -113,10 +122,14 @@ def test_card_yaml_keeps_licence_and_dataset_names_as_strings(tmp_path):
 
 def test_card_states_the_threshold_rule_false_alarms_and_extra_sections(tmp_path):
     det = _detector(23)
-    det.config = det.config.replace(threshold=0.75, metadata={
-        "threshold_rule": "the 99 % quantile of hold-out reals",
-        "false_alarm_rate": {"val reals": 0.02, "examples": 0.0},
-        "card_sections": {"Cross-dataset results": "| train | test |\n|---|---|\n| a | 0.9 |"}})
+    det.config = det.config.replace(
+        threshold=0.75,
+        metadata={
+            "threshold_rule": "the 99 % quantile of hold-out reals",
+            "false_alarm_rate": {"val reals": 0.02, "examples": 0.0},
+            "card_sections": {"Cross-dataset results": "| train | test |\n|---|---|\n| a | 0.9 |"},
+        },
+    )
     card = (det.save_pretrained(tmp_path / "card") / "README.md").read_text()
     assert "## Decision threshold" in card and "at least 0.75 are labelled fake" in card
     assert "How it was set: the 99 % quantile of hold-out reals" in card
@@ -145,13 +158,16 @@ def test_revision_pinning(hub):
     sha1 = first.push_to_hub("org/pinned", token="t")
     sha2 = second.push_to_hub("org/pinned", token="t")
     assert sha1 != sha2
-    np.testing.assert_array_equal(load_detector("org/pinned", revision=sha1, cache_dir=hub.cache).predict(IMAGES),
-                                  first.predict(IMAGES))
-    np.testing.assert_array_equal(load_detector("org/pinned", cache_dir=hub.cache).predict(IMAGES),
-                                  second.predict(IMAGES))
+    np.testing.assert_array_equal(
+        load_detector("org/pinned", revision=sha1, cache_dir=hub.cache).predict(IMAGES), first.predict(IMAGES)
+    )
+    np.testing.assert_array_equal(
+        load_detector("org/pinned", cache_dir=hub.cache).predict(IMAGES), second.predict(IMAGES)
+    )
     branch_sha = first.push_to_hub("org/pinned", token="t", revision="v1")
-    np.testing.assert_array_equal(load_detector("org/pinned", revision="v1", cache_dir=hub.cache).predict(IMAGES),
-                                  first.predict(IMAGES))
+    np.testing.assert_array_equal(
+        load_detector("org/pinned", revision="v1", cache_dir=hub.cache).predict(IMAGES), first.predict(IMAGES)
+    )
     assert hub.state.repos["org/pinned"]["branches"]["v1"] == branch_sha
 
 
@@ -172,7 +188,9 @@ def test_offline_with_an_empty_cache_fails_fast_with_advice(hub, monkeypatch):
         load_detector("org/never-downloaded", cache_dir=hub.cache)
     assert time.perf_counter() - start < 10
     msg = str(info.value)
-    assert "org/never-downloaded" in msg and "HF_HUB_OFFLINE" in msg and "hf download" in msg and "save_pretrained" in msg
+    assert (
+        "org/never-downloaded" in msg and "HF_HUB_OFFLINE" in msg and "hf download" in msg and "save_pretrained" in msg
+    )
 
 
 def test_unreachable_endpoint_fails_fast(monkeypatch, tmp_path):
@@ -208,8 +226,9 @@ def test_the_reachability_probe_defers_to_a_proxy(monkeypatch):
 def test_a_repo_with_only_pickles_is_refused(hub, tmp_path):
     det = _detector(6)
     folder = det.save_pretrained(tmp_path / "d")
-    hub.state.add_files("org/pickled", {"config.json": (folder / "config.json").read_bytes(),
-                                        "pytorch_model.bin": b"\x80\x04pickle"})
+    hub.state.add_files(
+        "org/pickled", {"config.json": (folder / "config.json").read_bytes(), "pytorch_model.bin": b"\x80\x04pickle"}
+    )
     with pytest.raises(HubError, match="pytorch_model.bin.*pickled weights are not read"):
         load_detector("org/pickled", cache_dir=hub.cache)
 
@@ -218,8 +237,9 @@ def test_an_unregistered_architecture_is_named(hub, tmp_path):
     det = _detector(7)
     folder = det.save_pretrained(tmp_path / "d")
     cfg = (folder / "config.json").read_text().replace(f'"{TINY}"', '"someone-elses-net"')
-    hub.state.add_files("org/foreign", {"config.json": cfg.encode(),
-                                        "model.safetensors": (folder / "model.safetensors").read_bytes()})
+    hub.state.add_files(
+        "org/foreign", {"config.json": cfg.encode(), "model.safetensors": (folder / "model.safetensors").read_bytes()}
+    )
     with pytest.raises(dd.ConfigError, match="someone-elses-net"):
         load_detector("org/foreign", cache_dir=hub.cache)
 

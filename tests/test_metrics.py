@@ -213,7 +213,7 @@ def test_auc_property_against_pairwise(pairs):
     assert roc_auc(y, s) == pytest.approx(pairwise_auc(y, s), abs=1e-12)
     assert average_precision(y, s) == pytest.approx(brute_ap(y, s), abs=1e-12)
     # a monotone transform of the scores changes nothing
-    assert roc_auc(y, [v ** 3 + 2 for v in s]) == pytest.approx(roc_auc(y, s), abs=1e-12)
+    assert roc_auc(y, [v**3 + 2 for v in s]) == pytest.approx(roc_auc(y, s), abs=1e-12)
     fpr, tpr, _ = roc_curve(y, s)
     e = eer(y, s)
     # the EER lies between the FPRs, and between the FNRs, of the two points around the crossing
@@ -319,8 +319,14 @@ def test_plot_curves_several_series(tmp_path):
 
 
 # ------------------------------------------------------------------- against scikit-learn
-_scores = st.lists(st.tuples(st.integers(0, 1), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 0.9, 1.0])
-                             | st.floats(0.0, 1.0, allow_nan=False)), min_size=2, max_size=60)
+_scores = st.lists(
+    st.tuples(
+        st.integers(0, 1),
+        st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 0.9, 1.0]) | st.floats(0.0, 1.0, allow_nan=False),
+    ),
+    min_size=2,
+    max_size=60,
+)
 
 
 @settings(max_examples=150, deadline=None)

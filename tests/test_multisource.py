@@ -51,7 +51,8 @@ def test_multi_source_history_has_per_source_metrics_and_selects_on_their_mean(o
         assert record["val_sources"]["a"]["n"] == 12 and record["val_sources"]["b"]["n"] == 8
         assert record["val"]["n"] == 20
         assert record["val"]["auc_mean"] == pytest.approx(
-            (record["val_sources"]["a"]["auc"] + record["val_sources"]["b"]["auc"]) / 2)
+            (record["val_sources"]["a"]["auc"] + record["val_sources"]["b"]["auc"]) / 2
+        )
     best = max(result.history, key=lambda r: r["val"]["auc_mean"])
     assert result.best["auc_mean"] == best["val"]["auc_mean"]
 
@@ -61,8 +62,16 @@ def test_source_weights_and_epoch_size_set_what_each_epoch_reads(one_thread):
     a = _Counting(_pairs(20, 3), counter, "a")
     b = _Counting(_pairs(20, 4), counter, "b")
     det = load_detector(TINY)
-    det.finetune({"a": a, "b": b}, epochs=2, batch_size=10, epoch_size=40, source_weights={"a": 3, "b": 1},
-                 cache_images=False, progress=False, num_workers=0)
+    det.finetune(
+        {"a": a, "b": b},
+        epochs=2,
+        batch_size=10,
+        epoch_size=40,
+        source_weights={"a": 3, "b": 1},
+        cache_images=False,
+        progress=False,
+        num_workers=0,
+    )
     # as_labeled_data reads each item's label once; then 30 + 10 images per epoch
     assert counter == {"a": 40 + 2 * 30, "b": 40 + 2 * 10}
     counter.clear()
@@ -189,8 +198,9 @@ def test_crossscale_reaches_half_side_crops():
     grid = np.zeros((64, 64, 3), np.uint8)
     grid[16:48, 16:52] = 200
     img = Image.fromarray(grid)
-    tight = sum(np.asarray(crossscale_augment(img, np.random.default_rng(s)))[8:-8, 8:-8].min() > 100
-                for s in range(200))
+    tight = sum(
+        np.asarray(crossscale_augment(img, np.random.default_rng(s)))[8:-8, 8:-8].min() > 100 for s in range(200)
+    )
     assert tight > 0
 
 
@@ -223,8 +233,7 @@ def test_training_and_predict_see_the_same_face_crop(monkeypatch, one_thread):
     images = [(face_like(i, size=96, fake=bool(i % 2)), i % 2) for i in range(4)]
     seen: list[torch.Tensor] = []
     hook = det.model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
-    det.finetune(images, epochs=1, batch_size=4, augment="none", crop_faces=True, progress=False,
-                 num_workers=0)
+    det.finetune(images, epochs=1, batch_size=4, augment="none", crop_faces=True, progress=False, num_workers=0)
     trained = seen[-1]
     seen.clear()
     det.predict([img for img, _ in images], crop_faces=True, batch_size=4)

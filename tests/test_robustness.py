@@ -31,8 +31,9 @@ class StripeNet(nn.Module):
 
     def __init__(self, classes: int = 1) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 2, (2, 1), bias=False), nn.ReLU(),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 2, (2, 1), bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.head = nn.Linear(2, classes)
         with torch.no_grad():
             w = torch.zeros(2, 3, 2, 1)
@@ -49,8 +50,11 @@ class StripeNet(nn.Module):
 
 if TINY not in dd.list_detectors():
     dd.register_detector(TINY, lambda **kw: StripeNet(**kw), config=dd.DetectorConfig(TINY, input_size=32))
-    dd.register_detector(TINY_SOFTMAX, lambda **kw: StripeNet(classes=2, **kw),
-                         config=dd.DetectorConfig(TINY_SOFTMAX, input_size=32, output="softmax"))
+    dd.register_detector(
+        TINY_SOFTMAX,
+        lambda **kw: StripeNet(classes=2, **kw),
+        config=dd.DetectorConfig(TINY_SOFTMAX, input_size=32, output="softmax"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +148,26 @@ def test_cli_robustness(tmp_path, capsys) -> None:
         for i in range(4):
             face_like(300 + 10 * label + i, size=40, fake=bool(label)).save(root / sub / f"{i}.png")
     png, js = tmp_path / "r.png", tmp_path / "r.json"
-    assert main(["robustness", "--model", TINY, "--labels", str(root), "--perturbations", "jpeg", "pgd",
-                 "--limit", "6", "--plot", str(png), "--json", str(js)]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                "--model",
+                TINY,
+                "--labels",
+                str(root),
+                "--perturbations",
+                "jpeg",
+                "pgd",
+                "--limit",
+                "6",
+                "--plot",
+                str(png),
+                "--json",
+                str(js),
+            ]
+        )
+        == 0
+    )
     assert "pgd" in capsys.readouterr().out and png.is_file()
     assert len(json.loads(js.read_text())) == 1 + 4 + 4

@@ -110,8 +110,10 @@ def test_predict_multipart_and_json_equal_detector_predict(tiny, images):
             assert x["label"] == ("fake" if x["p_fake"] >= tiny.config.threshold else "real")
             assert x["face_box"] is None
 
-        payload = {"images": [{"name": n, "data": base64.b64encode(d).decode()} for n, d in images[:3]]
-                   + ["data:image/png;base64," + base64.b64encode(images[3][1]).decode()]}
+        payload = {
+            "images": [{"name": n, "data": base64.b64encode(d).decode()} for n, d in images[:3]]
+            + ["data:image/png;base64," + base64.b64encode(images[3][1]).decode()]
+        }
         r = client.post("/v1/predict", json=payload)
         assert r.status_code == 200, r.text
         results = r.json()["results"]
@@ -154,6 +156,7 @@ def test_concurrent_requests_are_merged_into_batches(tiny, images):
     start = threading.Barrier(len(images))
     responses: dict[int, object] = {}
     with TestClient(app) as client:
+
         def one(i: int) -> None:
             start.wait()
             responses[i] = client.post("/v1/predict", files=multipart([images[i]]))
@@ -207,11 +210,27 @@ def big_noise_png(side: int = 1000) -> bytes:
     return encode(Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)))
 
 
-@pytest.mark.parametrize("case", [
-    "content-type", "no-content-type", "empty-body", "empty-multipart", "unknown-field", "unreadable", "empty-file",
-    "too-large", "too-many-pixels", "too-many-files", "bad-json", "no-images-key", "images-not-list",
-    "bad-base64", "base64-not-string", "broken-multipart",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "content-type",
+        "no-content-type",
+        "empty-body",
+        "empty-multipart",
+        "unknown-field",
+        "unreadable",
+        "empty-file",
+        "too-large",
+        "too-many-pixels",
+        "too-many-files",
+        "bad-json",
+        "no-images-key",
+        "images-not-list",
+        "bad-base64",
+        "base64-not-string",
+        "broken-multipart",
+    ],
+)
 def test_bad_input_gets_a_4xx_naming_the_field(tiny, images, case):
     app = create_app(tiny, max_upload_bytes=200_000, max_pixels=200 * 200, max_files=8)
     ok = multipart(images[:1])
@@ -220,23 +239,42 @@ def test_bad_input_gets_a_4xx_naming_the_field(tiny, images, case):
         "content-type": (415, "Content-Type", dict(content=b"abc", headers={"content-type": "text/plain"})),
         "no-content-type": (415, "Content-Type", dict(content=b"abc")),
         "empty-body": (400, "body", dict(content=b"", headers={"content-type": "application/json"})),
-        "empty-multipart": (400, "file", dict(content=f"--{boundary}--\r\n".encode(),
-                                              headers={"content-type": f"multipart/form-data; boundary={boundary}"})),
+        "empty-multipart": (
+            400,
+            "file",
+            dict(
+                content=f"--{boundary}--\r\n".encode(),
+                headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+            ),
+        ),
         "unknown-field": (400, "image", dict(files=[("image", ("a.png", images[0][1], "image/png"))])),
-        "unreadable": (422, "file[1]", dict(files=ok + [("file", ("notes.txt", b"hello, not an image", "text/plain"))])),
+        "unreadable": (
+            422,
+            "file[1]",
+            dict(files=ok + [("file", ("notes.txt", b"hello, not an image", "text/plain"))]),
+        ),
         "empty-file": (422, "file[0]", dict(files=[("file", ("empty.png", b"", "image/png"))])),
         "too-large": (413, "body", dict(files=[("file", ("big.png", big_noise_png(), "image/png"))])),
-        "too-many-pixels": (422, "file[0]", dict(files=[("file", ("wide.png", encode(Image.new("RGB", (400, 400))),
-                                                                   "image/png"))])),
+        "too-many-pixels": (
+            422,
+            "file[0]",
+            dict(files=[("file", ("wide.png", encode(Image.new("RGB", (400, 400))), "image/png"))]),
+        ),
         "too-many-files": (413, "file", dict(files=multipart(images[:1] * 9))),
         "bad-json": (400, "body", dict(content=b"{not json", headers={"content-type": "application/json"})),
         "no-images-key": (400, "images", dict(json={"files": []})),
         "images-not-list": (400, "images", dict(json={"images": "abc"})),
         "bad-base64": (422, "images[0].data", dict(json={"images": [{"name": "a", "data": "%%%"}]})),
         "base64-not-string": (422, "images[0]", dict(json={"images": [42]})),
-        "broken-multipart": (400, "body", dict(content=b"--xyzzy\r\nContent-Disposition: form-data; name=\"file\"\r\n"
-                                               b"\r\n" + images[0][1][:50] + b"\r\n--other--",
-                                               headers={"content-type": "multipart/form-data; boundary=xyzzy"})),
+        "broken-multipart": (
+            400,
+            "body",
+            dict(
+                content=b'--xyzzy\r\nContent-Disposition: form-data; name="file"\r\n'
+                b"\r\n" + images[0][1][:50] + b"\r\n--other--",
+                headers={"content-type": "multipart/form-data; boundary=xyzzy"},
+            ),
+        ),
     }
     status, field, kwargs = requests[case]
     with TestClient(app) as client:
@@ -318,8 +356,12 @@ def test_a_full_queue_gets_503_at_once(tiny, images, monkeypatch):
         real = tiny.predict_tensor
         monkeypatch.setattr(tiny, "predict_tensor", lambda b, **kw: (time.sleep(0.5), real(b, **kw))[1])
         codes: list[int] = []
-        threads = [threading.Thread(target=lambda: codes.append(
-            client.post("/v1/predict", files=multipart(images[:1])).status_code)) for _ in range(4)]
+        threads = [
+            threading.Thread(
+                target=lambda: codes.append(client.post("/v1/predict", files=multipart(images[:1])).status_code)
+            )
+            for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:

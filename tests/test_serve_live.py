@@ -54,8 +54,13 @@ def running_server(log: Path, *args: str) -> Iterator[tuple[str, subprocess.Pope
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "deepfake_detect", "serve", "--port", str(port),
-                                 "--no-access-log", *args], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deepfake_detect", "serve", "--port", str(port), "--no-access-log", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -82,8 +87,9 @@ def running_server(log: Path, *args: str) -> Iterator[tuple[str, subprocess.Pope
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("serve") / "server.log", "--max-batch", "32",
-                        "--max-wait-ms", "10") as running:
+    with running_server(
+        tmp_path_factory.mktemp("serve") / "server.log", "--max-batch", "32", "--max-wait-ms", "10"
+    ) as running:
         yield running
 
 
@@ -93,8 +99,9 @@ def png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def run_load(url: str, images: list[tuple[str, bytes]], clients: int, seconds: float
-             ) -> tuple[list[tuple[int, int, float]], list[str], bool]:
+def run_load(
+    url: str, images: list[tuple[str, bytes]], clients: int, seconds: float
+) -> tuple[list[tuple[int, int, float]], list[str], bool]:
     """``clients`` threads posting one image at a time for ``seconds``: (image index, status,
     p_fake) per answer, the transport errors, and whether every client finished."""
     records: list[tuple[int, int, float]] = []
@@ -169,18 +176,30 @@ def test_load_on_loopback(server):
 
 
 # -- the page in a real browser ------------------------------------------------------------------
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1280,1000")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1000",
+)
 
 
 def find_browser() -> tuple[str, str]:
     browser = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
     driver = shutil.which("chromedriver") or next(
-        (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if os.path.exists(p)), None)
+        (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if os.path.exists(p)), None
+    )
     if browser is None or driver is None:
-        pytest.skip("no Chromium and chromedriver on this machine (apt-get install chromium chromium-driver); "
-                    ".ci/run installs them where apt-get works")
+        pytest.skip(
+            "no Chromium and chromedriver on this machine (apt-get install chromium chromium-driver); "
+            ".ci/run installs them where apt-get works"
+        )
     return browser, driver
 
 
@@ -234,8 +253,9 @@ def check_page(url: str, browser: str, driver_path: str, tmp_path: Path, crop: b
             assert float(card.get_attribute("data-pfake")) == pytest.approx(expected[name]["p_fake"], abs=1e-9)
             heat = card.find_element(By.CSS_SELECTOR, "img.heatmap")
             assert driver.execute_script("return arguments[0].naturalWidth", heat) == 256  # the PNG decoded
-            width = driver.execute_script("return parseFloat(arguments[0].style.width)",
-                                          card.find_element(By.CSS_SELECTOR, ".bar > div"))
+            width = driver.execute_script(
+                "return parseFloat(arguments[0].style.width)", card.find_element(By.CSS_SELECTOR, ".bar > div")
+            )
             assert width == pytest.approx(100 * expected[name]["p_fake"], abs=0.1)
             boxes = card.find_elements(By.CSS_SELECTOR, ".facebox")
             assert len(boxes) == (1 if crop else 0) and (expected[name]["face_box"] is not None) == crop

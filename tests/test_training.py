@@ -57,8 +57,11 @@ def test_every_data_format_trains_and_evaluates(image_folder):
         for p in (image_folder / sub).iterdir():
             (zero_one / label / p.name).write_bytes(p.read_bytes())
     formats = {
-        "folder": image_folder, "0/1 folder": zero_one, "pairs": pairs,
-        "label file": _label_file(image_folder), "dataset": _TorchDataset(pairs),
+        "folder": image_folder,
+        "0/1 folder": zero_one,
+        "pairs": pairs,
+        "label file": _label_file(image_folder),
+        "dataset": _TorchDataset(pairs),
     }
     for name, data in formats.items():
         det = load_detector(TINY)
@@ -74,8 +77,9 @@ def test_every_data_format_trains_and_evaluates(image_folder):
 def test_training_learns_an_easy_artefact(image_folder):
     torch.manual_seed(0)
     det = load_detector(TINY)
-    result = det.finetune(image_folder, image_folder, epochs=10, batch_size=8, lr=1e-2, augment="none",
-                          progress=False, num_workers=0)
+    result = det.finetune(
+        image_folder, image_folder, epochs=10, batch_size=8, lr=1e-2, augment="none", progress=False, num_workers=0
+    )
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.best["auc"] > 0.85
     assert det.evaluate(image_folder)["auc"] == pytest.approx(result.best["auc"], abs=1e-6)  # holds the best weights
@@ -126,6 +130,7 @@ def test_frozen_backbone_stays_frozen_bn_statistics_included(image_folder, monke
     assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
     # the features were cached in the first epoch and used after it
     assert caches[0] is not None and caches[0].ready
+
     # and the cached path gives the same losses and weights as recomputing the features:
     # the same BCE as a callable loss turns the cache off
     def bce(output, labels, inputs):
@@ -135,8 +140,9 @@ def test_frozen_backbone_stays_frozen_bn_statistics_included(image_folder, monke
     det2.model.load_state_dict(before)
     res2 = det2.finetune(image_folder, epochs=3, batch_size=8, progress=False, num_workers=0, loss=bce)
     assert caches[1] is None  # recomputed every epoch
-    np.testing.assert_allclose([h["train_loss"] for h in res2.history],
-                               [h["train_loss"] for h in result.history], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        [h["train_loss"] for h in res2.history], [h["train_loss"] for h in result.history], rtol=1e-4, atol=1e-5
+    )
     for k, v in det2.model.state_dict().items():
         torch.testing.assert_close(v, after[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs")
 
@@ -172,8 +178,9 @@ def test_an_output_dir_trained_without_validation_loads_its_last_checkpoint(tmp_
 
 
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, image_folder):
-    kwargs = dict(epochs=4, batch_size=6, lr=1e-2, augment="default", synth_fakes=0.5, progress=False, num_workers=2,
-                  ema=0.9)
+    kwargs = dict(
+        epochs=4, batch_size=6, lr=1e-2, augment="default", synth_fakes=0.5, progress=False, num_workers=2, ema=0.9
+    )
     torch.manual_seed(0)
     full = load_detector(TINY)
     full_result = full.finetune(image_folder, image_folder, output_dir=tmp_path / "full", **kwargs)
@@ -184,7 +191,9 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, ima
 
     torch.manual_seed(0)
     part = load_detector(TINY)
-    first = part.finetune(image_folder, image_folder, output_dir=tmp_path / "part", callbacks=[stop_after_two], **kwargs)
+    first = part.finetune(
+        image_folder, image_folder, output_dir=tmp_path / "part", callbacks=[stop_after_two], **kwargs
+    )
     assert first.interrupted and [h["epoch"] for h in first.history] == [1, 2]
     resumed = load_detector(tmp_path / "part" / CHECKPOINT_LAST)
     second = resumed.finetune(image_folder, image_folder, output_dir=tmp_path / "part", resume=True, **kwargs)
@@ -214,8 +223,9 @@ def test_data_is_checked_before_training(tmp_path, image_folder):
 
 def test_self_blended_fakes_let_real_only_data_train(image_folder):
     reals = [(p, 0) for p, y in _pairs(image_folder) if y == 0]
-    result = load_detector(TINY).finetune(reals, epochs=1, batch_size=8, synth_fakes=1.0, progress=False,
-                                          num_workers=0, augment="none")
+    result = load_detector(TINY).finetune(
+        reals, epochs=1, batch_size=8, synth_fakes=1.0, progress=False, num_workers=0, augment="none"
+    )
     assert np.isfinite(result.history[0]["train_loss"])
 
 
@@ -253,11 +263,19 @@ def test_torchrun_two_processes_on_cpu(tmp_path, image_folder):
     out = tmp_path / "ddp_run"
     results_dir = tmp_path / "results"
     results_dir.mkdir()
-    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(image_folder), out=str(out),
-                                        results=str(results_dir)))
+    script.write_text(
+        DDP_SCRIPT.format(
+            tests=str(Path(__file__).parent), data=str(image_folder), out=str(out), results=str(results_dir)
+        )
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script)], capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads((results_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert results[0] == results[1]  # both ranks agree on the gathered metrics
@@ -272,8 +290,7 @@ def test_ema_with_a_frozen_backbone_validates_the_ema_head(image_folder):
     model's head: ``finetune(d, d, epochs=2, ema=True)`` raised IndexError (and would have
     scored the live head, not the EMA one)."""
     det = load_detector("resnet18-finetune")
-    result = det.finetune(image_folder, image_folder, epochs=2, batch_size=8, ema=True, progress=False,
-                          num_workers=0)
+    result = det.finetune(image_folder, image_folder, epochs=2, batch_size=8, ema=True, progress=False, num_workers=0)
     assert [h["epoch"] for h in result.history] == [1, 2]
     # the detector keeps the EMA weights of the best epoch, and they score what validation saw
     assert det.evaluate(image_folder)["auc"] == pytest.approx(result.best["auc"], abs=1e-6)
@@ -326,8 +343,12 @@ def test_the_trainer_runs_step_by_step(image_folder):
     from deepfake_detect.training import TrainConfig, Trainer
 
     det = load_detector(TINY)
-    trainer = Trainer(det, {"a": image_folder, "b": image_folder}, {"a": image_folder, "b": image_folder},
-                      TrainConfig(epochs=1, batch_size=8, progress=False, num_workers=0, source_weights={"a": 3, "b": 1}))
+    trainer = Trainer(
+        det,
+        {"a": image_folder, "b": image_folder},
+        {"a": image_folder, "b": image_folder},
+        TrainConfig(epochs=1, batch_size=8, progress=False, num_workers=0, source_weights={"a": 3, "b": 1}),
+    )
     trainer.setup()
     record = trainer.train_epoch(1)
     assert record["epoch"] == 1 and np.isfinite(record["train_loss"]) and "val" not in record

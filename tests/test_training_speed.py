@@ -35,15 +35,23 @@ def test_named_optimizers_are_fused_on_cpu_and_step_like_the_loop(name):
     torch.manual_seed(0)
     # no conv bias before a BatchNorm here: its gradient is float noise, which Adam scales up
     # to full steps of either sign, so any two implementations part ways on it
-    fused_model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Tanh(), torch.nn.Flatten(),
-                                      torch.nn.Linear(4 * 30 * 30, 1))
+    fused_model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 1)
+    )
     loop_model = copy.deepcopy(fused_model)
     fused = make_optimizer(name, fused_model, 1e-2, 0.05)
     assert all(g["fused"] for g in fused.param_groups)
     index = {id(p): i for i, p in enumerate(fused_model.parameters())}
     others = list(loop_model.parameters())
-    loop = type(fused)([{**{k: v for k, v in g.items() if k not in ("params", "fused")},
-                         "params": [others[index[id(p)]] for p in g["params"]]} for g in fused.param_groups])
+    loop = type(fused)(
+        [
+            {
+                **{k: v for k, v in g.items() if k not in ("params", "fused")},
+                "params": [others[index[id(p)]] for p in g["params"]],
+            }
+            for g in fused.param_groups
+        ]
+    )
     assert not any(g["fused"] for g in loop.param_groups)
     x = torch.randn(4, 3, 32, 32)
     for _ in range(3):
@@ -108,8 +116,9 @@ def test_a_process_that_tunes_its_allocator_is_left_alone(monkeypatch):
 def _train_tiny(folder, **kwargs):
     torch.manual_seed(0)
     det = load_detector(TINY)
-    result = det.finetune(folder, epochs=2, batch_size=8, lr=1e-2, augment="camp", progress=False, num_workers=0,
-                          **kwargs)
+    result = det.finetune(
+        folder, epochs=2, batch_size=8, lr=1e-2, augment="camp", progress=False, num_workers=0, **kwargs
+    )
     return det, result
 
 
@@ -133,8 +142,9 @@ def test_compiled_training_predicts_like_eager_training(image_folder, one_thread
     eager, eager_result = _train_tiny(image_folder)
     compiled, compiled_result = _train_tiny(image_folder, compile=backend)
     assert "compile" not in compiled.config.metadata["recipe"]  # how it ran, not what it computed
-    np.testing.assert_allclose([h["train_loss"] for h in compiled_result.history],
-                               [h["train_loss"] for h in eager_result.history], rtol=1e-4)
+    np.testing.assert_allclose(
+        [h["train_loss"] for h in compiled_result.history], [h["train_loss"] for h in eager_result.history], rtol=1e-4
+    )
     # inductor fuses and reorders float sums; two epochs at lr 1e-2 grow that rounding to ~5e-4
     atol = 1e-4 if backend == "aot_eager" else 2e-3
     np.testing.assert_allclose(compiled.predict(image_folder), eager.predict(image_folder), atol=atol)

@@ -28,8 +28,9 @@ def _noise(w: int, h: int, seed: int) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
 
 
-def _frame_with_face(size: tuple[int, int] = (320, 240), face: int = 128, at: tuple[int, int] = (150, 60),
-                     seed: int = 0) -> Image.Image:
+def _frame_with_face(
+    size: tuple[int, int] = (320, 240), face: int = 128, at: tuple[int, int] = (150, 60), seed: int = 0
+) -> Image.Image:
     img = _noise(*size, seed)
     with Image.open(FACE) as f:
         img.paste(f.convert("RGB").resize((face, face)), at)
@@ -83,8 +84,10 @@ def test_crop_face_margin_and_clipping() -> None:
     img = _frame_with_face()
     x0, y0, x1, y1 = detect_largest_face(img)
     crop, found = crop_face(img, margin=0.25)
-    assert found and crop.size == (round(x1 + (x1 - x0) * 0.25) - round(x0 - (x1 - x0) * 0.25),
-                                   round(y1 + (y1 - y0) * 0.25) - round(y0 - (y1 - y0) * 0.25))
+    assert found and crop.size == (
+        round(x1 + (x1 - x0) * 0.25) - round(x0 - (x1 - x0) * 0.25),
+        round(y1 + (y1 - y0) * 0.25) - round(y0 - (y1 - y0) * 0.25),
+    )
     corner = _frame_with_face(size=(200, 200), at=(0, 0))
     crop, found = crop_face(corner, margin=1.0)  # clipped at the image edges
     assert found and crop.size[0] <= 200 and crop.size[1] <= 200
@@ -139,7 +142,8 @@ def test_predict_video_scores_a_float(face_video: Path) -> None:
     assert mean == pytest.approx(float(per_frame.mean()), abs=1e-6)
     assert d.predict_video(face_video, num_frames=5, aggregate="max") == pytest.approx(float(per_frame.max()), abs=1e-6)
     assert d.predict_video(face_video, num_frames=5, aggregate="median") == pytest.approx(
-        float(np.median(per_frame)), abs=1e-6)
+        float(np.median(per_frame)), abs=1e-6
+    )
     whole = predict_video(d, face_video, num_frames=5, crop_faces=False)
     assert whole == pytest.approx(float(d.predict(frames).mean()), abs=1e-6)
     assert len(read_frames(face_video, num_frames=100)) == 20  # a short video gives all its frames

@@ -1,8 +1,8 @@
 """deepfake-detect: deepfake face-image detectors for PyTorch.
 
-    >>> from deepfake_detect import load_detector
-    >>> detector = load_detector()                 # the built-in default, offline
-    >>> detector.predict(["face.jpg"])             # P(fake) per image
+>>> from deepfake_detect import load_detector
+>>> detector = load_detector()                 # the built-in default, offline
+>>> detector.predict(["face.jpg"])             # P(fake) per image
 """
 
 __version__ = "0.1.0"

@@ -23,8 +23,16 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from .errors import DeepfakeDetectError
 
-__all__ = ["Augment", "get_augment", "camp_augment", "default_augment", "crossdomain_augment", "crossscale_augment",
-           "center_crop", "PRESETS"]
+__all__ = [
+    "Augment",
+    "get_augment",
+    "camp_augment",
+    "default_augment",
+    "crossdomain_augment",
+    "crossscale_augment",
+    "center_crop",
+    "PRESETS",
+]
 
 Augment = Callable[[Image.Image, np.random.Generator], Image.Image]
 
@@ -40,8 +48,11 @@ def camp_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def _rotate(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Rotation by up to 8 degrees either way, the corners filled with the mean colour."""
-    return img.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR,
-                      fillcolor=tuple(int(c) for c in np.asarray(img).reshape(-1, 3).mean(0)))
+    return img.rotate(
+        float(rng.uniform(-8, 8)),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=tuple(int(c) for c in np.asarray(img).reshape(-1, 3).mean(0)),
+    )
 
 
 def _jitter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -101,8 +112,16 @@ def center_crop(img: Image.Image, side: float, *, center: tuple[float, float] = 
     return img.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
 
 
-def _cross_augment(img: Image.Image, rng: np.random.Generator, *, crop_p: float, side_in_area: bool,
-                   min_side: float, down_shift: float, jpeg_min: int) -> Image.Image:
+def _cross_augment(
+    img: Image.Image,
+    rng: np.random.Generator,
+    *,
+    crop_p: float,
+    side_in_area: bool,
+    min_side: float,
+    down_shift: float,
+    jpeg_min: int,
+) -> Image.Image:
     w, h = img.size
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -146,8 +165,13 @@ def _none(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-PRESETS: dict[str, Augment] = {"none": _none, "camp": camp_augment, "default": default_augment,
-                               "crossdomain": crossdomain_augment, "crossscale": crossscale_augment}
+PRESETS: dict[str, Augment] = {
+    "none": _none,
+    "camp": camp_augment,
+    "default": default_augment,
+    "crossdomain": crossdomain_augment,
+    "crossscale": crossscale_augment,
+}
 
 
 def get_augment(augment: Union[str, Callable[..., Any], None]) -> Augment | None:
@@ -161,8 +185,13 @@ def get_augment(augment: Union[str, Callable[..., Any], None]) -> Augment | None
     if not callable(augment):
         raise DeepfakeDetectError(f"augment={augment!r}: expected a preset name or a callable")
     try:
-        n_args = len([p for p in inspect.signature(augment).parameters.values()
-                      if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+        n_args = len(
+            [
+                p
+                for p in inspect.signature(augment).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+        )
     except (TypeError, ValueError):
         n_args = 1
     if n_args >= 2:
@@ -182,6 +211,8 @@ def apply_augment(augment: Augment, image: np.ndarray, rng: np.random.Generator)
         return np.array(out, dtype=np.uint8)
     arr = np.asarray(out)
     if arr.shape != image.shape or arr.dtype != np.uint8:
-        raise DeepfakeDetectError(f"augment returned {type(out).__name__} {getattr(arr, 'shape', '')}; "
-                                  f"expected a PIL image or a uint8 array of shape {image.shape}")
+        raise DeepfakeDetectError(
+            f"augment returned {type(out).__name__} {getattr(arr, 'shape', '')}; "
+            f"expected a PIL image or a uint8 array of shape {image.shape}"
+        )
     return arr

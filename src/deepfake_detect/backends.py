@@ -65,10 +65,28 @@ if TYPE_CHECKING:
     from .detector import Detector
 
 __all__ = [
-    "BACKENDS", "PRECISIONS", "AUTO_EXPORT_MIN_IMAGES", "AUTO_CACHED_MIN_IMAGES", "PARITY_ATOL", "MAX_CACHE_BYTES",
-    "CACHE_ENV", "GRAPH_BACKENDS", "BackendChoice", "GraphSession", "OrtSession", "OpenVINOSession",
-    "runtime_available", "onnxruntime_available", "available_cores", "cache_dir", "graph_dir", "clear_cache",
-    "weights_digest", "check_backend", "check_precision", "select",
+    "BACKENDS",
+    "PRECISIONS",
+    "AUTO_EXPORT_MIN_IMAGES",
+    "AUTO_CACHED_MIN_IMAGES",
+    "PARITY_ATOL",
+    "MAX_CACHE_BYTES",
+    "CACHE_ENV",
+    "GRAPH_BACKENDS",
+    "BackendChoice",
+    "GraphSession",
+    "OrtSession",
+    "OpenVINOSession",
+    "runtime_available",
+    "onnxruntime_available",
+    "available_cores",
+    "cache_dir",
+    "graph_dir",
+    "clear_cache",
+    "weights_digest",
+    "check_backend",
+    "check_precision",
+    "select",
 ]
 
 log = logging.getLogger(__name__)
@@ -252,8 +270,11 @@ class _WeightsVersion:
         self._refs = [weakref.ref(t) for t in (*model.parameters(), *model.buffers())]
 
     def matches(self, model: nn.Module, config: Any) -> bool:
-        return (weights_fingerprint(model) == self.fingerprint and _graph_config(config) == self.config
-                and all(r() is not None for r in self._refs))
+        return (
+            weights_fingerprint(model) == self.fingerprint
+            and _graph_config(config) == self.config
+            and all(r() is not None for r in self._refs)
+        )
 
 
 # -- graph sessions -----------------------------------------------------------------------
@@ -332,8 +353,11 @@ class OpenVINOSession(GraphSession):
         super().__init__(path, precision=precision, threads=threads)
         import openvino as ov
 
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
-                  "INFERENCE_PRECISION_HINT": "f32"}
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": self.threads,
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
         self._compiled = ov.Core().compile_model(str(path), "CPU", config)
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # an infer request runs one batch at a time
@@ -368,8 +392,9 @@ class Runtime:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()
 
-    def session(self, model: nn.Module, config: Any, backend: str, precision: str = "fp32",
-                calibration_digest: str = "") -> GraphSession | None:
+    def session(
+        self, model: nn.Module, config: Any, backend: str, precision: str = "fp32", calibration_digest: str = ""
+    ) -> GraphSession | None:
         """The session of ``backend`` for the model's current weights and config, or None."""
         entry = self._sessions.get((backend, precision, calibration_digest))
         return entry[1] if entry is not None and entry[0].matches(model, config) else None
@@ -407,8 +432,9 @@ def _runtime(detector: Detector) -> Runtime:
 Scorer = Callable[[Union[torch.Tensor, np.ndarray]], np.ndarray]
 
 
-def select(detector: Detector, backend: str, precision: str, *, num_images: int,
-           calibration: Any = None) -> tuple[BackendChoice, Scorer]:
+def select(
+    detector: Detector, backend: str, precision: str, *, num_images: int, calibration: Any = None
+) -> tuple[BackendChoice, Scorer]:
     """Decide what scores ``num_images`` images and return it: ``(choice, scorer)``, where
     ``scorer(batch)`` maps a normalised (N, 3, H, W) float32 batch to P(fake), a float32
     array (N,) (for a graph backend the scorer is its :class:`GraphSession`).
@@ -426,8 +452,9 @@ def select(detector: Detector, backend: str, precision: str, *, num_images: int,
         return _select_autocast(detector, backend, precision, device, num_images)
     if precision == "int8":
         if backend == "torch":
-            raise DeepfakeDetectError("precision='int8' runs on a graph runtime, not torch: use backend='auto', "
-                                      "'openvino' or 'onnxruntime'")
+            raise DeepfakeDetectError(
+                "precision='int8' runs on a graph runtime, not torch: use backend='auto', 'openvino' or 'onnxruntime'"
+            )
         _require("onnxruntime", "precision='int8'")  # its quantisation tool builds the graph
         if backend == "auto":
             backend = next(b for b in GRAPH_BACKENDS if runtime_available(b))  # onnxruntime at least
@@ -435,7 +462,8 @@ def select(detector: Detector, backend: str, precision: str, *, num_images: int,
         if calibration is None:
             raise DeepfakeDetectError(
                 "precision='int8' needs calibration images to set the activation ranges: "
-                "predict(..., precision='int8', calibration=[a few dozen of your images, paths or PIL images])")
+                "predict(..., precision='int8', calibration=[a few dozen of your images, paths or PIL images])"
+            )
         session = _int8_session(detector, calibration, backend)
         return BackendChoice(backend, "int8", f"static int8 graph {session.path.name}"), session
     if backend == "torch":
@@ -447,20 +475,27 @@ def select(detector: Detector, backend: str, precision: str, *, num_images: int,
     return _select_auto(detector, device, num_images)
 
 
-def _select_autocast(detector: Detector, backend: str, precision: str, device: torch.device,
-                     num_images: int) -> tuple[BackendChoice, Scorer]:
+def _select_autocast(
+    detector: Detector, backend: str, precision: str, device: torch.device, num_images: int
+) -> tuple[BackendChoice, Scorer]:
     if backend in GRAPH_BACKENDS:
-        raise DeepfakeDetectError(f"precision={precision!r} runs on the torch backend on CUDA; "
-                                  f"{backend} here runs 'fp32' (and ONNX Runtime 'int8')")
+        raise DeepfakeDetectError(
+            f"precision={precision!r} runs on the torch backend on CUDA; "
+            f"{backend} here runs 'fp32' (and ONNX Runtime 'int8')"
+        )
     if device.type != "cuda":
         raise DeepfakeDetectError(
             f"precision={precision!r} needs a CUDA device (torch autocast); the detector is on {device}. "
             "On CPU it is no faster than float32 (measured: docs/backends.md); use precision='fp32', or "
-            "'int8' with calibration images")
-    log.warning("scoring in %s (torch autocast on %s): scores differ from float32 by up to about 1e-3",
-                precision, device)
-    return (BackendChoice("torch", precision, f"torch autocast {precision} on {device}"),
-            _torch_scorer(detector, num_images, precision))
+            "'int8' with calibration images"
+        )
+    log.warning(
+        "scoring in %s (torch autocast on %s): scores differ from float32 by up to about 1e-3", precision, device
+    )
+    return (
+        BackendChoice("torch", precision, f"torch autocast {precision} on {device}"),
+        _torch_scorer(detector, num_images, precision),
+    )
 
 
 def _select_auto(detector: Detector, device: torch.device, num_images: int) -> tuple[BackendChoice, Scorer]:
@@ -472,8 +507,9 @@ def _select_auto(detector: Detector, device: torch.device, num_images: int) -> t
         return torch_choice(f"the model is on {device}")
     backend = next((b for b in GRAPH_BACKENDS if runtime_available(b)), None)
     if backend is None:
-        return torch_choice("no graph runtime is installed (pip install 'deepfake-detect[onnx]' or "
-                            "'deepfake-detect[openvino]')")
+        return torch_choice(
+            "no graph runtime is installed (pip install 'deepfake-detect[onnx]' or 'deepfake-detect[openvino]')"
+        )
     runtime, model = _runtime(detector), detector.model
     failed = runtime.failure(model, detector.config)
     if failed is not None:
@@ -638,15 +674,17 @@ def _export_checked(detector: Detector, path: Path, backend: str) -> None:
     try:
         got = _open(backend, path, "fp32")(probe)
     except Exception as e:
-        raise DeepfakeDetectError(f"{backend} cannot run the exported graph of {detector.config.architecture}: "
-                                  f"{type(e).__name__}: {e}") from e
+        raise DeepfakeDetectError(
+            f"{backend} cannot run the exported graph of {detector.config.architecture}: {type(e).__name__}: {e}"
+        ) from e
     want = torch_scores(detector, probe, optimize=False, precision="fp32").float().cpu().numpy()
     diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
     if not diff <= PARITY_ATOL:
         raise DeepfakeDetectError(
             f"the exported graph of {detector.config.architecture} disagrees with the torch model "
             f"(max |P(fake) difference| {diff:.2g} > {PARITY_ATOL:g} on a batch of 3; shapes {got.shape} vs "
-            f"{want.shape}); the model probably has data-dependent control flow. Use backend='torch'")
+            f"{want.shape}); the model probably has data-dependent control flow. Use backend='torch'"
+        )
 
 
 # -- int8 ---------------------------------------------------------------------------------
@@ -692,14 +730,20 @@ def _int8_session(detector: Detector, calibration: Any, backend: str) -> GraphSe
     if session is not None:
         return session
     version = _WeightsVersion(model, detector.config)
-    digest = runtime.digest(model, detector.config, "int8", _INT8_RECIPE, calib_digest,
-                            f"onnxruntime={_version('onnxruntime')}")
+    digest = runtime.digest(
+        model, detector.config, "int8", _INT8_RECIPE, calib_digest, f"onnxruntime={_version('onnxruntime')}"
+    )
     session = _cached_session(graph_dir() / f"{digest}.onnx", backend, "int8")
     if session is None:  # quantise the float32 graph (exported and checked against torch first, if need be)
         fp32 = _graph_session(detector, backend)
         session = _build_cached(digest, lambda tmp: _quantize_from(detector, fp32.path, tmp, calib), backend, "int8")
-    log.warning("scoring with an int8 graph on %s (static quantisation calibrated on %d image(s), %s): "
-                "scores differ from float32; see docs/backends.md", backend, len(calib), session.path)
+    log.warning(
+        "scoring with an int8 graph on %s (static quantisation calibrated on %d image(s), %s): "
+        "scores differ from float32; see docs/backends.md",
+        backend,
+        len(calib),
+        session.path,
+    )
     runtime.keep(version, session, calib_digest)
     return session
 
@@ -719,8 +763,9 @@ def _quantize_from(detector: Detector, fp32: Path, dst: Path, calibration: np.nd
         quantize_int8(src, dst, calibration)
 
 
-def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], calibration: np.ndarray, *,
-                  batch_size: int = 8) -> None:
+def quantize_int8(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], calibration: np.ndarray, *, batch_size: int = 8
+) -> None:
     """Write a static int8 (QDQ) version of the float32 graph ``src`` to ``dst``.
 
     Convolutions and the layers between them get per-channel int8 weights and uint8
@@ -741,7 +786,7 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = iter([calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)])
+            self._batches = iter([calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size)])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self._batches, None)
@@ -750,14 +795,22 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
     graph = onnx.load(str(src), load_external_data=False).graph
     nodes = list(graph.node)
     last_conv = max((i for i, n in enumerate(nodes) if n.op_type == "Conv"), default=-1)
-    exclude = [n.name for n in nodes[last_conv + 1:] if n.name]
+    exclude = [n.name for n in nodes[last_conv + 1 :] if n.name]
     with tempfile.TemporaryDirectory(prefix="deepfake-detect-int8-") as tmp:
         out = Path(tmp) / "int8.onnx"
         try:
-            quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=exclude,
-                            extra_options={"CalibPercentile": 99.999})
+            quantize_static(
+                str(src),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.Percentile,
+                nodes_to_exclude=exclude,
+                extra_options={"CalibPercentile": 99.999},
+            )
         except Exception as e:
             raise DeepfakeDetectError(f"int8 quantisation of {src} failed: {type(e).__name__}: {e}") from e
         shutil.move(str(out), str(dst))

@@ -19,11 +19,15 @@ if TYPE_CHECKING:
 __all__ = ["model_card", "write_model_card", "card_data"]
 
 TAGS = ["deepfake-detection", "image-classification", "deepfake-detect", "safetensors"]
-INTENDED_USE = ("Research on face-forgery detection and screening of face images, with a person reviewing "
-                "the results. Not for decisions about people without human review.")
-LIMITATIONS = ("A detector trained on one kind of fake can score near chance on manipulations it has not "
-               "seen; scores are not calibrated across datasets; compression, resizing and adversarial "
-               "perturbations lower accuracy.")
+INTENDED_USE = (
+    "Research on face-forgery detection and screening of face images, with a person reviewing "
+    "the results. Not for decisions about people without human review."
+)
+LIMITATIONS = (
+    "A detector trained on one kind of fake can score near chance on manipulations it has not "
+    "seen; scores are not calibrated across datasets; compression, resizing and adversarial "
+    "perturbations lower accuracy."
+)
 
 
 def card_data(detector: Detector) -> ModelCardData:
@@ -39,8 +43,14 @@ def card_data(detector: Detector) -> ModelCardData:
     if meta.get("weights_license"):
         extra["license_name"] = str(meta["weights_license"])
     datasets = [str(d) for d in meta.get("datasets") or []] or None
-    return ModelCardData(library_name="deepfake-detect", license=str(meta.get("license", "apache-2.0")),
-                         tags=list(TAGS), pipeline_tag="image-classification", datasets=datasets, **extra)
+    return ModelCardData(
+        library_name="deepfake-detect",
+        license=str(meta.get("license", "apache-2.0")),
+        tags=list(TAGS),
+        pipeline_tag="image-classification",
+        datasets=datasets,
+        **extra,
+    )
 
 
 def _model_table(detector: Detector) -> list[str]:
@@ -54,8 +64,11 @@ def _model_table(detector: Detector) -> list[str]:
         f"| normalisation | mean {list(cfg.mean)}, std {list(cfg.std)} |",
         f"| output | {cfg.output} -> P(fake); decision threshold {cfg.threshold} |",
     ]
-    for key, label in (("weights_tag", "weights"), ("weights_source", "weights source"),
-                       ("weights_license", "licence")):
+    for key, label in (
+        ("weights_tag", "weights"),
+        ("weights_source", "weights source"),
+        ("weights_license", "licence"),
+    ):
         if meta.get(key):
             rows.append(f"| {label} | {meta[key]} |")
     return rows
@@ -90,7 +103,13 @@ def _threshold_section(detector: Detector, meta: dict[str, Any]) -> list[str]:
     if rule:
         lines += ["", f"How it was set: {rule}"]
     if alarms:
-        lines += ["", "Real images labelled fake at this threshold:", "", "| real images | false-alarm rate |", "|---|---|"]
+        lines += [
+            "",
+            "Real images labelled fake at this threshold:",
+            "",
+            "| real images | false-alarm rate |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {v:.1%} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in alarms.items()]
     return lines + [""]
 
@@ -103,11 +122,21 @@ def _body(detector: Detector) -> str:
     lines += [
         f"A deepfake face-image detector for [deepfake-detect](https://pypi.org/project/deepfake-detect/) "
         f"(written by version {__version__}): one face image in, P(fake) out.",
-        "", "```python", "from deepfake_detect import load_detector",
+        "",
+        "```python",
+        "from deepfake_detect import load_detector",
         'detector = load_detector("<this repo id or folder>")',
-        'scores = detector.predict(["face.jpg"])  # P(fake) per image', "```", "",
-        "## Model", "", *_model_table(detector), "",
-        "## Training data", "", str(meta.get("training_data", "Not recorded.")), "",
+        'scores = detector.predict(["face.jpg"])  # P(fake) per image',
+        "```",
+        "",
+        "## Model",
+        "",
+        *_model_table(detector),
+        "",
+        "## Training data",
+        "",
+        str(meta.get("training_data", "Not recorded.")),
+        "",
     ]
     if meta.get("recipe"):
         lines += ["## Recipe", "", "```json", json.dumps(meta["recipe"], indent=2, sort_keys=True), "```", ""]

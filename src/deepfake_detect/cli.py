@@ -25,15 +25,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_model(p: argparse.ArgumentParser, required: bool = False, default_help: str = "the built-in default") -> None:
-    p.add_argument("--model", "-m", required=required, metavar="NAME|FOLDER|REPO",
-                   help=f"registry name, timm:<arch>, save_pretrained folder, or Hub repo id (default: {default_help})")
+    p.add_argument(
+        "--model",
+        "-m",
+        required=required,
+        metavar="NAME|FOLDER|REPO",
+        help=f"registry name, timm:<arch>, save_pretrained folder, or Hub repo id (default: {default_help})",
+    )
     p.add_argument("--weights", metavar="FILE", help=".safetensors or state-dict .pt/.pth to load into the model")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="deepfake-detect", description="Deepfake face-image detectors: predict, "
-                     "fine-tune, evaluate, and write challenge submissions.", epilog=EPILOG)
+    parser = _Parser(
+        prog="deepfake-detect",
+        description="Deepfake face-image detectors: predict, fine-tune, evaluate, and write challenge submissions.",
+        epilog=EPILOG,
+    )
     parser.add_argument("--version", action="version", version=f"deepfake-detect {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -46,49 +54,74 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_scoring_commands(sub: Any) -> None:
     """models, predict"""
-    p = sub.add_parser("models", help="list registry entries (and timm architectures) under the parameter limit",
-                       description="List registered detectors with parameter counts and input sizes; with --timm, "
-                       "timm architectures under the limit, largest first.")
+    p = sub.add_parser(
+        "models",
+        help="list registry entries (and timm architectures) under the parameter limit",
+        description="List registered detectors with parameter counts and input sizes; with --timm, "
+        "timm architectures under the limit, largest first.",
+    )
     p.add_argument("--timm", metavar="PATTERN", help="list timm architectures matching PATTERN (e.g. 'convnext*')")
     p.add_argument("--max-params", type=int, default=200_000_000, help="the limit (default: 200000000)")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("predict", help="P(fake) for images or folders; a table, or a submission CSV with --out",
-                       description="Score images. Prints a table (img_name, y_pred, verdict) or, with --out, "
-                       "writes the challenge CSV 'img_name,y_pred'. Folders are scanned recursively. Under "
-                       "torchrun the processes share the images and rank 0 writes the output.")
+    p = sub.add_parser(
+        "predict",
+        help="P(fake) for images or folders; a table, or a submission CSV with --out",
+        description="Score images. Prints a table (img_name, y_pred, verdict) or, with --out, "
+        "writes the challenge CSV 'img_name,y_pred'. Folders are scanned recursively. Under "
+        "torchrun the processes share the images and rank 0 writes the output.",
+    )
     p.add_argument("paths", nargs="+", help="image files and/or folders")
     _add_model(p)
     p.add_argument("--out", "-o", metavar="CSV", help="write img_name,y_pred here instead of a table")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--errors", choices=("raise", "skip"), default="raise",
-                   help="skip: list unreadable images on stderr and leave them out of the output")
+    p.add_argument(
+        "--errors",
+        choices=("raise", "skip"),
+        default="raise",
+        help="skip: list unreadable images on stderr and leave them out of the output",
+    )
     p.add_argument("--crop-faces", action="store_true", help="crop the largest face first (extra 'face')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_backend(p)
-    p.add_argument("--precision", choices=("fp32", "int8", "fp16", "bf16"), default="fp32",
-                   help="fp32 (default); int8: a quantised ONNX Runtime graph calibrated on --calibration images "
-                   "(scores move); fp16/bf16: CUDA only")
-    p.add_argument("--calibration", nargs="+", metavar="PATH",
-                   help="images and/or folders that calibrate --precision int8 (a few dozen of your images)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "int8", "fp16", "bf16"),
+        default="fp32",
+        help="fp32 (default); int8: a quantised ONNX Runtime graph calibrated on --calibration images "
+        "(scores move); fp16/bf16: CUDA only",
+    )
+    p.add_argument(
+        "--calibration",
+        nargs="+",
+        metavar="PATH",
+        help="images and/or folders that calibrate --precision int8 (a few dozen of your images)",
+    )
     p.set_defaults(func=cmd_predict)
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "openvino"), default="auto",
-                   help="what runs the model: auto (default: on CPU OpenVINO or ONNX Runtime when installed and the "
-                   "job is large enough or its graph is cached, else torch), torch, onnxruntime (extra 'onnx') or "
-                   "openvino (extra 'openvino')")
-
-
+    p.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime", "openvino"),
+        default="auto",
+        help="what runs the model: auto (default: on CPU OpenVINO or ONNX Runtime when installed and the "
+        "job is large enough or its graph is cached, else torch), torch, onnxruntime (extra 'onnx') or "
+        "openvino (extra 'openvino')",
+    )
 
 
 def _add_training_commands(sub: Any) -> None:
     """finetune, evaluate"""
-    p = sub.add_parser("finetune", help="fine-tune a detector on labelled images",
-                       description="Fine-tune on a challenge label file + image folder, or a folder with "
-                       "real/ and fake/ subfolders. Writes last/ and best/ checkpoints to --out after every epoch.")
-    p.add_argument("--train", required=True, metavar="LABELS|FOLDER", help="label file (with --train-dir) or real/fake folder")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a detector on labelled images",
+        description="Fine-tune on a challenge label file + image folder, or a folder with "
+        "real/ and fake/ subfolders. Writes last/ and best/ checkpoints to --out after every epoch.",
+    )
+    p.add_argument(
+        "--train", required=True, metavar="LABELS|FOLDER", help="label file (with --train-dir) or real/fake folder"
+    )
     p.add_argument("--train-dir", metavar="DIR", help="image folder of the --train label file")
     p.add_argument("--val", metavar="LABELS|FOLDER", help="validation label file (with --val-dir) or real/fake folder")
     p.add_argument("--val-dir", metavar="DIR")
@@ -106,10 +139,15 @@ def _add_training_commands(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("evaluate", help="AUC, TPR@FPR=1e-3, ACC, AP, EER on labelled images",
-                       description="Score labelled images and print the challenge's metrics (JSON with --json).")
+    p = sub.add_parser(
+        "evaluate",
+        help="AUC, TPR@FPR=1e-3, ACC, AP, EER on labelled images",
+        description="Score labelled images and print the challenge's metrics (JSON with --json).",
+    )
     _add_model(p)
-    p.add_argument("--labels", metavar="LABELS|FOLDER", required=True, help="label file (with --images) or real/fake folder")
+    p.add_argument(
+        "--labels", metavar="LABELS|FOLDER", required=True, help="label file (with --images) or real/fake folder"
+    )
     p.add_argument("--images", metavar="DIR", help="image folder of the label file")
     p.add_argument("--plot", metavar="PNG", help="write the ROC curve here")
     p.add_argument("--batch-size", type=int, default=32)
@@ -120,26 +158,34 @@ def _add_training_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
-
 def _add_analysis_commands(sub: Any) -> None:
     """info, explain, robustness"""
-    p = sub.add_parser("info", help="a detector's config, parameter count, preprocessing and weight source",
-                       description="Show what a detector is: config, parameters, preprocessing, weights.")
+    p = sub.add_parser(
+        "info",
+        help="a detector's config, parameter count, preprocessing and weight source",
+        description="Show what a detector is: config, parameters, preprocessing, weights.",
+    )
     p.add_argument("model", nargs="?", default=None, help="NAME|FOLDER|REPO (default: the built-in default)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("explain", help="a heatmap of what made the detector say fake",
-                       description="Write a heatmap (Grad-CAM, input-gradient saliency, or the reconstruction "
-                       "residual for ae-classifier) blended over the image.")
+    p = sub.add_parser(
+        "explain",
+        help="a heatmap of what made the detector say fake",
+        description="Write a heatmap (Grad-CAM, input-gradient saliency, or the reconstruction "
+        "residual for ae-classifier) blended over the image.",
+    )
     p.add_argument("image")
     _add_model(p)
     p.add_argument("--out", "-o", required=True, metavar="PNG")
     p.add_argument("--method", choices=("auto", "gradcam", "saliency", "residual"), default="auto")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("robustness", help="AUC under JPEG, blur, resize, noise, FGSM and PGD",
-                       description="Sweep perturbations over labelled images; prints a table, writes a plot.")
+    p = sub.add_parser(
+        "robustness",
+        help="AUC under JPEG, blur, resize, noise, FGSM and PGD",
+        description="Sweep perturbations over labelled images; prints a table, writes a plot.",
+    )
     _add_model(p)
     p.add_argument("--labels", required=True, metavar="LABELS|FOLDER")
     p.add_argument("--images", metavar="DIR")
@@ -150,40 +196,60 @@ def _add_analysis_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_robustness)
 
 
-
 def _add_serve_command(sub: Any) -> None:
     """serve"""
-    p = sub.add_parser("serve", help="an HTTP detection service with request batching and a web page (extra 'serve')",
-                       description="Serve a detector over HTTP: POST /v1/predict, POST /v1/explain, GET /v1/models, "
-                       "GET /healthz, and a drag-and-drop page at /. Concurrent requests are scored together "
-                       "in batches. There is no authentication: see docs/serve.md before exposing it.")
-    p.add_argument("model", nargs="?", default=None, metavar="DETECTOR",
-                   help="registry name, timm:<arch>, save_pretrained folder, or Hub repo id (default: the built-in default)")
+    p = sub.add_parser(
+        "serve",
+        help="an HTTP detection service with request batching and a web page (extra 'serve')",
+        description="Serve a detector over HTTP: POST /v1/predict, POST /v1/explain, GET /v1/models, "
+        "GET /healthz, and a drag-and-drop page at /. Concurrent requests are scored together "
+        "in batches. There is no authentication: see docs/serve.md before exposing it.",
+    )
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        metavar="DETECTOR",
+        help="registry name, timm:<arch>, save_pretrained folder, or Hub repo id (default: the built-in default)",
+    )
     p.add_argument("--weights", metavar="FILE", help=".safetensors or state-dict .pt/.pth to load into the model")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch", type=int, default=32, help="most images in one forward pass (default: 32)")
-    p.add_argument("--max-wait-ms", type=float, default=10.0,
-                   help="longest a batch waits for more images (default: 10)")
+    p.add_argument(
+        "--max-wait-ms", type=float, default=10.0, help="longest a batch waits for more images (default: 10)"
+    )
     p.add_argument("--crop-faces", action="store_true", help="score the largest face of each image (extra 'face')")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body in MB (default: 20)")
-    p.add_argument("--max-pixels", type=int, default=None,
-                   help="largest image in pixels (default: the library's limit, 64,000,000)")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds before an unanswered request gets 503 (default: 30)")
-    p.add_argument("--max-queue", type=int, default=256,
-                   help="most images waiting for the model before requests get 503 (default: 256)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="largest image in pixels (default: the library's limit, 64,000,000)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds before an unanswered request gets 503 (default: 30)"
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=256,
+        help="most images waiting for the model before requests get 503 (default: 256)",
+    )
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=cmd_serve)
-
 
 
 def _load(args: argparse.Namespace):
     from . import load_detector
 
-    return load_detector(args.model, weights=getattr(args, "weights", None), device=getattr(args, "device", None),
-                         backend=getattr(args, "backend", "auto"))
+    return load_detector(
+        args.model,
+        weights=getattr(args, "weights", None),
+        device=getattr(args, "device", None),
+        backend=getattr(args, "backend", "auto"),
+    )
 
 
 def _data(labels: str, images: str | None):
@@ -206,8 +272,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{'model':<40} {'parameters':>14}")
         for name, n in rows:
             print(f"{'timm:' + name:<40} {n:>14,}")
-        print(f"{len(rows)} timm architecture(s) matching {args.timm!r} under {args.max_params:,} parameters",
-              file=sys.stderr)
+        print(
+            f"{len(rows)} timm architecture(s) matching {args.timm!r} under {args.max_params:,} parameters",
+            file=sys.stderr,
+        )
         return 0
     print(f"{'name':<20} {'parameters':>12} {'input':>9} {'under limit':>12}  description")
     for name in list_detectors():
@@ -224,8 +292,11 @@ def cmd_models(args: argparse.Namespace) -> int:
             w = get_weights(wname)
             assert w is not None
             print(f"{wname:<36} {'yes' if w.default else '':>8}  {w.license}; {w.description}")
-    print("load_detector(NAME) builds an architecture untrained, load_detector(NAME.TAG) loads named weights, "
-          "load_detector() the default weights; any timm architecture as timm:<name>", file=sys.stderr)
+    print(
+        "load_detector(NAME) builds an architecture untrained, load_detector(NAME.TAG) loads named weights, "
+        "load_detector() the default weights; any timm architecture as timm:<name>",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -251,8 +322,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     inputs, names = image_names(args.paths)
     if not inputs:
         raise DataError("no image files found in " + ", ".join(args.paths))
-    kwargs: dict[str, Any] = dict(batch_size=args.batch_size, errors=args.errors,
-                                  progress=None if not args.no_progress else False)
+    kwargs: dict[str, Any] = dict(
+        batch_size=args.batch_size, errors=args.errors, progress=None if not args.no_progress else False
+    )
     if args.crop_faces:
         kwargs["crop_faces"] = True
     if args.device:
@@ -297,9 +369,19 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     train = _data(args.train, args.train_dir)
     val = _data(args.val, args.val_dir) if args.val else None
     result = detector.finetune(
-        train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment,
-        synth_fakes=args.synth_fakes, freeze_backbone=args.freeze_backbone, seed=args.seed,
-        output_dir=out, resume=args.resume, device=args.device, progress=not args.no_progress,
+        train,
+        val,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        augment=args.augment,
+        synth_fakes=args.synth_fakes,
+        freeze_backbone=args.freeze_backbone,
+        seed=args.seed,
+        output_dir=out,
+        resume=args.resume,
+        device=args.device,
+        progress=not args.no_progress,
     )
     if result.interrupted:
         print(f"interrupted; continue with: deepfake-detect finetune ... --out {out} --resume", file=sys.stderr)
@@ -314,8 +396,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = _data(args.labels, args.images)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        metrics = detector.evaluate(data, batch_size=args.batch_size, errors=args.errors, plot=args.plot,
-                                    progress=None if not args.no_progress else False)
+        metrics = detector.evaluate(
+            data,
+            batch_size=args.batch_size,
+            errors=args.errors,
+            plot=args.plot,
+            progress=None if not args.no_progress else False,
+        )
     _report_skipped(caught)
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -337,8 +424,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         "architecture": cfg.architecture,
         "parameters": detector.num_params,
         "input_size": list(cfg.input_size),
-        "preprocessing": {"resize": cfg.resize, "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation,
-                          "mean": list(cfg.mean), "std": list(cfg.std)},
+        "preprocessing": {
+            "resize": cfg.resize,
+            "crop_pct": cfg.crop_pct,
+            "interpolation": cfg.interpolation,
+            "mean": list(cfg.mean),
+            "std": list(cfg.std),
+        },
         "output": cfg.output,
         "threshold": cfg.threshold,
         "model_kwargs": cfg.model_kwargs,
@@ -386,20 +478,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .errors import DeepfakeDetectError
     from .serve import ServeConfig, is_loopback, return_freed_memory, serve  # first: a missing extra fails early
 
-    config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, crop_faces=args.crop_faces,
-                         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                         max_pixels=args.max_pixels or MAX_IMAGE_PIXELS, timeout_s=args.timeout,
-                         max_queue=args.max_queue)
+    config = ServeConfig(
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        crop_faces=args.crop_faces,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=args.max_pixels or MAX_IMAGE_PIXELS,
+        timeout_s=args.timeout,
+        max_queue=args.max_queue,
+    )
     if not 0 <= args.port <= 65535:
         raise DeepfakeDetectError(f"--port {args.port}: expected 0 to 65535")
     return_freed_memory()  # flat resident memory in a long-running process
     detector = _load(args)
     if not is_loopback(args.host):
-        print(f"warning: listening on {args.host}: the service has no authentication and anyone who can reach "
-              "this port can use it; put it behind a reverse proxy with authentication (docs/serve.md, "
-              "'Behind a reverse proxy')", file=sys.stderr)
-    print(f"serving {detector.source} on http://{args.host}:{args.port}/ (page at /, API at /v1/predict)",
-          file=sys.stderr)
+        print(
+            f"warning: listening on {args.host}: the service has no authentication and anyone who can reach "
+            "this port can use it; put it behind a reverse proxy with authentication (docs/serve.md, "
+            "'Behind a reverse proxy')",
+            file=sys.stderr,
+        )
+    print(
+        f"serving {detector.source} on http://{args.host}:{args.port}/ (page at /, API at /v1/predict)", file=sys.stderr
+    )
     serve(detector, host=args.host, port=args.port, config=config, access_log=not args.no_access_log)
     return 0
 
@@ -426,8 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # an unexpected failure still gets one line; --debug shows where
         if args.debug:
             raise
-        print(f"deepfake-detect {args.command}: error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"deepfake-detect {args.command}: error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         if args.debug:

@@ -76,9 +76,7 @@ class DetectorConfig:
         if self.output not in OUTPUT_KINDS:
             raise ConfigError(f"config output={self.output!r}: expected one of {OUTPUT_KINDS}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ConfigError(
-                f"config interpolation={self.interpolation!r}: expected one of {INTERPOLATIONS}"
-            )
+            raise ConfigError(f"config interpolation={self.interpolation!r}: expected one of {INTERPOLATIONS}")
         if not 0.0 < float(self.crop_pct) <= 1.0:
             raise ConfigError(f"config crop_pct={self.crop_pct!r}: expected a value in (0, 1]")
         if not 0.0 <= float(self.threshold) <= 1.0:

@@ -29,8 +29,18 @@ import numpy as np
 from .data.datasets import LabeledData, LabelFile, as_labeled_data, stratified_split
 from .errors import DataError
 
-__all__ = ["load_split", "group_split", "read_groups", "self_blended_set", "source_splits", "default_splits",
-           "selection_set", "two_class_sources", "cropped_view", "SOURCES_CSV"]
+__all__ = [
+    "load_split",
+    "group_split",
+    "read_groups",
+    "self_blended_set",
+    "source_splits",
+    "default_splits",
+    "selection_set",
+    "two_class_sources",
+    "cropped_view",
+    "SOURCES_CSV",
+]
 
 #: A per-image table beside the label files (dfdc-faces has one): ``img_name`` and ``source_video``.
 SOURCES_CSV = "sources.csv"
@@ -42,7 +52,9 @@ def load_split(root: str | os.PathLike[str], split: str) -> LabelFile:
     return LabelFile(root / f"{split}_label.txt", root / split)
 
 
-def source_splits(root: str | os.PathLike[str], holdout: float, *, seed: int = 0) -> tuple[LabeledData, LabeledData, LabelFile]:
+def source_splits(
+    root: str | os.PathLike[str], holdout: float, *, seed: int = 0
+) -> tuple[LabeledData, LabeledData, LabelFile]:
     """``(train, hold-out, val)`` of one challenge-layout source folder.
 
     The hold-out is taken from ``train`` for choosing epochs and thresholds (val stays
@@ -59,7 +71,9 @@ def source_splits(root: str | os.PathLike[str], holdout: float, *, seed: int = 0
     return kept, held, load_split(root, "val")
 
 
-def read_groups(csv_path: str | os.PathLike[str], *, key: str = "img_name", group: str = "source_video") -> dict[str, str]:
+def read_groups(
+    csv_path: str | os.PathLike[str], *, key: str = "img_name", group: str = "source_video"
+) -> dict[str, str]:
     """``{image name: group}`` from a CSV with a header (e.g. dfdc-faces' ``sources.csv``).
 
     Raises:
@@ -77,8 +91,9 @@ def read_groups(csv_path: str | os.PathLike[str], *, key: str = "img_name", grou
         raise DataError(f"{path}: cannot read ({e})") from None
 
 
-def group_split(data: Any, groups: Sequence[str] | Mapping[str, str], fraction: float, *,
-                seed: int = 0) -> tuple[LabeledData, LabeledData]:
+def group_split(
+    data: Any, groups: Sequence[str] | Mapping[str, str], fraction: float, *, seed: int = 0
+) -> tuple[LabeledData, LabeledData]:
     """Split into ``(kept, held_out)`` by whole groups: about ``fraction`` of the groups go
     to ``held_out`` with every image of theirs.
 
@@ -106,8 +121,9 @@ def group_split(data: Any, groups: Sequence[str] | Mapping[str, str], fraction: 
     return data.subset(keep_idx), data.subset(out_idx)
 
 
-def self_blended_set(sources: Mapping[str, Any], *, per_source: int | None = None,
-                     seed: int = 12345) -> list[tuple[Any, int]]:
+def self_blended_set(
+    sources: Mapping[str, Any], *, per_source: int | None = None, seed: int = 12345
+) -> list[tuple[Any, int]]:
     """Real images of each source (at most ``per_source``, drawn with ``seed``) and one
     self-blended fake of each (:func:`deepfake_detect.synth.self_blended_pairs`), as
     ``(image, label)`` pairs. The same arguments give the same set."""
@@ -123,9 +139,14 @@ def self_blended_set(sources: Mapping[str, Any], *, per_source: int | None = Non
     return self_blended_pairs(reals, seed=seed)
 
 
-def default_splits(dfdc: str | os.PathLike[str], ffhq: str | os.PathLike[str], *, seed: int = 0,
-                   limit: int | None = None, celebdf: str | os.PathLike[str] | None = None,
-                   ) -> tuple[dict[str, LabeledData], dict[str, LabeledData], dict[str, LabeledData]]:
+def default_splits(
+    dfdc: str | os.PathLike[str],
+    ffhq: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    celebdf: str | os.PathLike[str] | None = None,
+) -> tuple[dict[str, LabeledData], dict[str, LabeledData], dict[str, LabeledData]]:
     """``(train, holdout, val)``, each ``{"dfdc": ..., "ffhq": ...}`` (and ``"celebdf"`` when
     given): the split the built-in default is trained with. 5 % of dfdc-faces' source clips,
     a stratified 10 % of ffhq-stylegan and 15 % of celebdf-faces' source videos are held out
@@ -137,8 +158,10 @@ def default_splits(dfdc: str | os.PathLike[str], ffhq: str | os.PathLike[str], *
         parts["celebdf"] = source_splits(celebdf, 0.15, seed=seed)
     splits = [{name: p[k] for name, p in parts.items()} for k in range(3)]
     if limit:
-        splits = [{name: stratified_split(v, min(0.99, limit / len(v)), seed=0)[1]
-                   for name, v in part.items()} for part in splits]
+        splits = [
+            {name: stratified_split(v, min(0.99, limit / len(v)), seed=0)[1] for name, v in part.items()}
+            for part in splits
+        ]
     return splits[0], splits[1], splits[2]
 
 
@@ -164,8 +187,14 @@ def cropped_view(data: Any, side: float) -> list[tuple[Any, int]]:
     return [(center_crop(load_image(data.image(i)), side), int(data.labels[i])) for i in range(len(data))]
 
 
-def selection_set(holdout: Mapping[str, Any], *, seed: int = 0, per_source: int = 150,
-                  crop_sides: Sequence[float] = (), scored: Sequence[str] | None = None) -> dict[str, Any]:
+def selection_set(
+    holdout: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    per_source: int = 150,
+    crop_sides: Sequence[float] = (),
+    scored: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """What the default's epochs and recipe are chosen on (its threshold, on the hold-out's
     real images alone): the hold-out sources that have both classes, ``"sbi"`` (one
     self-blended fake of each of up to ``per_source`` real images of every hold-out source,

@@ -92,8 +92,10 @@ class Detector:
 
     def __repr__(self) -> str:
         h, w = self.config.input_size
-        return (f"Detector({self.config.architecture!r}, params={self.num_params:,}, input={h}x{w}, "
-                f"output={self.config.output}, source={self.source!r})")
+        return (
+            f"Detector({self.config.architecture!r}, params={self.num_params:,}, input={h}x{w}, "
+            f"output={self.config.output}, source={self.source!r})"
+        )
 
     def to(self, device: str | torch.device) -> Detector:
         """Move the model to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...); a device
@@ -122,8 +124,15 @@ class Detector:
         """Model output (logits, or a tuple whose first element is the logits) -> P(fake), shape (N,)."""
         return p_fake(output, self.config.output)
 
-    def predict_tensor(self, batch: torch.Tensor, *, optimize: bool = True, backend: str = "torch",
-                       precision: str = "fp32", calibration: Any = None) -> torch.Tensor:
+    def predict_tensor(
+        self,
+        batch: torch.Tensor,
+        *,
+        optimize: bool = True,
+        backend: str = "torch",
+        precision: str = "fp32",
+        calibration: Any = None,
+    ) -> torch.Tensor:
         """P(fake) for an already preprocessed (N, 3, H, W) batch, shape (N,), float32.
 
         Args:
@@ -144,12 +153,21 @@ class Detector:
         """
         from .backends import select, torch_scores
 
-        if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or batch.shape[1] != 3 \
-                or not batch.is_floating_point():
-            what = (f"a {batch.dtype} tensor of shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor)
-                    else type(batch).__name__)
-            raise DeepfakeDetectError(f"predict_tensor needs a preprocessed float (N, 3, H, W) batch, got {what}; "
-                                      "use predict() for images, or add a batch dimension with batch[None]")
+        if (
+            not isinstance(batch, torch.Tensor)
+            or batch.ndim != 4
+            or batch.shape[1] != 3
+            or not batch.is_floating_point()
+        ):
+            what = (
+                f"a {batch.dtype} tensor of shape {tuple(batch.shape)}"
+                if isinstance(batch, torch.Tensor)
+                else type(batch).__name__
+            )
+            raise DeepfakeDetectError(
+                f"predict_tensor needs a preprocessed float (N, 3, H, W) batch, got {what}; "
+                "use predict() for images, or add a batch dimension with batch[None]"
+            )
 
         if backend == "torch" and precision == "fp32":
             return torch_scores(self, batch, optimize=optimize, precision="fp32")
@@ -244,10 +262,23 @@ class Detector:
         backend = check_backend(self.backend if backend is None else backend)
         check_precision(precision)
         if distributed:
-            return _predict_distributed(self, inputs, dict(
-                batch_size=batch_size, device=device, progress=progress, num_workers=num_workers, errors=errors,
-                max_pixels=max_pixels, crop_faces=crop_faces, fast_decode=fast_decode, backend=backend,
-                precision=precision, calibration=calibration))
+            return _predict_distributed(
+                self,
+                inputs,
+                dict(
+                    batch_size=batch_size,
+                    device=device,
+                    progress=progress,
+                    num_workers=num_workers,
+                    errors=errors,
+                    max_pixels=max_pixels,
+                    crop_faces=crop_faces,
+                    fast_decode=fast_decode,
+                    backend=backend,
+                    precision=precision,
+                    calibration=calibration,
+                ),
+            )
         if device is not None:
             self.to(device)
         items = _flatten_inputs(inputs)
@@ -295,8 +326,9 @@ class Detector:
         return self._fast[1]
 
     # -- training and evaluation -----------------------------------------------------
-    def finetune(self, train: Any, val: Any = None, *, config: TrainConfig | None = None,
-                 **overrides: Any) -> TrainResult:
+    def finetune(
+        self, train: Any, val: Any = None, *, config: TrainConfig | None = None, **overrides: Any
+    ) -> TrainResult:
         """Fine-tune in place on your data; afterwards the detector holds the best weights.
 
         Args:
@@ -354,8 +386,9 @@ class Detector:
 
         return export_onnx(self, path, dynamic_batch=dynamic_batch)
 
-    def predict_video(self, path: str | os.PathLike[str], num_frames: int = 16, aggregate: str = "mean", *,
-                      crop_faces: bool = True) -> float:
+    def predict_video(
+        self, path: str | os.PathLike[str], num_frames: int = 16, aggregate: str = "mean", *, crop_faces: bool = True
+    ) -> float:
         """P(fake) of a video: ``aggregate`` ("mean", "median", "max") of ``num_frames`` evenly
         sampled (face-cropped) frames; see :func:`deepfake_detect.video.predict_video`."""
         from .video import predict_video
@@ -415,19 +448,20 @@ def _prepare_or_error(prep: Preprocessor, item: Any) -> np.ndarray | torch.Tenso
         return e
 
 
-def _prefetch_batches(items: Sequence[Any], prep: Preprocessor, batch_size: int,
-                      num_workers: int | None) -> Iterator[tuple[int, list[Any]]]:
+def _prefetch_batches(
+    items: Sequence[Any], prep: Preprocessor, batch_size: int, num_workers: int | None
+) -> Iterator[tuple[int, list[Any]]]:
     """Yield ``(start index, prepared items)`` per batch; a thread pool decodes the next
     batch while the caller runs the current one. At most two batches are held at a time,
     so memory does not grow with the number of inputs."""
     workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
     if workers <= 0 or len(items) <= 1:
         for start in range(0, len(items), batch_size):
-            yield start, [_prepare_or_error(prep, x) for x in items[start:start + batch_size]]
+            yield start, [_prepare_or_error(prep, x) for x in items[start : start + batch_size]]
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deepfake-detect-load") as pool:
         starts = list(range(0, len(items), batch_size))
-        submit = lambda s: [pool.submit(_prepare_or_error, prep, x) for x in items[s:s + batch_size]]  # noqa: E731
+        submit = lambda s: [pool.submit(_prepare_or_error, prep, x) for x in items[s : s + batch_size]]  # noqa: E731
         pending = submit(starts[0]) if starts else []
         for i, start in enumerate(starts):
             current = pending
@@ -448,8 +482,7 @@ def _predict_distributed(detector: Detector, inputs: Any, options: dict[str, Any
     from .distributed import DistContext, cores_per_process, local_device, threads_per_process
 
     device = options.pop("device")
-    dev = local_device(device if device is not None else
-                       "cuda" if detector.device.type == "cuda" else detector.device)
+    dev = local_device(device if device is not None else "cuda" if detector.device.type == "cuda" else detector.device)
     ctx = DistContext.from_env(dev)
     if not ctx.enabled:
         return detector.predict(inputs, device=device, **options)
@@ -468,8 +501,9 @@ def _predict_distributed(detector: Detector, inputs: Any, options: dict[str, Any
         ctx.close()
 
 
-def _score_shards(detector: Detector, inputs: Any, options: dict[str, Any], ctx: DistContext,
-                  dev: torch.device) -> np.ndarray:
+def _score_shards(
+    detector: Detector, inputs: Any, options: dict[str, Any], ctx: DistContext, dev: torch.device
+) -> np.ndarray:
     """Score this rank's part in steps of ``DIST_CHECK_BATCHES`` batches, all ranks checking
     for a failure after each step; then gather the scores and warnings."""
     from .backends import select
@@ -483,15 +517,22 @@ def _score_shards(detector: Detector, inputs: Any, options: dict[str, Any], ctx:
         # decide the backend once, for all the inputs, as single-process predict would: this
         # builds what scores them (the optimised torch model, or the graph session the
         # per-step calls below then find held) and nothing else
-        select(detector, options["backend"], options["precision"], num_images=len(items),
-               calibration=options["calibration"])
+        select(
+            detector,
+            options["backend"],
+            options["precision"],
+            num_images=len(items),
+            calibration=options["calibration"],
+        )
     except Exception as e:
         error = e
     ctx.raise_if_any(error)
     sizes = ctx.gather(len(items))
     if len(set(sizes)) > 1:
-        raise DeepfakeDetectError(f"predict(distributed=True): the processes were given different inputs "
-                                  f"({', '.join(map(str, sizes))} images by rank); give each the same list")
+        raise DeepfakeDetectError(
+            f"predict(distributed=True): the processes were given different inputs "
+            f"({', '.join(map(str, sizes))} images by rank); give each the same list"
+        )
     n, mine = len(items), ctx.shard(list(range(len(items))), pad=False)
     chunk = options["batch_size"] * DIST_CHECK_BATCHES
     per_rank = -(-n // ctx.world_size)  # the most any rank has
@@ -503,13 +544,13 @@ def _score_shards(detector: Detector, inputs: Any, options: dict[str, Any], ctx:
     progress = options.pop("progress")
     bar = _progress(n, progress if ctx.is_main else False, desc="predict")
     for step in range(steps):
-        part = mine[step * chunk:(step + 1) * chunk]
+        part = mine[step * chunk : (step + 1) * chunk]
         try:
             if part:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     out = detector.predict([items[i] for i in part], progress=False, **options)
-                scores[step * chunk:step * chunk + len(part)] = out
+                scores[step * chunk : step * chunk + len(part)] = out
                 for w in caught:
                     if isinstance(w.message, SkippedImagesWarning):
                         skipped += _skipped_at(part, out, w.message.errors)
@@ -628,8 +669,9 @@ def load_detector(
         check_device(device)  # before the model is built
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
     if name_or_path is None:
-        detector = _load_weights_entry(default_weights(), max_params, model_kwargs, hub,
-                                       source="built-in default detector")
+        detector = _load_weights_entry(
+            default_weights(), max_params, model_kwargs, hub, source="built-in default detector"
+        )
     else:
         detector = _load_named(os.fspath(name_or_path), max_params, model_kwargs, hub)
     if weights is not None:
@@ -642,8 +684,9 @@ def load_detector(
     return detector
 
 
-def build_detector(name: str, *, max_params: int | None = DEFAULT_MAX_PARAMS,
-                   config: DetectorConfig | None = None, **model_kwargs: Any) -> Detector:
+def build_detector(
+    name: str, *, max_params: int | None = DEFAULT_MAX_PARAMS, config: DetectorConfig | None = None, **model_kwargs: Any
+) -> Detector:
     """A registry architecture with fresh (or ImageNet-backbone) weights, after the guard."""
     entry = get_entry(name)
     check_parameter_limit(name, max_params, **model_kwargs)
@@ -653,12 +696,11 @@ def build_detector(name: str, *, max_params: int | None = DEFAULT_MAX_PARAMS,
     return Detector(model, config, source=name)
 
 
-def _load_named(name: str, max_params: int | None, model_kwargs: dict[str, Any],
-                hub: dict[str, Any]) -> Detector:
+def _load_named(name: str, max_params: int | None, model_kwargs: dict[str, Any], hub: dict[str, Any]) -> Detector:
     """A detector from a name that is not ``None``: a folder, a Hub repo, named weights or an
     architecture, in that order."""
     if name.startswith(LOCAL_PREFIX):
-        path = Path(name[len(LOCAL_PREFIX):]).expanduser()
+        path = Path(name[len(LOCAL_PREFIX) :]).expanduser()
         folder = _as_local_folder(str(path))
         if folder is None:
             raise ConfigError(f"{name}: {path} is not a folder written by save_pretrained or finetune")
@@ -677,8 +719,9 @@ def _load_named(name: str, max_params: int | None, model_kwargs: dict[str, Any],
     return build_detector(name, max_params=max_params, **model_kwargs)
 
 
-def _load_weights_entry(entry: WeightsEntry, max_params: int | None, model_kwargs: dict[str, Any],
-                        hub: dict[str, Any], source: str = "") -> Detector:
+def _load_weights_entry(
+    entry: WeightsEntry, max_params: int | None, model_kwargs: dict[str, Any], hub: dict[str, Any], source: str = ""
+) -> Detector:
     """Registered weights: a shipped folder, or a Hub repo (``hf-hub:org/name[@revision]``).
     The entry's name and licence are added to ``config.metadata`` (for the model card)."""
     if entry.is_local:

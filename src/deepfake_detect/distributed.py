@@ -13,8 +13,15 @@ import torch.distributed as dist
 
 from .errors import DeepfakeDetectError
 
-__all__ = ["DistContext", "is_main_process", "check_device", "local_device", "threads_per_process",
-           "cores_per_process", "available_cores"]
+__all__ = [
+    "DistContext",
+    "is_main_process",
+    "check_device",
+    "local_device",
+    "threads_per_process",
+    "cores_per_process",
+    "available_cores",
+]
 
 
 def is_main_process() -> bool:
@@ -27,7 +34,8 @@ def _parse_device(device: str | torch.device) -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError):
         raise DeepfakeDetectError(
-            f"device={device!r}: not a device; use 'cpu', 'cuda', 'cuda:N' or a torch.device") from None
+            f"device={device!r}: not a device; use 'cpu', 'cuda', 'cuda:N' or a torch.device"
+        ) from None
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -39,10 +47,10 @@ def check_device(device: str | torch.device) -> torch.device:
         if not torch.cuda.is_available():
             raise DeepfakeDetectError(
                 f"device={device!r}: torch sees no CUDA GPU here (torch {torch.__version__}, "
-                f"{'a CPU-only build' if torch.version.cuda is None else 'no GPU or driver found'}); use device='cpu'")
+                f"{'a CPU-only build' if torch.version.cuda is None else 'no GPU or driver found'}); use device='cpu'"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeepfakeDetectError(
-                f"device={device!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
+            raise DeepfakeDetectError(f"device={device!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 
@@ -124,7 +132,7 @@ class DistContext:
         if pad and indices:
             n = -(-len(indices) // self.world_size) * self.world_size
             indices = [indices[i % len(indices)] for i in range(n)]
-        return indices[self.rank::self.world_size]
+        return indices[self.rank :: self.world_size]
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order, on every rank."""
@@ -180,8 +188,11 @@ def _fresh_store() -> dict[str, Any]:
     store, rank, world = next(dist.rendezvous("env://"))
     restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     generation = (store.add(f"deepfake_detect/groups/{restart}", 1) - 1) // world
-    return {"store": dist.PrefixStore(f"deepfake_detect/{restart}/{generation}", store), "rank": rank,
-            "world_size": world}
+    return {
+        "store": dist.PrefixStore(f"deepfake_detect/{restart}/{generation}", store),
+        "rank": rank,
+        "world_size": world,
+    }
 
 
 def _portable(error: BaseException, rank: int) -> BaseException:

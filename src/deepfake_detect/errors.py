@@ -82,6 +82,4 @@ class MissingDependencyError(DeepfakeDetectError, ImportError):
     """An optional dependency (an extra) is needed for this feature."""
 
     def __init__(self, package: str, extra: str, feature: str) -> None:
-        super().__init__(
-            f"{feature} needs the package {package!r}: pip install 'deepfake-detect[{extra}]'"
-        )
+        super().__init__(f"{feature} needs the package {package!r}: pip install 'deepfake-detect[{extra}]'")

@@ -25,9 +25,18 @@ if TYPE_CHECKING:
 __all__ = ["evaluate", "per_source_metrics", "validation_scores", "describe_data"]
 
 
-def evaluate(detector: Detector, data: Any, *, batch_size: int = 32, device: Any = None,
-             progress: bool | None = None, num_workers: int | None = None, errors: str = "raise",
-             threshold: float | None = None, plot: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def evaluate(
+    detector: Detector,
+    data: Any,
+    *,
+    batch_size: int = 32,
+    device: Any = None,
+    progress: bool | None = None,
+    num_workers: int | None = None,
+    errors: str = "raise",
+    threshold: float | None = None,
+    plot: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """The challenge's metrics on labelled data, with the detector's own preprocessing.
 
     Args:
@@ -57,8 +66,9 @@ def evaluate(detector: Detector, data: Any, *, batch_size: int = 32, device: Any
     with warnings.catch_warnings():
         if errors == "skip":
             warnings.simplefilter("default")
-        scores = detector.predict(images, batch_size=batch_size, device=device, progress=progress,
-                                  num_workers=num_workers, errors=errors)
+        scores = detector.predict(
+            images, batch_size=batch_size, device=device, progress=progress, num_workers=num_workers, errors=errors
+        )
     keep = ~np.isnan(scores)
     threshold = detector.config.threshold if threshold is None else threshold
     if sources is not None:
@@ -79,8 +89,9 @@ def describe_data(data: Any) -> str:
     return merged.description or f"{len(merged)} labelled images"
 
 
-def per_source_metrics(labels: np.ndarray, scores: np.ndarray, source_ids: np.ndarray, names: Sequence[str],
-                       threshold: float) -> dict[str, Any]:
+def per_source_metrics(
+    labels: np.ndarray, scores: np.ndarray, source_ids: np.ndarray, names: Sequence[str], threshold: float
+) -> dict[str, Any]:
     """``{name: metrics, ..., "pooled": metrics + auc_mean}`` over the scored (non-NaN)
     images; ``source_ids[i]`` indexes ``names``."""
     keep = ~np.isnan(scores)
@@ -94,8 +105,15 @@ def per_source_metrics(labels: np.ndarray, scores: np.ndarray, source_ids: np.nd
     return out
 
 
-def validation_scores(detector: Detector, model: nn.Module, data: LabeledData, dist: DistContext,
-                      batch_size: int, *, crop_faces: bool = False) -> np.ndarray:
+def validation_scores(
+    detector: Detector,
+    model: nn.Module,
+    data: LabeledData,
+    dist: DistContext,
+    batch_size: int,
+    *,
+    crop_faces: bool = False,
+) -> np.ndarray:
     """P(fake) of ``model`` (run with ``detector``'s config) on ``data``, each process scoring
     its shard and the scores gathered; shape (len(data),). ``crop_faces`` scores each
     image's face as ``predict(..., crop_faces=True)`` does (without its warning)."""
@@ -107,8 +125,9 @@ def validation_scores(detector: Detector, model: nn.Module, data: LabeledData, d
     idx = dist.shard(list(range(len(data))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # images without a face are scored whole, as in predict
-        scores = view.predict([data.image(i) for i in idx], batch_size=batch_size, progress=False,
-                              crop_faces=crop_faces)
+        scores = view.predict(
+            [data.image(i) for i in idx], batch_size=batch_size, progress=False, crop_faces=crop_faces
+        )
     out = np.full(len(data), np.nan, dtype=np.float32)
     for part_idx, part_scores in dist.gather((idx, scores)):
         out[part_idx] = part_scores

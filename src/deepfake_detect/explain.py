@@ -144,8 +144,9 @@ def _gradcam(detector: Detector, x01: torch.Tensor, layer: str | None) -> torch.
     model = detector.model
     names = {m: n for n, m in model.named_modules()}
     if layer is not None and layer not in dict(model.named_modules()):
-        raise DeepfakeDetectError(f"layer={layer!r} is not a module of {type(model).__name__}; "
-                                  "see model.named_modules() for the names")
+        raise DeepfakeDetectError(
+            f"layer={layer!r} is not a module of {type(model).__name__}; see model.named_modules() for the names"
+        )
     conv_channels: set[int] = set()
     found: dict[str, Any] = {}
 
@@ -170,8 +171,10 @@ def _gradcam(detector: Detector, x01: torch.Tensor, layer: str | None) -> torch.
     act = found["act"]
     (grad,) = torch.autograd.grad(score, act, allow_unused=True)
     if grad is None:
-        raise DeepfakeDetectError(f"Grad-CAM on {type(model).__name__}: the score does not depend on module "
-                                  f"{found['name']!r}; pass another layer= or use method='saliency'")
+        raise DeepfakeDetectError(
+            f"Grad-CAM on {type(model).__name__}: the score does not depend on module "
+            f"{found['name']!r}; pass another layer= or use method='saliency'"
+        )
     weights = grad.float().mean(dim=(2, 3), keepdim=True)  # (1, C, 1, 1)
     cam = F.relu((weights * act.float()).sum(dim=1, keepdim=True))  # (1, 1, h', w')
     return F.interpolate(cam, size=x01.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
@@ -221,7 +224,7 @@ def _to_original(heat: np.ndarray, size: tuple[int, int], detector: Detector) ->
     x1, y1 = min(W, int(math.ceil(box[2]))), min(H, int(math.ceil(box[3])))
     tw, th = max(1, x1 - x0), max(1, y1 - y0)
     resized = np.asarray(Image.fromarray(heat.astype(np.float32), "F").resize((tw, th), Image.Resampling.BILINEAR))
-    out[y0:y0 + th, x0:x0 + tw] = resized[: H - y0, : W - x0]
+    out[y0 : y0 + th, x0 : x0 + tw] = resized[: H - y0, : W - x0]
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 

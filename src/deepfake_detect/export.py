@@ -64,8 +64,9 @@ def onnx_metadata(detector: Detector) -> dict[str, str]:
     }
 
 
-def export_onnx(detector: Detector, path: str | os.PathLike[str], *, dynamic_batch: bool = True,
-                opset: int = 17) -> Path:
+def export_onnx(
+    detector: Detector, path: str | os.PathLike[str], *, dynamic_batch: bool = True, opset: int = 17
+) -> Path:
     """Write ``detector`` as an ONNX model that outputs P(fake).
 
     Args:
@@ -105,8 +106,10 @@ def export_onnx(detector: Detector, path: str | os.PathLike[str], *, dynamic_bat
     for key, value in onnx_metadata(detector).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = (f"deepfake-detect {detector.config.architecture}: input (N, 3, {h}, {w}) normalised RGB, "
-                        f"output {OUTPUT_NAME} (N,) = P(fake); preprocessing in metadata_props")
+    proto.doc_string = (
+        f"deepfake-detect {detector.config.architecture}: input (N, 3, {h}, {w}) normalised RGB, "
+        f"output {OUTPUT_NAME} (N,) = P(fake); preprocessing in metadata_props"
+    )
     onnx.save(proto, str(path))
     return path
 
@@ -115,7 +118,10 @@ def _run_exporter(wrapper: nn.Module, dummy: torch.Tensor, path: Path, *, dynami
     """The TorchScript-based exporter (``dynamo=False``): no onnxscript needed and stable
     output names; torch's deprecation notice for it is silenced."""
     kwargs: dict[str, Any] = dict(
-        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset, do_constant_folding=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        opset_version=opset,
+        do_constant_folding=True,
         dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
     )
     try:
@@ -128,5 +134,6 @@ def _run_exporter(wrapper: nn.Module, dummy: torch.Tensor, path: Path, *, dynami
     except MissingDependencyError:
         raise
     except Exception as e:
-        raise DeepfakeDetectError(f"ONNX export of {type(wrapper.model).__name__} to {path} failed: "
-                                  f"{type(e).__name__}: {e}") from e
+        raise DeepfakeDetectError(
+            f"ONNX export of {type(wrapper.model).__name__} to {path} failed: {type(e).__name__}: {e}"
+        ) from e

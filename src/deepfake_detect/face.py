@@ -28,8 +28,16 @@ from .data.images import describe, load_image
 from .data.preprocess import Preprocessor, tensor_to_pil
 from .errors import DeepfakeDetectError, MissingDependencyError
 
-__all__ = ["detect_largest_face", "crop_face", "crop_face_box", "load_cascade", "thread_cascade", "NoFaceWarning",
-           "FaceCropPreprocessor", "CropPolicy"]
+__all__ = [
+    "detect_largest_face",
+    "crop_face",
+    "crop_face_box",
+    "load_cascade",
+    "thread_cascade",
+    "NoFaceWarning",
+    "FaceCropPreprocessor",
+    "CropPolicy",
+]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -87,8 +95,12 @@ class CropPolicy:
             x0, x1, y0, y1 = cx - side / 2, cx + side / 2, cy - side / 2, cy + side / 2
             w = h = side
         W, H = size
-        return (max(0, int(round(x0 - w * self.margin))), max(0, int(round(y0 - h * self.margin))),
-                min(W, int(round(x1 + w * self.margin))), min(H, int(round(y1 + h * self.margin))))
+        return (
+            max(0, int(round(x0 - w * self.margin))),
+            max(0, int(round(y0 - h * self.margin))),
+            min(W, int(round(x1 + w * self.margin))),
+            min(H, int(round(y1 + h * self.margin))),
+        )
 
 
 def _cv2() -> Any:
@@ -127,8 +139,9 @@ def thread_cascade() -> Any:
     return _local.cascade
 
 
-def detect_largest_face(image: Any, *, cascade: Any = None,
-                        min_size_fraction: float = 0.0) -> tuple[int, int, int, int] | None:
+def detect_largest_face(
+    image: Any, *, cascade: Any = None, min_size_fraction: float = 0.0
+) -> tuple[int, int, int, int] | None:
     """The largest frontal face in ``image``, as a pixel box ``(x0, y0, x1, y1)`` (x1, y1 exclusive).
 
     Args:
@@ -159,8 +172,9 @@ def detect_largest_face(image: Any, *, cascade: Any = None,
     return (x, y, x + w, y + h)
 
 
-def crop_face(image: Any, policy: CropPolicy | None = None, *, margin: float | None = None,
-              cascade: Any = None) -> tuple[Image.Image, bool]:
+def crop_face(
+    image: Any, policy: CropPolicy | None = None, *, margin: float | None = None, cascade: Any = None
+) -> tuple[Image.Image, bool]:
     """Crop the largest face as ``policy`` says, or return the whole image.
 
     Args:
@@ -176,8 +190,9 @@ def crop_face(image: Any, policy: CropPolicy | None = None, *, margin: float | N
     return crop, box is not None
 
 
-def crop_face_box(image: Any, policy: CropPolicy | None = None, *, margin: float | None = None,
-                  cascade: Any = None) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
+def crop_face_box(
+    image: Any, policy: CropPolicy | None = None, *, margin: float | None = None, cascade: Any = None
+) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
     """As :func:`crop_face`, but returns the face box found (``(x0, y0, x1, y1)`` in the
     image's pixels, before the policy's margin) instead of a flag: ``(crop, box)``, or
     ``(the whole RGB image, None)`` when no face is found. The crop is
@@ -217,8 +232,9 @@ class FaceCropPreprocessor:
     def prepare_with_box(self, item: Any) -> tuple[np.ndarray | torch.Tensor, tuple[int, int, int, int] | None]:
         """``prepare(item)`` and the face box that was cropped (``None``: no face, the whole
         image was prepared), in the image's pixels."""
-        img = tensor_to_pil(item) if isinstance(item, torch.Tensor) else load_image(
-            item, max_pixels=self.prep.max_pixels)
+        img = (
+            tensor_to_pil(item) if isinstance(item, torch.Tensor) else load_image(item, max_pixels=self.prep.max_pixels)
+        )
         crop, box = crop_face_box(img, self.policy)
         if box is None:
             self.not_found.append(item)

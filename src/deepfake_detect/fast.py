@@ -21,8 +21,9 @@ def weights_fingerprint(model: nn.Module) -> tuple:
     ``model.half()`` do, keeps the tensor and its version but not its storage), so it costs
     microseconds.
     """
-    return tuple((id(t), t._version, t.device.type, t.dtype, t.data_ptr())
-                 for t in (*model.parameters(), *model.buffers()))
+    return tuple(
+        (id(t), t._version, t.device.type, t.dtype, t.data_ptr()) for t in (*model.parameters(), *model.buffers())
+    )
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -46,8 +46,9 @@ def check_parameter_limit(name: str, max_params: int | None = DEFAULT_MAX_PARAMS
     return n
 
 
-def list_timm_models(pattern: str = "*", *, max_params: int | None = DEFAULT_MAX_PARAMS,
-                     pretrained_only: bool = False) -> list[tuple[str, int]]:
+def list_timm_models(
+    pattern: str = "*", *, max_params: int | None = DEFAULT_MAX_PARAMS, pretrained_only: bool = False
+) -> list[tuple[str, int]]:
     """timm architectures matching ``pattern`` whose one-logit detector fits ``max_params``.
 
     Returns:

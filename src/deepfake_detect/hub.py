@@ -41,7 +41,7 @@ DETECTOR_FILES = ("config.json", "model.safetensors", "README.md")
 
 
 def strip_prefix(name: str) -> str:
-    return name[len(HUB_PREFIX):] if name.startswith(HUB_PREFIX) else name
+    return name[len(HUB_PREFIX) :] if name.startswith(HUB_PREFIX) else name
 
 
 def _endpoint() -> str:
@@ -70,8 +70,10 @@ def _reachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
 
 def _how_to_get(repo_id: str, revision: str | None) -> str:
     rev = f" --revision {revision}" if revision else ""
-    return (f"download it while online (`hf download {repo_id}{rev}`, or load it once with "
-            f"load_detector), or pass a local folder written by save_pretrained")
+    return (
+        f"download it while online (`hf download {repo_id}{rev}`, or load it once with "
+        f"load_detector), or pass a local folder written by save_pretrained"
+    )
 
 
 @contextlib.contextmanager
@@ -92,13 +94,15 @@ def _hub_errors(repo_id: str, revision: str | None, what: str, why: str, endpoin
     except GatedRepoError:  # before RepositoryNotFoundError: it subclasses it
         raise HubError(f"Hub repo {where} is gated: accept its terms on the Hub and pass token=") from None
     except RepositoryNotFoundError:
-        raise HubError(f"Hub repo {where} was not found at {endpoint}; check the name, or pass token= "
-                       "for a private repo") from None
+        raise HubError(
+            f"Hub repo {where} was not found at {endpoint}; check the name, or pass token= for a private repo"
+        ) from None
     except RevisionNotFoundError:
         raise HubError(f"revision {revision!r} of Hub repo {repo_id!r} was not found at {endpoint}") from None
     except LocalEntryNotFoundError:  # before EntryNotFoundError: it may subclass it
-        raise HubError(f"{what} of Hub repo {where} is not in the local cache and {why}; "
-                       f"{_how_to_get(repo_id, revision)}") from None
+        raise HubError(
+            f"{what} of Hub repo {where} is not in the local cache and {why}; {_how_to_get(repo_id, revision)}"
+        ) from None
     except EntryNotFoundError:
         raise HubError(f"Hub repo {where} has no file {what!r}") from None
     except (HfHubHTTPError, OSError, ValueError) as e:
@@ -116,8 +120,15 @@ def _offline(local_files_only: bool, endpoint: str) -> tuple[bool, str]:
     return False, ""
 
 
-def download_file(repo_id: str, filename: str, *, revision: str | None = None, cache_dir: Any = None,
-                  token: str | bool | None = None, local_files_only: bool = False) -> str:
+def download_file(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: Any = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> str:
     """One file of a Hub model repo, from the cache or downloaded into it; returns its path.
 
     Raises:
@@ -130,13 +141,27 @@ def download_file(repo_id: str, filename: str, *, revision: str | None = None, c
     endpoint = _endpoint()
     offline, why = _offline(local_files_only, endpoint)
     with _hub_errors(repo_id, revision, filename, why, endpoint):
-        return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
-                               local_files_only=offline, endpoint=endpoint, etag_timeout=5)
+        return hf_hub_download(
+            repo_id,
+            filename,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=offline,
+            endpoint=endpoint,
+            etag_timeout=5,
+        )
     raise AssertionError("unreachable")  # pragma: no cover (for type checkers)
 
 
-def download_detector(name: str, *, revision: str | None = None, cache_dir: Any = None,
-                      token: str | bool | None = None, local_files_only: bool = False) -> Path:
+def download_detector(
+    name: str,
+    *,
+    revision: str | None = None,
+    cache_dir: Any = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> Path:
     """Fetch ``config.json`` + ``model.safetensors`` (+ ``README.md``) of a detector repo, all
     from one commit: the revision is resolved once (``snapshot_download`` with
     ``allow_patterns``), so a push during the download cannot mix two commits.
@@ -158,22 +183,36 @@ def download_detector(name: str, *, revision: str | None = None, cache_dir: Any 
     endpoint = _endpoint()
     offline, why = _offline(local_files_only, endpoint)
     with _hub_errors(repo_id, revision, "the detector files", why, endpoint):
-        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token,
-                                        local_files_only=offline, endpoint=endpoint, etag_timeout=5,
-                                        allow_patterns=list(DETECTOR_FILES)))
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                token=token,
+                local_files_only=offline,
+                endpoint=endpoint,
+                etag_timeout=5,
+                allow_patterns=list(DETECTOR_FILES),
+            )
+        )
     where = f"Hub repo {repo_id!r} (revision {revision or 'main'}, commit {folder.name})"
     for needed in ("config.json", "model.safetensors"):
         if (folder / needed).is_file():
             continue
         if offline:
-            raise HubError(f"{needed} of {where} is not in the local cache and {why}; "
-                           f"{_how_to_get(repo_id, revision)}")
+            raise HubError(f"{needed} of {where} is not in the local cache and {why}; {_how_to_get(repo_id, revision)}")
         if needed == "config.json":
             raise HubError(f"{where} has no config.json; it was not written by deepfake-detect's push_to_hub")
         pickles = [f for f in _list_files(repo_id, folder.name, token) if f.endswith(PICKLE_SUFFIXES)]
-        hint = (f" It holds {pickles}: pickled weights are not read, since loading them can run code. "
+        hint = (
+            (
+                f" It holds {pickles}: pickled weights are not read, since loading them can run code. "
                 "Convert them with `safetensors.torch.save_file(torch.load(path, weights_only=True), "
-                "'model.safetensors')` and push again") if pickles else ""
+                "'model.safetensors')` and push again"
+            )
+            if pickles
+            else ""
+        )
         raise HubError(f"{where} has no model.safetensors.{hint}")
     return folder
 
@@ -187,8 +226,15 @@ def _list_files(repo_id: str, revision: str | None, token: str | bool | None) ->
         return []
 
 
-def push_to_hub(detector: Detector, repo_id: str, *, private: bool = False, token: str | bool | None = None,
-                commit_message: str = "Upload deepfake-detect detector", revision: str | None = None) -> str:
+def push_to_hub(
+    detector: Detector,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | bool | None = None,
+    commit_message: str = "Upload deepfake-detect detector",
+    revision: str | None = None,
+) -> str:
     """Upload ``config.json``, ``model.safetensors`` and a model card ``README.md``.
 
     Creates the repo (and the branch ``revision``) if needed.
@@ -205,11 +251,15 @@ def push_to_hub(detector: Detector, repo_id: str, *, private: bool = False, toke
     repo_id = strip_prefix(repo_id)
     endpoint = _endpoint()
     if _offline_env():
-        raise HubError(f"cannot push to {repo_id!r}: offline mode is on (HF_HUB_OFFLINE=1); "
-                       "save_pretrained(folder) works offline, push later")
+        raise HubError(
+            f"cannot push to {repo_id!r}: offline mode is on (HF_HUB_OFFLINE=1); "
+            "save_pretrained(folder) works offline, push later"
+        )
     if not _reachable(endpoint):
-        raise HubError(f"cannot push to {repo_id!r}: {endpoint} cannot be reached; save_pretrained(folder) "
-                       "works offline, push later")
+        raise HubError(
+            f"cannot push to {repo_id!r}: {endpoint} cannot be reached; save_pretrained(folder) "
+            "works offline, push later"
+        )
     api = HfApi(endpoint=endpoint, token=token)
     try:
         with tempfile.TemporaryDirectory(prefix="deepfake-detect-push-") as tmp:
@@ -217,8 +267,7 @@ def push_to_hub(detector: Detector, repo_id: str, *, private: bool = False, toke
             api.create_repo(repo_id, private=private, exist_ok=True)
             if revision and revision != "main":
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
-            info = api.upload_folder(folder_path=tmp, repo_id=repo_id, commit_message=commit_message,
-                                     revision=revision)
+            info = api.upload_folder(folder_path=tmp, repo_id=repo_id, commit_message=commit_message, revision=revision)
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise HubError(f"could not push to Hub repo {repo_id!r} at {endpoint}: {e}") from None
     return info.oid

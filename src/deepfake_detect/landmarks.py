@@ -24,8 +24,15 @@ from PIL import Image, ImageDraw
 from .data.images import load_image
 from .errors import DataError, MissingDependencyError
 
-__all__ = ["FaceMesh", "face_landmarks", "landmarks_available", "hull_mask", "HULL_REGIONS",
-           "LANDMARK_MODEL", "NUM_LANDMARKS"]
+__all__ = [
+    "FaceMesh",
+    "face_landmarks",
+    "landmarks_available",
+    "hull_mask",
+    "HULL_REGIONS",
+    "LANDMARK_MODEL",
+    "NUM_LANDMARKS",
+]
 
 LANDMARK_MODEL = Path(__file__).parent / "assets" / "face_landmark.tflite"
 NUM_LANDMARKS = 468
@@ -41,8 +48,40 @@ HULL_REGIONS: tuple[str, ...] = ("full", "extended", "lower", "inner")
 
 # Face Mesh topology: indices of facial features (MediaPipe's face_mesh_connections).
 _BROWS = (46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336)
-_EYES = (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173,
-         263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398)
+_EYES = (
+    33,
+    7,
+    163,
+    144,
+    145,
+    153,
+    154,
+    155,
+    133,
+    246,
+    161,
+    160,
+    159,
+    158,
+    157,
+    173,
+    263,
+    249,
+    390,
+    373,
+    374,
+    380,
+    381,
+    382,
+    362,
+    466,
+    388,
+    387,
+    386,
+    385,
+    384,
+    398,
+)
 _NOSE = (1, 2, 4, 5, 6, 98, 129, 168, 195, 197, 327, 358)
 _LIPS = (0, 17, 37, 39, 40, 61, 84, 91, 146, 181, 185, 267, 269, 270, 291, 314, 321, 375, 405, 409)
 _INNER = np.array(sorted(set(_BROWS + _EYES + _NOSE + _LIPS)))
@@ -92,8 +131,13 @@ class FaceMesh:
         cx, cy, side = roi
         x0, y0 = cx - side / 2, cy - side / 2
         fill = tuple(int(c) for c in np.asarray(img).reshape(-1, 3).mean(0))
-        crop = img.transform((MESH_INPUT, MESH_INPUT), Image.Transform.EXTENT, (x0, y0, x0 + side, y0 + side),
-                             Image.Resampling.BILINEAR, fillcolor=fill)
+        crop = img.transform(
+            (MESH_INPUT, MESH_INPUT),
+            Image.Transform.EXTENT,
+            (x0, y0, x0 + side, y0 + side),
+            Image.Resampling.BILINEAR,
+            fillcolor=fill,
+        )
         tensor = np.asarray(crop, dtype=np.float32)[None] / 255.0
         self._interpreter.set_tensor(self._input, tensor)
         self._interpreter.invoke()
@@ -126,8 +170,7 @@ class FaceMesh:
         if presence < PRESENCE_THRESHOLD:
             return None
         lo, hi = points.min(0), points.max(0)  # second pass: the crop centred on the face found
-        refined, presence = self._run(img, ((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2,
-                                            ROI_SCALE * float(max(hi - lo))))
+        refined, presence = self._run(img, ((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, ROI_SCALE * float(max(hi - lo))))
         return refined if presence >= PRESENCE_THRESHOLD else points
 
 
@@ -194,8 +237,9 @@ def _region_points(landmarks: np.ndarray, region: str, rng: np.random.Generator 
     raise DataError(f"region={region!r}: expected one of {HULL_REGIONS}")
 
 
-def hull_mask(landmarks: np.ndarray, size: tuple[int, int], region: HullRegion = "full", *,
-              rng: np.random.Generator | None = None) -> np.ndarray:
+def hull_mask(
+    landmarks: np.ndarray, size: tuple[int, int], region: HullRegion = "full", *, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """A binary face-region mask from landmarks.
 
     Args:

@@ -32,6 +32,7 @@ def _bce(label_smoothing: float) -> LossFn:
     def bce(out: Any, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         target = y * (1 - label_smoothing) + 0.5 * label_smoothing
         return F.binary_cross_entropy_with_logits(logits_of(out).float().reshape(len(y), -1)[:, 0], target)
+
     return bce
 
 

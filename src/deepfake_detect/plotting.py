@@ -22,8 +22,16 @@ ArrayLike = Any  # a sequence or numpy array of numbers
 # plotting (Pillow only)
 
 _PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 ]
 
 
@@ -70,8 +78,9 @@ class _Canvas:
 
     GRID, AXIS, TEXT = (232, 232, 232), (60, 60, 60), (20, 20, 20)
 
-    def __init__(self, size: tuple[int, int], xlim: tuple[float, float], ylim: tuple[float, float],
-                 title: str | None) -> None:
+    def __init__(
+        self, size: tuple[int, int], xlim: tuple[float, float], ylim: tuple[float, float], title: str | None
+    ) -> None:
         from PIL import Image, ImageDraw, ImageFont
 
         self.width, self.height = int(size[0]), int(size[1])
@@ -126,19 +135,26 @@ class _Canvas:
             self.draw.text(((self.width - tw) / 2, 10), title, fill=self.TEXT, font=self.font)
         if xlabel:
             tw, _ = self.text_size(xlabel)
-            self.draw.text((self.left + (self.pw - tw) / 2, self.height - self.th - 12), xlabel, fill=self.TEXT,
-                           font=self.font)
+            self.draw.text(
+                (self.left + (self.pw - tw) / 2, self.height - self.th - 12), xlabel, fill=self.TEXT, font=self.font
+            )
         if ylabel:
             tw, _ = self.text_size(ylabel)
             tmp = Image.new("L", (tw + 4, self.th + 6), 0)
             ImageDraw.Draw(tmp).text((2, 1), ylabel, fill=255, font=self.font)
             tmp = tmp.rotate(90, expand=True)
-            self.img.paste(Image.new("RGB", tmp.size, self.TEXT), (10, int(self.top + (self.ph - tmp.size[1]) / 2)),
-                           tmp)
+            self.img.paste(
+                Image.new("RGB", tmp.size, self.TEXT), (10, int(self.top + (self.ph - tmp.size[1]) / 2)), tmp
+            )
 
 
-def _draw_curves(c: _Canvas, data: dict[str, tuple[np.ndarray, np.ndarray]], markers: bool | None,
-                 diagonal: bool, annotations: Sequence[tuple[float, float, str]]) -> tuple[dict, list]:
+def _draw_curves(
+    c: _Canvas,
+    data: dict[str, tuple[np.ndarray, np.ndarray]],
+    markers: bool | None,
+    diagonal: bool,
+    annotations: Sequence[tuple[float, float, str]],
+) -> tuple[dict, list]:
     """Curves on a plot-area layer drawn at 2x and downsampled (anti-aliased lines); the layer
     also clips whatever lies outside the axes. Returns (colour per series, annotation notes)."""
     from PIL import Image, ImageDraw
@@ -152,8 +168,11 @@ def _draw_curves(c: _Canvas, data: dict[str, tuple[np.ndarray, np.ndarray]], mar
         for k in range(n_dash if hi > lo else 0):
             a = lo + (hi - lo) * k / n_dash
             b = lo + (hi - lo) * (k + 0.5) / n_dash
-            ld.line([(ss * float(c.px(a)), ss * float(c.py(a))), (ss * float(c.px(b)), ss * float(c.py(b)))],
-                    fill=(150, 150, 150, 255), width=ss)
+            ld.line(
+                [(ss * float(c.px(a)), ss * float(c.py(a))), (ss * float(c.px(b)), ss * float(c.py(b)))],
+                fill=(150, 150, 150, 255),
+                width=ss,
+            )
     colours = {}
     for k, (name, (xs, ys)) in enumerate(data.items()):
         colour = colours[name] = _PALETTE[k % len(_PALETTE)]
@@ -162,8 +181,12 @@ def _draw_curves(c: _Canvas, data: dict[str, tuple[np.ndarray, np.ndarray]], mar
         breaks = np.flatnonzero(np.diff(ok.astype(np.int8)) != 0) + 1  # runs of finite points
         for run in np.split(np.arange(len(xs)), breaks):
             if run.size and ok[run[0]] and run.size > 1:
-                ld.line(list(zip(pxs[run].tolist(), pys[run].tolist(), strict=True)), fill=colour + (255,), width=2 * ss,
-                        joint="curve")
+                ld.line(
+                    list(zip(pxs[run].tolist(), pys[run].tolist(), strict=True)),
+                    fill=colour + (255,),
+                    width=2 * ss,
+                    joint="curve",
+                )
         if markers if markers is not None else len(xs) <= 30:
             r = 3.5 * ss
             for xv, yv in zip(pxs[ok].tolist(), pys[ok].tolist(), strict=True):
@@ -200,8 +223,10 @@ def _draw_legend(c: _Canvas, data: dict[str, tuple[np.ndarray, np.ndarray]], col
     lw = min(max(c.text_size(n)[0] for n in entries) + 34, c.pw - 8)
     lh = min(len(entries) * (th + 8) + 8, c.ph - 8)
     corners = {
-        "lower right": (c.pw - lw - 6, c.ph - lh - 6), "upper left": (6, 6),
-        "upper right": (c.pw - lw - 6, 6), "lower left": (6, c.ph - lh - 6),
+        "lower right": (c.pw - lw - 6, c.ph - lh - 6),
+        "upper left": (6, 6),
+        "upper right": (c.pw - lw - 6, 6),
+        "lower left": (6, c.ph - lh - 6),
     }
     all_x = np.concatenate([c.px(v[0]) for v in data.values()])
     all_y = np.concatenate([c.py(v[1]) for v in data.values()])

@@ -35,8 +35,19 @@ from .config import DetectorConfig
 from .errors import ConfigError, DeepfakeDetectError, UnknownDetectorError
 from .losses import LossFn, check_loss
 
-__all__ = ["DetectorEntry", "WeightsEntry", "register_detector", "register_weights", "list_detectors",
-           "list_weights", "get_entry", "get_weights", "default_weights", "TIMM_PREFIX", "OUTPUTS"]
+__all__ = [
+    "DetectorEntry",
+    "WeightsEntry",
+    "register_detector",
+    "register_weights",
+    "list_detectors",
+    "list_weights",
+    "get_entry",
+    "get_weights",
+    "default_weights",
+    "TIMM_PREFIX",
+    "OUTPUTS",
+]
 
 TIMM_PREFIX = "timm:"
 #: What a model may return, in order: its logits, then optionally its reconstruction of the input.
@@ -82,8 +93,9 @@ class DetectorEntry:
         except TypeError as e:
             if "keyword argument" not in str(e):
                 raise
-            raise ConfigError(f"{self.name}: model keyword arguments {sorted(model_kwargs)} do not fit its "
-                              f"factory ({e})") from None
+            raise ConfigError(
+                f"{self.name}: model keyword arguments {sorted(model_kwargs)} do not fit its factory ({e})"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -154,9 +166,7 @@ class _Registry:
         if entry.name.startswith(TIMM_PREFIX):
             raise DeepfakeDetectError(f"detector names may not start with {TIMM_PREFIX!r}: {entry.name!r}")
         if entry.name in self._entries:
-            raise DeepfakeDetectError(
-                f"a detector named {entry.name!r} is already registered; choose another name"
-            )
+            raise DeepfakeDetectError(f"a detector named {entry.name!r} is already registered; choose another name")
         self._entries[entry.name] = entry
 
     def add_weights(self, w: WeightsEntry) -> None:
@@ -263,10 +273,18 @@ def register_detector(
         raise DeepfakeDetectError(f"detector names may not contain '.' (it separates a weights tag): {name!r}")
 
     def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY.add(DetectorEntry(
-            name=name, factory=fn, config=config, head=tuple(head), freeze_backbone=freeze_backbone,
-            loss=loss, description=description or (fn.__doc__ or "").strip().split("\n")[0], outputs=outputs,
-        ))
+        _REGISTRY.add(
+            DetectorEntry(
+                name=name,
+                factory=fn,
+                config=config,
+                head=tuple(head),
+                freeze_backbone=freeze_backbone,
+                loss=loss,
+                description=description or (fn.__doc__ or "").strip().split("\n")[0],
+                outputs=outputs,
+            )
+        )
         return fn
 
     return register(factory) if factory is not None else register
@@ -283,14 +301,25 @@ def _entry_config(name: str, config: DetectorConfig | None, fields: dict[str, An
     if unknown:
         raise DeepfakeDetectError(f"register_detector got unknown keyword(s) {unknown}")
     if fields:
-        warnings.warn(f"register_detector({name!r}, {', '.join(f'{k}=' for k in fields)}...) is deprecated; "
-                      "pass config=DetectorConfig(...) instead", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"register_detector({name!r}, {', '.join(f'{k}=' for k in fields)}...) is deprecated; "
+            "pass config=DetectorConfig(...) instead",
+            DeprecationWarning,
+            stacklevel=3,
+        )
     base = config if config is not None else DetectorConfig(architecture=name)
     return dataclasses.replace(base, architecture=name, **{k: v for k, v in fields.items() if v is not None})
 
 
-def register_weights(architecture: str, tag: str, source: str | os.PathLike[str], *, license: str = "",
-                     description: str = "", default: bool = False) -> WeightsEntry:
+def register_weights(
+    architecture: str,
+    tag: str,
+    source: str | os.PathLike[str],
+    *,
+    license: str = "",
+    description: str = "",
+    default: bool = False,
+) -> WeightsEntry:
     """Name weights of a registered architecture: afterwards
     ``load_detector(f"{architecture}.{tag}")`` loads them.
 
@@ -355,7 +384,7 @@ def get_entry(name: str) -> DetectorEntry:
 def _timm_entry(name: str) -> DetectorEntry:
     import timm
 
-    arch = name[len(TIMM_PREFIX):]
+    arch = name[len(TIMM_PREFIX) :]
     if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(repr(TIMM_PREFIX + c) for c in close)}?" if close else ""
@@ -367,9 +396,13 @@ def _timm_entry(name: str) -> DetectorEntry:
     head = (classifier,) if isinstance(classifier, str) else tuple(classifier)
     interpolation = pcfg.get("interpolation", "bicubic")
     config = DetectorConfig(
-        architecture=name, input_size=size, resize="crop", crop_pct=float(pcfg.get("crop_pct", 0.875)),
+        architecture=name,
+        input_size=size,
+        resize="crop",
+        crop_pct=float(pcfg.get("crop_pct", 0.875)),
         interpolation=interpolation if interpolation in ("nearest", "bilinear", "bicubic") else "bicubic",
-        mean=tuple(pcfg.get("mean", (0.485, 0.456, 0.406))), std=tuple(pcfg.get("std", (0.229, 0.224, 0.225))),
+        mean=tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(pcfg.get("std", (0.229, 0.224, 0.225))),
         output="sigmoid",
     )
 
@@ -379,5 +412,6 @@ def _timm_entry(name: str) -> DetectorEntry:
         kwargs.setdefault("num_classes", 1)
         return create_timm(arch, pretrained=pretrained_backbone, weights=backbone_weights, **kwargs)
 
-    return DetectorEntry(name=name, factory=factory, config=config, head=head, loss="bce",
-                         description=f"timm {arch}, one-logit head")
+    return DetectorEntry(
+        name=name, factory=factory, config=config, head=head, loss="bce", description=f"timm {arch}, one-logit head"
+    )

@@ -130,26 +130,42 @@ def sweep(
         for name, levels in plan:
             for k, level in enumerate(levels):
                 if name in ADVERSARIAL:
-                    batch = _attack(detector, clean, y, name, float(level) / 255.0,
-                                    rngs=[_rng(seed, name, k, i) for i in idx])
+                    batch = _attack(
+                        detector, clean, y, name, float(level) / 255.0, rngs=[_rng(seed, name, k, i) for i in idx]
+                    )
                 else:
-                    batch = torch.stack([
-                        perturb(img, name, level, resample=resample, rng=_rng(seed, name, k, i))
-                        for i, img in zip(idx, images, strict=True)
-                    ])
+                    batch = torch.stack(
+                        [
+                            perturb(img, name, level, resample=resample, rng=_rng(seed, name, k, i))
+                            for i, img in zip(idx, images, strict=True)
+                        ]
+                    )
                 scores[(name, level)][idx] = _score(detector, batch)
     threshold = float(detector.config.threshold)
     rows = []
     for name, levels in plan:
         for level in levels:
             s = scores[(name, level)]
-            rows.append({"perturbation": name, "level": level, "auc": float(roc_auc(labels, s)),
-                         "acc": float(accuracy(labels, s, threshold)), "n": int(len(s))})
+            rows.append(
+                {
+                    "perturbation": name,
+                    "level": level,
+                    "auc": float(roc_auc(labels, s)),
+                    "acc": float(accuracy(labels, s, threshold)),
+                    "n": int(len(s)),
+                }
+            )
     return rows
 
 
-def perturb(image: torch.Tensor, name: str, level: float, *, resample: int = Image.Resampling.BILINEAR,
-            rng: np.random.Generator | None = None) -> torch.Tensor:
+def perturb(
+    image: torch.Tensor,
+    name: str,
+    level: float,
+    *,
+    resample: int = Image.Resampling.BILINEAR,
+    rng: np.random.Generator | None = None,
+) -> torch.Tensor:
     """One non-adversarial perturbation of a (3, H, W) float image in [0, 1]; same shape and range.
 
     ``name`` is ``"clean"``, ``"jpeg"`` (quality), ``"blur"`` (sigma, px), ``"resize"`` (factor)
@@ -174,8 +190,10 @@ def perturb(image: torch.Tensor, name: str, level: float, *, resample: int = Ima
         rng = rng if rng is not None else np.random.default_rng()
         noise = torch.from_numpy(rng.normal(0.0, float(level) / 255.0, size=tuple(image.shape)).astype(np.float32))
         return (image + noise).clamp_(0.0, 1.0)
-    raise DeepfakeDetectError(f"perturbation {name!r} is not an image degradation; known: "
-                              f"{[n for n in PERTURBATIONS if n not in ADVERSARIAL]}")
+    raise DeepfakeDetectError(
+        f"perturbation {name!r} is not an image degradation; known: "
+        f"{[n for n in PERTURBATIONS if n not in ADVERSARIAL]}"
+    )
 
 
 def plot_sweep(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *, title: str | None = None) -> Path:
@@ -207,8 +225,15 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], 
         xs = ([0.0] if clean else []) + [float(k + 1) for k in range(len(points))]
         ys = ([clean[0]] if clean else []) + [a for _, a in points]
         series[f"{name} ({', '.join(_fmt_level(name, lv) for lv, _ in points)})"] = (xs, ys)
-    return plot_curves(series, path, xlabel="severity step (0 = clean)", ylabel="ROC AUC",
-                       title=title or "AUC under perturbations", ylim=(0.0, 1.0), size=(560, 480))
+    return plot_curves(
+        series,
+        path,
+        xlabel="severity step (0 = clean)",
+        ylabel="ROC AUC",
+        title=title or "AUC under perturbations",
+        ylim=(0.0, 1.0),
+        size=(560, 480),
+    )
 
 
 # -- internals -------------------------------------------------------------------------------
@@ -239,9 +264,13 @@ def _plan(perturbations: Sequence[str] | Mapping[str, Sequence[float]] | None) -
 
 
 _LEVEL_HELP = {
-    "clean": "use 0", "jpeg": "a quality from 1 to 95", "blur": "a sigma in pixels >= 0",
-    "resize": "a factor in (0, 1]", "noise": "a sigma in 0-255 units >= 0",
-    "fgsm": "an epsilon in 1/255 units >= 0", "pgd": "an epsilon in 1/255 units >= 0",
+    "clean": "use 0",
+    "jpeg": "a quality from 1 to 95",
+    "blur": "a sigma in pixels >= 0",
+    "resize": "a factor in (0, 1]",
+    "noise": "a sigma in 0-255 units >= 0",
+    "fgsm": "an epsilon in 1/255 units >= 0",
+    "pgd": "an epsilon in 1/255 units >= 0",
 }
 
 
@@ -282,8 +311,9 @@ def _score(detector: Detector, batch01: torch.Tensor) -> np.ndarray:
     return detector.predict_tensor(x).float().cpu().numpy()
 
 
-def _attack(detector: Detector, x01: torch.Tensor, y: torch.Tensor, name: str, eps: float,
-            rngs: list[np.random.Generator]) -> torch.Tensor:
+def _attack(
+    detector: Detector, x01: torch.Tensor, y: torch.Tensor, name: str, eps: float, rngs: list[np.random.Generator]
+) -> torch.Tensor:
     """FGSM or PGD (L-inf radius ``eps`` in [0, 1] units) against the true labels ``y`` (N,)."""
     if eps <= 0:
         return x01

@@ -41,8 +41,9 @@ def image_names(source: Any) -> tuple[list[Any], list[str]]:
     return inputs, names
 
 
-def write_submission(names: list[str], scores: np.ndarray, path: str | os.PathLike[str], *,
-                     skip_nan: bool = True) -> int:
+def write_submission(
+    names: list[str], scores: np.ndarray, path: str | os.PathLike[str], *, skip_nan: bool = True
+) -> int:
     """Write ``img_name,y_pred`` rows atomically; rows whose score is NaN (unreadable images
     under ``errors="skip"``) are left out when ``skip_nan``. Returns the number of rows."""
     if len(names) != len(scores):
@@ -59,8 +60,9 @@ def write_submission(names: list[str], scores: np.ndarray, path: str | os.PathLi
     return rows
 
 
-def predict_submission(detector: Detector, source: Any, path: str | os.PathLike[str], **predict_kwargs: Any
-                       ) -> tuple[list[str], np.ndarray]:
+def predict_submission(
+    detector: Detector, source: Any, path: str | os.PathLike[str], **predict_kwargs: Any
+) -> tuple[list[str], np.ndarray]:
     """Score a folder, a :class:`~deepfake_detect.data.LabelFile` or paths, and write the CSV.
 
     With ``errors="skip"`` unreadable images are left out of the CSV (and reported by a

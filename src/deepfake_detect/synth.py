@@ -32,8 +32,14 @@ from .errors import DataError, DeepfakeDetectError, MissingDependencyError
 from .face import detect_largest_face
 from .landmarks import HULL_REGIONS, face_landmarks, hull_mask, landmarks_available
 
-__all__ = ["self_blend", "self_blended_pairs", "locate_face", "SelfBlendedDataset", "BLEND_RATIOS",
-           "HULL_REGION_WEIGHTS"]
+__all__ = [
+    "self_blend",
+    "self_blended_pairs",
+    "locate_face",
+    "SelfBlendedDataset",
+    "BLEND_RATIOS",
+    "HULL_REGION_WEIGHTS",
+]
 
 #: The blend ratio (maximum mask value) is drawn uniformly from these; full blends are the
 #: most frequent.
@@ -184,8 +190,9 @@ def _soften(inside: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _face_mask(w: int, h: int, box: Box | None, detected: bool, landmarks: np.ndarray | None,
-               rng: np.random.Generator) -> np.ndarray:
+def _face_mask(
+    w: int, h: int, box: Box | None, detected: bool, landmarks: np.ndarray | None, rng: np.random.Generator
+) -> np.ndarray:
     """The soft blend mask, float32 (h, w) with maximum 1: a landmark hull when landmarks
     are known, else an ellipse."""
     inside = _hull_region(w, h, landmarks, rng) if landmarks is not None else None

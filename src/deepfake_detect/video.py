@@ -37,9 +37,16 @@ class VideoLoadError(ImageLoadError):
         DeepfakeDetectError.__init__(self, f"cannot read video {source}: {reason}")
 
 
-def predict_video(detector: Detector, path: str | os.PathLike[str], *, num_frames: int = 16,
-                  aggregate: str = "mean", crop_faces: bool = True, margin: float | None = None,
-                  batch_size: int = 32) -> float:
+def predict_video(
+    detector: Detector,
+    path: str | os.PathLike[str],
+    *,
+    num_frames: int = 16,
+    aggregate: str = "mean",
+    crop_faces: bool = True,
+    margin: float | None = None,
+    batch_size: int = 32,
+) -> float:
     """P(fake) for a video: the aggregate of the scores of ``num_frames`` evenly spaced frames.
 
     Args:

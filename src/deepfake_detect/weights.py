@@ -91,7 +91,7 @@ def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
     keys = list(state)
     if keys and all(k.startswith("module.") for k in keys):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -128,7 +128,8 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, source:
     problems = _mismatch_report(model, state)
     if problems:
         raise WeightsError(
-            f"weights from {source} do not fit the architecture: " + "; ".join(problems)
+            f"weights from {source} do not fit the architecture: "
+            + "; ".join(problems)
             + ". Check that the weights belong to this detector (config 'architecture' and model_kwargs)"
         )
     expected = model.state_dict()
@@ -155,7 +156,8 @@ def load_matching_weights(
     if not_head:
         report = _mismatch_report(module, {k: v for k, v in state.items() if not is_head(k)})
         raise WeightsError(
-            f"backbone weights from {source} do not fit: " + "; ".join(report)
+            f"backbone weights from {source} do not fit: "
+            + "; ".join(report)
             + ". Pass weights of the same timm architecture (keys as in timm's state dict)"
         )
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in usable.items()}, strict=False)
@@ -186,8 +188,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike[str],
-                 *, dtype: torch.dtype | None = None, metadata: dict[str, str] | None = None) -> None:
+def save_weights(
+    model_or_state: nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    *,
+    dtype: torch.dtype | None = None,
+    metadata: dict[str, str] | None = None,
+) -> None:
     """Write a safetensors file atomically. ``dtype`` (e.g. ``torch.float16``) casts
     floating-point tensors for smaller files."""
     from safetensors.torch import save_file

@@ -16,8 +16,15 @@ import numpy as np
 from ..errors import DataError
 from .images import IMAGE_EXTENSIONS, list_images
 
-__all__ = ["LabelFile", "LabeledData", "as_labeled_data", "as_sources", "concat_sources", "stratified_split",
-           "read_label_file"]
+__all__ = [
+    "LabelFile",
+    "LabeledData",
+    "as_labeled_data",
+    "as_sources",
+    "concat_sources",
+    "stratified_split",
+    "read_label_file",
+]
 
 REAL_DIRS = ("real", "0")
 FAKE_DIRS = ("fake", "1")
@@ -50,10 +57,12 @@ class LabeledData:
             import torch.utils.data as tud
 
             sub = tud.Subset(self.dataset, idx)
-            return LabeledData(list(range(len(idx))), self.labels[idx], [self.names[i] for i in idx],
-                               self.description, sub)
-        return LabeledData([self.items[i] for i in idx], self.labels[idx], [self.names[i] for i in idx],
-                           self.description)
+            return LabeledData(
+                list(range(len(idx))), self.labels[idx], [self.names[i] for i in idx], self.description, sub
+            )
+        return LabeledData(
+            [self.items[i] for i in idx], self.labels[idx], [self.names[i] for i in idx], self.description
+        )
 
 
 def read_label_file(labels_csv: str | os.PathLike[str]) -> list[tuple[str, int]]:
@@ -87,8 +96,9 @@ def _parse_label_rows(path: Path, text: str) -> list[tuple[str, int]]:
     header = [h.strip() for h in next(reader)]
     missing = [c for c in ("img_name", "target") if c not in header]
     if missing:
-        raise DataError(f"label file {path}, line 1: header {header} lacks column(s) {missing}; "
-                        "expected 'img_name,target'")
+        raise DataError(
+            f"label file {path}, line 1: header {header} lacks column(s) {missing}; expected 'img_name,target'"
+        )
     i_name, i_target = header.index("img_name"), header.index("target")
     rows: list[tuple[str, int]] = []
     seen: dict[str, int] = {}
@@ -110,7 +120,9 @@ def _parse_label_rows(path: Path, text: str) -> list[tuple[str, int]]:
                 raise DataError(f"label file {path}, line {line_no}: target {target!r} for {name!r} is not 0 or 1")
             target = str(int(f))  # "1.0" is accepted as 1
         if name in seen:
-            raise DataError(f"label file {path}, line {line_no}: duplicate img_name {name!r} (first on line {seen[name]})")
+            raise DataError(
+                f"label file {path}, line {line_no}: duplicate img_name {name!r} (first on line {seen[name]})"
+            )
         seen[name] = line_no
         rows.append((name, int(target)))
     if not rows:
@@ -138,7 +150,9 @@ class LabelFile(LabeledData):
         if absent:
             shown = ", ".join(f"{n!r} (line {i + 2})" for i, n in absent[:5])
             more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-            raise DataError(f"label file {labels_csv}: {len(absent)} listed image(s) not found in {image_dir}: {shown}{more}")
+            raise DataError(
+                f"label file {labels_csv}: {len(absent)} listed image(s) not found in {image_dir}: {shown}{more}"
+            )
         super().__init__(
             items=[image_dir / n for n, _ in rows],
             labels=np.array([t for _, t in rows], dtype=np.int64),
@@ -160,8 +174,12 @@ def _from_folder(root: Path) -> LabeledData:
     pairs = [(p, 0) for p in list_images(real)] + [(p, 1) for p in list_images(fake)]
     if not pairs:
         raise DataError(f"folder {root}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under real/ or fake/")
-    return LabeledData([p for p, _ in pairs], np.array([t for _, t in pairs], dtype=np.int64),
-                       [str(Path(p).relative_to(root)) for p, _ in pairs], f"{root} (real/ and fake/ folders)")
+    return LabeledData(
+        [p for p, _ in pairs],
+        np.array([t for _, t in pairs], dtype=np.int64),
+        [str(Path(p).relative_to(root)) for p, _ in pairs],
+        f"{root} (real/ and fake/ folders)",
+    )
 
 
 def _from_pairs(pairs: Sequence[Any]) -> LabeledData:
@@ -204,8 +222,13 @@ def _from_dataset(dataset: Any) -> LabeledData:
         labels = [_check_label(t, f"dataset {type(dataset).__name__} index {i}") for i, t in enumerate(targets)]
     else:  # read each item once to learn its label
         labels = [_check_label(dataset[i][1], f"dataset {type(dataset).__name__} index {i}") for i in range(n)]
-    return LabeledData(list(range(n)), np.array(labels, dtype=np.int64), [str(i) for i in range(n)],
-                       f"{type(dataset).__name__} ({n} items)", dataset)
+    return LabeledData(
+        list(range(n)),
+        np.array(labels, dtype=np.int64),
+        [str(i) for i in range(n)],
+        f"{type(dataset).__name__} ({n} items)",
+        dataset,
+    )
 
 
 def as_labeled_data(data: Any) -> LabeledData:
@@ -224,14 +247,18 @@ def as_labeled_data(data: Any) -> LabeledData:
         root = Path(data)
         if root.is_dir():
             return _from_folder(root)
-        raise DataError(f"{root} is not a folder; pass a folder with real/ and fake/ subfolders, "
-                        "or LabelFile(labels_csv, image_dir) for a challenge label file")
+        raise DataError(
+            f"{root} is not a folder; pass a folder with real/ and fake/ subfolders, "
+            "or LabelFile(labels_csv, image_dir) for a challenge label file"
+        )
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (list, tuple)):
         return _from_dataset(data)
     if isinstance(data, (list, tuple)):
         return _from_pairs(data)
-    raise DataError(f"unsupported data {type(data).__name__}: pass a LabelFile, a real/fake folder, "
-                    "a list of (image, label) pairs or a torch Dataset")
+    raise DataError(
+        f"unsupported data {type(data).__name__}: pass a LabelFile, a real/fake folder, "
+        "a list of (image, label) pairs or a torch Dataset"
+    )
 
 
 def stratified_split(data: Any, val_fraction: float = 0.2, *, seed: int = 0) -> tuple[LabeledData, LabeledData]:
@@ -294,10 +321,15 @@ def as_sources(data: Any) -> dict[str, LabeledData] | None:
             except DataError as e:
                 raise DataError(f"data source {name!r}: {e}") from None
         return out
-    if isinstance(data, (list, tuple)) and data and all(
-            isinstance(d, (LabeledData, str, os.PathLike)) or
-            (hasattr(d, "__getitem__") and hasattr(d, "__len__") and not isinstance(d, (list, tuple)))
-            for d in data):
+    if (
+        isinstance(data, (list, tuple))
+        and data
+        and all(
+            isinstance(d, (LabeledData, str, os.PathLike))
+            or (hasattr(d, "__getitem__") and hasattr(d, "__len__") and not isinstance(d, (list, tuple)))
+            for d in data
+        )
+    ):
         return {f"source{i}": as_labeled_data(d) for i, d in enumerate(data)}
     return None
 
@@ -314,4 +346,3 @@ def concat_sources(sources: Mapping[str, LabeledData]) -> tuple[LabeledData, np.
     ids = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(parts)])
     desc = " + ".join(f"{name}: {p.description or f'{len(p)} images'}" for name, p in sources.items())
     return LabeledData(list(range(len(labels))), labels, names, desc, _Concatenated(parts)), ids
-

@@ -16,7 +16,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import ImageLoadError
 
 __all__ = [
-    "ImageInput", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "REFUSED_FORMATS", "list_images", "load_image", "describe",
+    "ImageInput",
+    "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
+    "REFUSED_FORMATS",
+    "list_images",
+    "load_image",
+    "describe",
 ]
 
 #: File suffixes treated as images when a folder is scanned (lower case).
@@ -104,8 +110,10 @@ def load_image(
         name = str(fp)
         check_input_file(fp)
     else:
-        raise ImageLoadError(describe(source), "unsupported input type; pass a path, bytes, PIL image, "
-                             "HWC uint8 numpy array, or CHW float tensor")
+        raise ImageLoadError(
+            describe(source),
+            "unsupported input type; pass a path, bytes, PIL image, HWC uint8 numpy array, or CHW float tensor",
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -113,12 +121,18 @@ def load_image(
     except UnidentifiedImageError:
         head = fp.getvalue()[:16] if isinstance(fp, io.BytesIO) else _head(fp)
         if head.startswith(_REFUSED_MAGIC):
-            raise ImageLoadError(name, "looks like an EPS/PostScript or WMF/EMF file: these are not read, as PIL "
-                                 "would have them rendered by an external program") from None
+            raise ImageLoadError(
+                name,
+                "looks like an EPS/PostScript or WMF/EMF file: these are not read, as PIL "
+                "would have them rendered by an external program",
+            ) from None
         raise ImageLoadError(name, f"not an image file (starts with {head!r})") from None
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(name, f"refused as a possible decompression bomb ({e}); this is PIL's own limit, "
-                             "raise PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels= to read it") from None
+        raise ImageLoadError(
+            name,
+            f"refused as a possible decompression bomb ({e}); this is PIL's own limit, "
+            "raise PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels= to read it",
+        ) from None
     except PermissionError:
         raise ImageLoadError(name, "permission denied") from None
     except (OSError, ValueError, SyntaxError) as e:
@@ -131,8 +145,9 @@ def load_image(
             raise ImageLoadError(name, f"image has no pixels ({w}x{h})")
         if max_pixels is not None and w * h > max_pixels:
             raise ImageLoadError(
-                name, f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
-                "(a guard against decompression bombs; raise it with max_pixels=)"
+                name,
+                f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                "(a guard against decompression bombs; raise it with max_pixels=)",
             )
         try:
             if draft_size is not None and img.format == "JPEG" and img.mode in ("RGB", "L") and not _rotated(img):

@@ -19,8 +19,17 @@ from ..config import DetectorConfig
 from ..errors import ImageLoadError
 from .images import MAX_IMAGE_PIXELS, describe, load_image
 
-__all__ = ["Preprocessor", "resize_geometry", "crop_box", "normalize", "to_uint8_hwc", "to_unit_tensor",
-           "tensor_to_pil", "check_tensor_image", "gaussian_blur"]
+__all__ = [
+    "Preprocessor",
+    "resize_geometry",
+    "crop_box",
+    "normalize",
+    "to_uint8_hwc",
+    "to_unit_tensor",
+    "tensor_to_pil",
+    "check_tensor_image",
+    "gaussian_blur",
+]
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -45,7 +54,9 @@ class Preprocessor:
     the scores) differ slightly from a full decode. Off by default.
     """
 
-    def __init__(self, config: DetectorConfig, *, max_pixels: int | None = MAX_IMAGE_PIXELS, draft: bool = False) -> None:
+    def __init__(
+        self, config: DetectorConfig, *, max_pixels: int | None = MAX_IMAGE_PIXELS, draft: bool = False
+    ) -> None:
         self.config = config
         self.height, self.width = config.input_size
         self.resample = _RESAMPLE[config.interpolation]
@@ -86,11 +97,12 @@ class Preprocessor:
         if tuple(t.shape[1:]) == (self.height, self.width):
             return t
         if self.config.resize == "squash":
-            return F.interpolate(t[None], size=(self.height, self.width), mode="bilinear",
-                                 antialias=True, align_corners=False)[0]
+            return F.interpolate(
+                t[None], size=(self.height, self.width), mode="bilinear", antialias=True, align_corners=False
+            )[0]
         (nw, nh), (left, top) = resize_geometry((t.shape[2], t.shape[1]), self.config)
         t = F.interpolate(t[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
-        return t[:, top:top + self.height, left:left + self.width]
+        return t[:, top : top + self.height, left : left + self.width]
 
     # -- a batch ---------------------------------------------------------------------
     def to_tensor(self, items: list[np.ndarray | torch.Tensor]) -> torch.Tensor:

@@ -13,8 +13,15 @@ from .ensemble import Ensemble, ensemble_of
 from .recce import AEClassifier, AELoss
 from .resnet import FineTuning_Resnet18, resnet18_baseline
 
-__all__ = ["AEClassifier", "AELoss", "Ensemble", "FineTuning_Resnet18", "ensemble_of", "resnet18_baseline",
-           "PRETRAINED_DIR"]
+__all__ = [
+    "AEClassifier",
+    "AELoss",
+    "Ensemble",
+    "FineTuning_Resnet18",
+    "ensemble_of",
+    "resnet18_baseline",
+    "PRETRAINED_DIR",
+]
 
 #: Weights shipped inside the package, one save_pretrained folder per ``<architecture>.<tag>``.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
@@ -23,7 +30,8 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 @register_detector(
     "resnet18-baseline",
     config=DetectorConfig("resnet18-baseline", input_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, output="softmax"),
-    head=("fc",), loss="cross_entropy",
+    head=("fc",),
+    loss="cross_entropy",
     description="camp baseline: timm resnet18, 2-class head, 256x256",
 )
 def _resnet18_baseline(**kwargs) -> nn.Module:
@@ -31,8 +39,11 @@ def _resnet18_baseline(**kwargs) -> nn.Module:
 
 
 @register_detector(
-    "resnet18-finetune", config=DetectorConfig("resnet18-finetune", input_size=224, output="sigmoid"),
-    head=("classifier",), freeze_backbone=True, loss="bce",
+    "resnet18-finetune",
+    config=DetectorConfig("resnet18-finetune", input_size=224, output="sigmoid"),
+    head=("classifier",),
+    freeze_backbone=True,
+    loss="bce",
     description="FineTuning_Resnet18: frozen resnet18 features, max pool, Linear(512, 1)",
 )
 def _resnet18_finetune(**kwargs) -> nn.Module:
@@ -40,8 +51,11 @@ def _resnet18_finetune(**kwargs) -> nn.Module:
 
 
 @register_detector(
-    "ae-classifier", config=DetectorConfig("ae-classifier", input_size=224, output="sigmoid"),
-    head=("decoder", "mff", "classfier"), loss="ae", outputs=("logits", "reconstruction"),
+    "ae-classifier",
+    config=DetectorConfig("ae-classifier", input_size=224, output="sigmoid"),
+    head=("decoder", "mff", "classfier"),
+    loss="ae",
+    outputs=("logits", "reconstruction"),
     description="AEClassifier: Swin-tiny reconstruction + classification (after RECCE)",
 )
 def _ae_classifier(**kwargs) -> nn.Module:
@@ -51,7 +65,8 @@ def _ae_classifier(**kwargs) -> nn.Module:
 @register_detector(
     "efficientnet-lite0",
     config=DetectorConfig("efficientnet-lite0", input_size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
-    head=("classifier",), loss="bce",
+    head=("classifier",),
+    loss="bce",
     description="timm tf_efficientnet_lite0, one logit, 256x256 (the built-in default's architecture)",
 )
 def _efficientnet_lite0(*, pretrained_backbone: bool = False, backbone_weights=None, **kwargs) -> nn.Module:
@@ -60,7 +75,8 @@ def _efficientnet_lite0(*, pretrained_backbone: bool = False, backbone_weights=N
 
 
 @register_detector(
-    "ensemble", config=DetectorConfig("ensemble", input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    "ensemble",
+    config=DetectorConfig("ensemble", input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     loss="bce",
     description="the mean fake log-odds of registered architectures that share one preprocessing (ensemble_of)",
 )
@@ -69,9 +85,11 @@ def _ensemble(**kwargs) -> nn.Module:
 
 
 register_weights(
-    "efficientnet-lite0", "dfdc_ffhq_sbi", PRETRAINED_DIR / "efficientnet-lite0.dfdc_ffhq_sbi",
+    "efficientnet-lite0",
+    "dfdc_ffhq_sbi",
+    PRETRAINED_DIR / "efficientnet-lite0.dfdc_ffhq_sbi",
     license="research-only (DFDC terms, FFHQ CC BY-NC-SA 4.0)",
     description="the built-in default: fine-tuned on dfdc-faces, ffhq-stylegan and self-blended fakes "
-                "(metrics and recipe in its config.json)",
+    "(metrics and recipe in its config.json)",
     default=True,
 )

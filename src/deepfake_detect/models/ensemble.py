@@ -46,14 +46,22 @@ class Ensemble(nn.Module):
             as ``load_detector`` passes them to any architecture's.
     """
 
-    def __init__(self, members: Sequence[Mapping[str, Any]] = DEFAULT_MEMBERS, weights: Sequence[float] | None = None,
-                 *, pretrained_backbone: bool = False, backbone_weights: Any = None) -> None:
+    def __init__(
+        self,
+        members: Sequence[Mapping[str, Any]] = DEFAULT_MEMBERS,
+        weights: Sequence[float] | None = None,
+        *,
+        pretrained_backbone: bool = False,
+        backbone_weights: Any = None,
+    ) -> None:
         super().__init__()
         from ..registry import get_entry
 
         if not members:
-            raise ConfigError("an ensemble needs at least one member: build one with "
-                              "deepfake_detect.models.ensemble_of([detector, ...]) or pass members=[{'architecture': ...}]")
+            raise ConfigError(
+                "an ensemble needs at least one member: build one with "
+                "deepfake_detect.models.ensemble_of([detector, ...]) or pass members=[{'architecture': ...}]"
+            )
         modules, kinds = [], []
         for i, spec in enumerate(members):
             if not isinstance(spec, Mapping) or "architecture" not in spec:
@@ -70,8 +78,9 @@ class Ensemble(nn.Module):
             kinds.append(spec.get("output") or entry.config.output)
         w = [1.0] * len(members) if weights is None else [float(v) for v in weights]
         if len(w) != len(members) or any(not v >= 0 for v in w) or sum(w) <= 0:
-            raise ConfigError(f"ensemble weights={list(weights or [])}: expected {len(members)} non-negative "
-                              "numbers, not all zero")
+            raise ConfigError(
+                f"ensemble weights={list(weights or [])}: expected {len(members)} non-negative numbers, not all zero"
+            )
         self.members = nn.ModuleList(modules)
         self.kinds = tuple(kinds)
         self.register_buffer("member_weights", torch.tensor(w) / sum(w), persistent=False)
@@ -81,8 +90,12 @@ class Ensemble(nn.Module):
         return (odds * self.member_weights.to(odds)).sum(dim=1, keepdim=True)
 
 
-def ensemble_of(detectors: Sequence[Detector], weights: Sequence[float] | None = None,
-                threshold: float | None = None, max_params: int | None = 200_000_000) -> Detector:
+def ensemble_of(
+    detectors: Sequence[Detector],
+    weights: Sequence[float] | None = None,
+    threshold: float | None = None,
+    max_params: int | None = 200_000_000,
+) -> Detector:
     """One detector that averages the fake log-odds of ``detectors`` (trained weights kept).
 
     Args:
@@ -106,10 +119,14 @@ def ensemble_of(detectors: Sequence[Detector], weights: Sequence[float] | None =
     for i, det in enumerate(detectors[1:], start=1):
         for name in _SHARED_PREPROCESSING:
             if getattr(det.config, name) != getattr(first, name):
-                raise ConfigError(f"ensemble_of: detector {i} has {name}={getattr(det.config, name)!r}, detector 0 "
-                                  f"{getattr(first, name)!r}; members must share their preprocessing")
-    specs = [{"architecture": d.config.architecture, "model_kwargs": dict(d.config.model_kwargs),
-              "output": d.config.output} for d in detectors]
+                raise ConfigError(
+                    f"ensemble_of: detector {i} has {name}={getattr(det.config, name)!r}, detector 0 "
+                    f"{getattr(first, name)!r}; members must share their preprocessing"
+                )
+    specs = [
+        {"architecture": d.config.architecture, "model_kwargs": dict(d.config.model_kwargs), "output": d.config.output}
+        for d in detectors
+    ]
     kwargs: dict[str, Any] = {"members": specs}
     if weights is not None:
         kwargs["weights"] = [float(w) for w in weights]
@@ -119,7 +136,11 @@ def ensemble_of(detectors: Sequence[Detector], weights: Sequence[float] | None =
         member.load_state_dict(det.model.state_dict())
     if threshold is None:
         threshold = sum(d.config.threshold for d in detectors) / len(detectors)
-    config = first.replace(architecture="ensemble", model_kwargs=kwargs, output="sigmoid",
-                           threshold=float(threshold),
-                           metadata={"members": [d.source for d in detectors]})
+    config = first.replace(
+        architecture="ensemble",
+        model_kwargs=kwargs,
+        output="sigmoid",
+        threshold=float(threshold),
+        metadata={"members": [d.source for d in detectors]},
+    )
     return Detector(model.eval(), config, source="ensemble_of(" + ", ".join(d.source for d in detectors) + ")")

@@ -58,17 +58,20 @@ class MultiScaleFeatureFusion(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(nn.MaxPool2d(2, 2))
-        self.conv2 = nn.Sequential(
-            nn.Conv2d(192, 192, 3, 2, 1), nn.BatchNorm2d(192), nn.GELU(), nn.MaxPool2d(2, 2)
-        )
+        self.conv2 = nn.Sequential(nn.Conv2d(192, 192, 3, 2, 1), nn.BatchNorm2d(192), nn.GELU(), nn.MaxPool2d(2, 2))
         self.conv3 = nn.Sequential(
-            nn.Conv2d(96, 192, 3, 2, 1), nn.BatchNorm2d(192), nn.GELU(),
-            nn.Conv2d(192, 192, 3, 2, 1), nn.BatchNorm2d(192), nn.GELU(),
+            nn.Conv2d(96, 192, 3, 2, 1),
+            nn.BatchNorm2d(192),
+            nn.GELU(),
+            nn.Conv2d(192, 192, 3, 2, 1),
+            nn.BatchNorm2d(192),
+            nn.GELU(),
             nn.MaxPool2d(2, 2),
         )
 
-    def forward(self, encoder_out: torch.Tensor, decoder_1: torch.Tensor, decoder_2: torch.Tensor,
-                decoder_3: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, encoder_out: torch.Tensor, decoder_1: torch.Tensor, decoder_2: torch.Tensor, decoder_3: torch.Tensor
+    ) -> torch.Tensor:
         fused = torch.cat([self.conv1(decoder_1), self.conv2(decoder_2), self.conv3(decoder_3)], dim=1)
         return fused * encoder_out
 

@@ -19,8 +19,18 @@ from .batching import BatchStats, MicroBatcher, QueueFullError
 if TYPE_CHECKING:
     from ..detector import Detector
 
-__all__ = ["create_app", "serve", "ServeConfig", "RequestError", "DetectionService", "MicroBatcher",
-           "BatchStats", "QueueFullError", "is_loopback", "return_freed_memory"]
+__all__ = [
+    "create_app",
+    "serve",
+    "ServeConfig",
+    "RequestError",
+    "DetectionService",
+    "MicroBatcher",
+    "BatchStats",
+    "QueueFullError",
+    "is_loopback",
+    "return_freed_memory",
+]
 
 
 def is_loopback(host: str) -> bool:
@@ -59,9 +69,16 @@ def return_freed_memory() -> bool:
         return False
 
 
-def serve(detector: Detector | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-          config: ServeConfig | None = None, log_level: str = "info", access_log: bool = True,
-          **settings: Any) -> None:
+def serve(
+    detector: Detector | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: ServeConfig | None = None,
+    log_level: str = "info",
+    access_log: bool = True,
+    **settings: Any,
+) -> None:
     """Run the detection service with uvicorn until interrupted (one process).
 
     Args:

@@ -99,8 +99,9 @@ class RequestError(DeepfakeDetectError):
 
     def response(self) -> JSONResponse:
         headers = {"Retry-After": "1"} if self.status == 503 else None
-        return JSONResponse({"detail": str(self), "field": self.field, "reason": self.reason},
-                            status_code=self.status, headers=headers)
+        return JSONResponse(
+            {"detail": str(self), "field": self.field, "reason": self.reason}, status_code=self.status, headers=headers
+        )
 
 
 @dataclass
@@ -139,12 +140,18 @@ class DetectionService:
     async def start(self) -> None:
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="deepfake-detect-model")
         self._decode_pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="deepfake-detect-decode")
-        self.batcher = MicroBatcher(self.run_batch, self._model_pool, max_batch=self.config.max_batch,
-                                    max_wait_ms=self.config.max_wait_ms, max_queue=self.config.max_queue)
+        self.batcher = MicroBatcher(
+            self.run_batch,
+            self._model_pool,
+            max_batch=self.config.max_batch,
+            max_wait_ms=self.config.max_wait_ms,
+            max_queue=self.config.max_queue,
+        )
         h, w = self.prep.height, self.prep.width
         # build the inference-optimised model now, so the first request does not wait for it
-        await asyncio.get_running_loop().run_in_executor(self._model_pool, self.run_batch,
-                                                         [np.zeros((h, w, 3), np.uint8)])
+        await asyncio.get_running_loop().run_in_executor(
+            self._model_pool, self.run_batch, [np.zeros((h, w, 3), np.uint8)]
+        )
         await self.batcher.start()
 
     async def stop(self) -> None:
@@ -180,8 +187,13 @@ class DetectionService:
         img = prepared.image
         assert img is not None
         if method == "auto":
-            method = ("residual" if is_reconstruction_model(self.detector)
-                      else "gradcam" if is_cnn(self.detector.model) else "saliency")
+            method = (
+                "residual"
+                if is_reconstruction_model(self.detector)
+                else "gradcam"
+                if is_cnn(self.detector.model)
+                else "saliency"
+            )
         if prepared.region is not None:
             x0, y0, x1, y1 = prepared.region
             heat = np.zeros((img.size[1], img.size[0]), np.float32)
@@ -200,8 +212,10 @@ class DetectionService:
     # -- requests --------------------------------------------------------------------
     async def prepare_all(self, uploads: list[_Upload], *, keep_image: bool = False) -> list[_Prepared]:
         loop = asyncio.get_running_loop()
-        futures = [loop.run_in_executor(self._decode_pool, lambda d=u.data: self.prepare(d, keep_image=keep_image))
-                   for u in uploads]
+        futures = [
+            loop.run_in_executor(self._decode_pool, lambda d=u.data: self.prepare(d, keep_image=keep_image))
+            for u in uploads
+        ]
         results = await asyncio.gather(*futures, return_exceptions=True)
         for u, r in zip(uploads, results, strict=True):
             if isinstance(r, ImageLoadError):
@@ -223,8 +237,12 @@ class DetectionService:
         return {
             "detector": self.detector.source,
             "results": [
-                {"name": u.name, "p_fake": s, "label": "fake" if s >= self.threshold else "real",
-                 "face_box": list(p.face_box) if p.face_box is not None else None}
+                {
+                    "name": u.name,
+                    "p_fake": s,
+                    "label": "fake" if s >= self.threshold else "real",
+                    "face_box": list(p.face_box) if p.face_box is not None else None,
+                }
                 for u, p, s in zip(uploads, prepared, scores, strict=True)
             ],
         }
@@ -239,18 +257,26 @@ class DetectionService:
             raise
         except DeepfakeDetectError as e:
             raise RequestError(422, "method", str(e)) from None
-        info = {"detector": self.detector.source, "name": upload.name, "p_fake": score,
-                "label": "fake" if score >= self.threshold else "real",
-                "face_box": list(prepared.face_box) if prepared.face_box is not None else None,
-                "method": used, "shape": list(shape)}
+        info = {
+            "detector": self.detector.source,
+            "name": upload.name,
+            "p_fake": score,
+            "label": "fake" if score >= self.threshold else "real",
+            "face_box": list(prepared.face_box) if prepared.face_box is not None else None,
+            "method": used,
+            "shape": list(shape),
+        }
         return png, info
 
     async def within_timeout(self, coro: Any) -> Any:
         try:
             return await asyncio.wait_for(coro, self.config.timeout_s)
         except asyncio.TimeoutError:
-            raise RequestError(503, "request", f"not answered within {self.config.timeout_s:g} s "
-                               "(the server is overloaded); retry later") from None
+            raise RequestError(
+                503,
+                "request",
+                f"not answered within {self.config.timeout_s:g} s (the server is overloaded); retry later",
+            ) from None
 
     def describe(self) -> dict[str, Any]:
         from ..card import model_card
@@ -310,9 +336,14 @@ def _parse_multipart(body: bytes, content_type: str, max_files: int) -> list[_Up
         parts[-1][1].append(data[start:end])
 
     ended: list[bool] = []
-    callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
-                 "on_header_value": on_header_value, "on_header_end": on_header_end, "on_part_data": on_part_data,
-                 "on_end": lambda: ended.append(True)}
+    callbacks = {
+        "on_part_begin": on_part_begin,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_part_data": on_part_data,
+        "on_end": lambda: ended.append(True),
+    }
     try:
         parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
         parser.write(body)
@@ -373,13 +404,20 @@ async def _uploads(request: Request, config: ServeConfig) -> list[_Upload]:
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind not in ("multipart/form-data", "application/json"):
         shown = kind or "none"
-        raise RequestError(415, "Content-Type", f"{shown} is not accepted; send multipart/form-data with 'file' "
-                           "fields, or application/json with base64 images")
+        raise RequestError(
+            415,
+            "Content-Type",
+            f"{shown} is not accepted; send multipart/form-data with 'file' "
+            "fields, or application/json with base64 images",
+        )
     body = await _read_body(request, config.max_upload_bytes)
     if not body:
         raise RequestError(400, "body", "empty request; send one or more images")
-    uploads = (_parse_multipart(body, content_type, config.max_files) if kind == "multipart/form-data"
-               else _parse_json(body, config.max_files))
+    uploads = (
+        _parse_multipart(body, content_type, config.max_files)
+        if kind == "multipart/form-data"
+        else _parse_json(body, config.max_files)
+    )
     if not uploads:
         field = "file" if kind == "multipart/form-data" else "images"
         raise RequestError(400, field, "no image in the request; send one or more")
@@ -420,8 +458,12 @@ def create_app(detector: Detector | None = None, config: ServeConfig | None = No
 
     from .. import __version__
 
-    app = FastAPI(title="deepfake-detect", version=__version__, lifespan=lifespan,
-                  description="Deepfake face-image detection: P(fake) per image, heatmaps.")
+    app = FastAPI(
+        title="deepfake-detect",
+        version=__version__,
+        lifespan=lifespan,
+        description="Deepfake face-image detection: P(fake) per image, heatmaps.",
+    )
     app.state.service = service
 
     @app.exception_handler(RequestError)
@@ -430,8 +472,10 @@ def create_app(detector: Detector | None = None, config: ServeConfig | None = No
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}", "field": None,
-                             "reason": "internal error"}, status_code=500)
+        return JSONResponse(
+            {"detail": f"internal error: {type(exc).__name__}: {exc}", "field": None, "reason": "internal error"},
+            status_code=500,
+        )
 
     @app.post(f"{API_PREFIX}/predict", summary="P(fake) of one or more images")
     async def predict(request: Request) -> JSONResponse:
@@ -456,8 +500,9 @@ def create_app(detector: Detector | None = None, config: ServeConfig | None = No
         png, info = await service.within_timeout(service.explain(uploads[0], method))
         if format == "json":
             return JSONResponse(info)
-        return Response(png, media_type="image/png",
-                        headers={"X-P-Fake": f"{info['p_fake']:.6f}", "X-Label": info["label"]})
+        return Response(
+            png, media_type="image/png", headers={"X-P-Fake": f"{info['p_fake']:.6f}", "X-Label": info["label"]}
+        )
 
     @app.get(f"{API_PREFIX}/models", summary="the detector's config and model card")
     async def models() -> JSONResponse:
@@ -466,8 +511,14 @@ def create_app(detector: Detector | None = None, config: ServeConfig | None = No
     @app.get("/healthz", summary="liveness and batching counters")
     async def healthz() -> JSONResponse:
         assert service.batcher is not None
-        return JSONResponse({"status": "ok", "detector": detector.source, "pending": service.batcher.pending,
-                             **service.batcher.stats.as_dict()})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "detector": detector.source,
+                "pending": service.batcher.pending,
+                **service.batcher.stats.as_dict(),
+            }
+        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -28,8 +28,12 @@ class BatchStats:
     sizes: collections.Counter = field(default_factory=collections.Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"batches": self.batches, "images": self.images, "largest_batch": self.largest_batch,
-                "mean_batch": round(self.images / self.batches, 3) if self.batches else 0.0}
+        return {
+            "batches": self.batches,
+            "images": self.images,
+            "largest_batch": self.largest_batch,
+            "mean_batch": round(self.images / self.batches, 3) if self.batches else 0.0,
+        }
 
 
 @dataclass
@@ -50,8 +54,15 @@ class MicroBatcher:
     of tasks, ``await stop()``.
     """
 
-    def __init__(self, run_batch: Callable[[list[Any]], np.ndarray], executor: Executor, *,
-                 max_batch: int = 32, max_wait_ms: float = 10.0, max_queue: int = 256) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Any]], np.ndarray],
+        executor: Executor,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 10.0,
+        max_queue: int = 256,
+    ) -> None:
         self.run_batch = run_batch
         self.executor = executor
         self.max_batch = max_batch

@@ -13,6 +13,15 @@ from .config import TrainConfig
 from .trainer import Trainer, TrainResult, finetune
 
 __all__ = [
-    "TrainConfig", "Trainer", "TrainResult", "CheckpointDir", "finetune", "evaluate", "per_source_metrics",
-    "CHECKPOINT_LAST", "CHECKPOINT_BEST", "STATE_NAME", "HISTORY_NAME",
+    "TrainConfig",
+    "Trainer",
+    "TrainResult",
+    "CheckpointDir",
+    "finetune",
+    "evaluate",
+    "per_source_metrics",
+    "CHECKPOINT_LAST",
+    "CHECKPOINT_BEST",
+    "STATE_NAME",
+    "HISTORY_NAME",
 ]

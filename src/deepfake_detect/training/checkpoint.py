@@ -104,22 +104,34 @@ class CheckpointDir:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise TrainingError(f"cannot resume: {path} is not a readable training state ({refusal_reason(e)}). "
-                                "Start a new run in another output_dir") from None
+            raise TrainingError(
+                f"cannot resume: {path} is not a readable training state ({refusal_reason(e)}). "
+                "Start a new run in another output_dir"
+            ) from None
         if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
-            raise TrainingError(f"cannot resume: {path} is not a training state written by finetune "
-                                f"(expected the keys {list(_STATE_KEYS)}); start a new run in another output_dir")
+            raise TrainingError(
+                f"cannot resume: {path} is not a training state written by finetune "
+                f"(expected the keys {list(_STATE_KEYS)}); start a new run in another output_dir"
+            )
         return state
 
     # -- writing -------------------------------------------------------------------------
-    def write(self, epoch: int, *, last: Callable[[Path], None], state: dict[str, Any],
-              history: list[dict[str, Any]], best: Callable[[Path], None] | None = None) -> None:
+    def write(
+        self,
+        epoch: int,
+        *,
+        last: Callable[[Path], None],
+        state: dict[str, Any],
+        history: list[dict[str, Any]],
+        best: Callable[[Path], None] | None = None,
+    ) -> None:
         """Write one epoch: ``best/`` (when ``best`` is given), then ``last/`` (``last(folder)``
         writes the model, then the training ``state`` is added), then ``history.jsonl``.
 
         Raises:
             TrainingError: a full disk or other write error; the previous checkpoint is kept.
         """
+
         def write_last(folder: Path) -> None:
             last(folder)
             buffer = io.BytesIO()  # torch.save to a file reports a full disk as RuntimeError; write() gives OSError
@@ -134,8 +146,10 @@ class CheckpointDir:
             with atomic_path(self.history_file) as tmp:  # a crash or full disk never leaves half a file
                 tmp.write_text("".join(json.dumps(rec) + "\n" for rec in history), encoding="utf-8")
         except (OSError, DeepfakeDetectError) as e:
-            raise TrainingError(f"could not write the checkpoint of epoch {epoch} to {self.root}: {e}. "
-                                "The previous checkpoint is kept; free space and resume with resume=True") from e
+            raise TrainingError(
+                f"could not write the checkpoint of epoch {epoch} to {self.root}: {e}. "
+                "The previous checkpoint is kept; free space and resume with resume=True"
+            ) from e
 
 
 def _write_dir_atomically(dest: Path, write: Callable[[Path], None]) -> None:

@@ -103,14 +103,21 @@ class TrainConfig:
     compile: bool | str = False
 
     def __post_init__(self) -> None:
-        for name, kind, optional in (("epochs", numbers.Integral, False), ("batch_size", numbers.Integral, False),
-                                     ("epoch_size", numbers.Integral, True), ("synth_fakes", numbers.Real, False),
-                                     ("label_smoothing", numbers.Real, False), ("lr", numbers.Real, True),
-                                     ("weight_decay", numbers.Real, False)):
+        for name, kind, optional in (
+            ("epochs", numbers.Integral, False),
+            ("batch_size", numbers.Integral, False),
+            ("epoch_size", numbers.Integral, True),
+            ("synth_fakes", numbers.Real, False),
+            ("label_smoothing", numbers.Real, False),
+            ("lr", numbers.Real, True),
+            ("weight_decay", numbers.Real, False),
+        ):
             value = getattr(self, name)
             if not (value is None and optional) and (isinstance(value, bool) or not isinstance(value, kind)):
-                raise TrainingError(f"{name}={value!r}: expected {'an int' if kind is numbers.Integral else 'a number'}"
-                                    + (" or None" if optional else ""))
+                raise TrainingError(
+                    f"{name}={value!r}: expected {'an int' if kind is numbers.Integral else 'a number'}"
+                    + (" or None" if optional else "")
+                )
         if self.epochs < 1 or self.batch_size < 1:
             raise TrainingError(f"epochs={self.epochs}, batch_size={self.batch_size}: both must be at least 1")
         if not 0.0 <= self.synth_fakes <= 10.0:

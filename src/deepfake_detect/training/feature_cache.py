@@ -35,8 +35,9 @@ class FeatureCache:
         self._disabled = False
 
     @classmethod
-    def try_create(cls, model: nn.Module, head: Sequence[str], frozen: bool, samples: Samples,
-                   distributed: bool, loss: Any) -> FeatureCache | None:
+    def try_create(
+        cls, model: nn.Module, head: Sequence[str], frozen: bool, samples: Samples, distributed: bool, loss: Any
+    ) -> FeatureCache | None:
         if not frozen or len(head) != 1 or samples.augment is not None or samples.synth or distributed:
             return None
         if callable(loss) or loss not in ("cross_entropy", "bce"):
@@ -81,8 +82,9 @@ class FeatureCache:
             labels = np.array([self._labels[i] for i, _ in b], dtype=np.float32)
             yield feats, labels
 
-    def val_scores(self, model: nn.Module, prep: Preprocessor, output: str, data: LabeledData,
-                   device: torch.device) -> np.ndarray:
+    def val_scores(
+        self, model: nn.Module, prep: Preprocessor, output: str, data: LabeledData, device: torch.device
+    ) -> np.ndarray:
         """P(fake) of the validation images from ``model``'s own head; the frozen backbone's
         features are computed once."""
         if self.val_feats is None or self._disabled:

@@ -69,8 +69,9 @@ def restore_implementation(opt: torch.optim.Optimizer, flags: list[dict[str, Any
                 opt.state[p]["step"] = step.cpu()
 
 
-def make_scheduler(scheduler: Any, opt: torch.optim.Optimizer, steps_per_epoch: int,
-                   epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    scheduler: Any, opt: torch.optim.Optimizer, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     """A scheduler stepped once per optimisation step."""
     total = max(1, steps_per_epoch * epochs)
     if callable(scheduler) and not isinstance(scheduler, str):
@@ -84,11 +85,14 @@ def make_scheduler(scheduler: Any, opt: torch.optim.Optimizer, steps_per_epoch: 
             if step < warmup:
                 return (step + 1) / warmup
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
         return torch.optim.lr_scheduler.LambdaLR(opt, cosine)
     if scheduler == "step":  # the camp's StepLR(step_size=4 epochs, gamma=0.85)
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.85 ** (s // (4 * steps_per_epoch)))
-    raise DeepfakeDetectError(f"scheduler={scheduler!r}: expected 'cosine', 'step', 'constant' or a "
-                              "callable(optimizer, steps_per_epoch, epochs)")
+    raise DeepfakeDetectError(
+        f"scheduler={scheduler!r}: expected 'cosine', 'step', 'constant' or a "
+        "callable(optimizer, steps_per_epoch, epochs)"
+    )
 
 
 def make_ema(model: nn.Module, ema: bool | float) -> Any:

@@ -30,9 +30,18 @@ class Samples:
     uint8 image at the detector's input size and its label, the same for every run with
     the same seed."""
 
-    def __init__(self, data: LabeledData, prep: Preprocessor, augment: Any, synth: float, seed: int,
-                 cache: bool, source_ids: np.ndarray | None = None,
-                 source_weights: list[float] | None = None, epoch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        data: LabeledData,
+        prep: Preprocessor,
+        augment: Any,
+        synth: float,
+        seed: int,
+        cache: bool,
+        source_ids: np.ndarray | None = None,
+        source_weights: list[float] | None = None,
+        epoch_size: int | None = None,
+    ) -> None:
         self.data, self.seed = data, seed
         self.source_ids, self.source_weights, self.epoch_size = source_ids, source_weights, epoch_size
         self.faces: dict[int, tuple[Any, Any]] = {}
@@ -41,9 +50,7 @@ class Samples:
         self.synth = synth
         self.real_indices = np.flatnonzero(data.labels == 0)
         h, w = prep.height, prep.width
-        self.cache: dict[int, np.ndarray] | None = (
-            {} if cache and len(data) * h * w * 3 <= IMAGE_CACHE_BYTES else None
-        )
+        self.cache: dict[int, np.ndarray] | None = {} if cache and len(data) * h * w * 3 <= IMAGE_CACHE_BYTES else None
 
     def epoch_plan(self, epoch: int) -> Plan:
         """``(index, synthetic)`` pairs for one epoch in shuffled order, the same for every
@@ -127,19 +134,24 @@ def check_source_weights(weights: Mapping[str, float] | None, names: list[str]) 
 def make_batches(plan: Sequence[tuple[int, int]], batch_size: int) -> list[Plan]:
     """Consecutive batches; a last batch of one image joins the one before it (BatchNorm
     cannot train on a single image)."""
-    out = [list(plan[i:i + batch_size]) for i in range(0, len(plan), batch_size)]
+    out = [list(plan[i : i + batch_size]) for i in range(0, len(plan), batch_size)]
     if len(out) > 1 and len(out[-1]) == 1:
         last = out.pop()  # not `out[-2] += out.pop()`: its target index is taken before the pop
         out[-1] = out[-1] + last
     return out
 
 
-def load_batches(samples: Samples, batches: list[Plan], epoch: int,
-                 pool: ThreadPoolExecutor | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def load_batches(
+    samples: Samples, batches: list[Plan], epoch: int, pool: ThreadPoolExecutor | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(uint8 images (N, H, W, 3), labels (N,))``, preparing the next batch in the pool."""
+
     def load(batch: Plan) -> tuple[np.ndarray, np.ndarray]:
-        got = [samples.get(i, s, epoch) for i, s in batch] if pool is None else \
-            list(pool.map(lambda b: samples.get(b[0], b[1], epoch), batch))
+        got = (
+            [samples.get(i, s, epoch) for i, s in batch]
+            if pool is None
+            else list(pool.map(lambda b: samples.get(b[0], b[1], epoch), batch))
+        )
         return np.stack([g[0] for g in got]), np.array([g[1] for g in got], dtype=np.float32)
 
     if pool is None:

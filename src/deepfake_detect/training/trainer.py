@@ -120,13 +120,18 @@ class Trainer:
             self.val_data, self.val_ids, self.val_sources = _split(self._val_arg)
         classes = set(np.unique(self.train_data.labels).tolist())
         if classes != {0, 1} and not (classes == {0} and cfg.synth_fakes > 0):
-            raise DataError(f"training data {self.train_data.description} has only label(s) {sorted(classes)}; "
-                            "it needs real (0) and fake (1) images, or real images with synth_fakes > 0")
+            raise DataError(
+                f"training data {self.train_data.description} has only label(s) {sorted(classes)}; "
+                "it needs real (0) and fake (1) images, or real images with synth_fakes > 0"
+            )
         parts = self.val_sources or ({"": self.val_data} if self.val_data is not None else {})
         for name, part in parts.items():
             if set(np.unique(part.labels).tolist()) != {0, 1}:
-                where = f"validation source {name!r} ({part.description})" if name else \
-                    f"validation data {part.description}"
+                where = (
+                    f"validation source {name!r} ({part.description})"
+                    if name
+                    else f"validation data {part.description}"
+                )
                 raise DataError(f"{where} needs both real (0) and fake (1) images for AUC")
 
     def _setup_device(self) -> None:
@@ -171,8 +176,17 @@ class Trainer:
         cfg = self.config
         augment = cfg.augment if cfg.augment != "auto" else ("none" if self.frozen else "default")
         prep = self.detector.face_crop_preprocessor() if cfg.crop_faces else self.detector.preprocessor()
-        self.samples = Samples(self.train_data, prep, augment, cfg.synth_fakes, cfg.seed,
-                               cfg.cache_images, self.train_ids, self.source_weights, cfg.epoch_size)
+        self.samples = Samples(
+            self.train_data,
+            prep,
+            augment,
+            cfg.synth_fakes,
+            cfg.seed,
+            cfg.cache_images,
+            self.train_ids,
+            self.source_weights,
+            cfg.epoch_size,
+        )
         steps_per_epoch = len(make_batches(self.dist.shard(self.samples.epoch_plan(1)), cfg.batch_size))
         lr = cfg.lr if cfg.lr is not None else (1e-3 if self.frozen else 3e-4)
         self.optimizer = make_optimizer(cfg.optimizer, self.model, lr, cfg.weight_decay)
@@ -181,13 +195,22 @@ class Trainer:
         self.forward_model: nn.Module = self.model
         if self.dist.enabled:
             self.forward_model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.feature_cache = None if cfg.crop_faces else FeatureCache.try_create(
-            self.model, self.head, self.frozen, self.samples, self.dist.enabled, self.loss_spec)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.feature_cache = (
+            None
+            if cfg.crop_faces
+            else FeatureCache.try_create(
+                self.model, self.head, self.frozen, self.samples, self.dist.enabled, self.loss_spec
+            )
+        )
         self.compiled = False
         if cfg.compile and self.feature_cache is not None:
-            log.info("compile=%r is not used: with the frozen backbone's features cached, only the first epoch "
-                     "runs the whole model", cfg.compile)
+            log.info(
+                "compile=%r is not used: with the frozen backbone's features cached, only the first epoch "
+                "runs the whole model",
+                cfg.compile,
+            )
         elif cfg.compile:
             self.forward_model = _compile(self.forward_model, cfg.compile)
             self.compiled = True
@@ -202,8 +225,10 @@ class Trainer:
         ckpt = self.checkpoints
         ckpt.recover()
         if ckpt.has_state() and not cfg.resume:
-            raise TrainingError(f"{ckpt.root} already holds a checkpoint ({ckpt.state_file}); pass resume=True "
-                                "to continue it, or choose another output_dir")
+            raise TrainingError(
+                f"{ckpt.root} already holds a checkpoint ({ckpt.state_file}); pass resume=True "
+                "to continue it, or choose another output_dir"
+            )
         if cfg.resume and ckpt.has_state():
             self._restore(ckpt)
         elif cfg.resume:
@@ -249,9 +274,11 @@ class Trainer:
             if not torch.isfinite(loss_value):
                 self.model.load_state_dict(self._last_good)
                 where = f"; the last good checkpoint is in {self.checkpoints.last}" if self.checkpoints else ""
-                raise TrainingError(f"loss became {loss_value.item()} at epoch {epoch}, step {step + 1}; "
-                                    f"weights were restored to the end of epoch {epoch - 1}{where}. "
-                                    "Lower lr or check the data")
+                raise TrainingError(
+                    f"loss became {loss_value.item()} at epoch {epoch}, step {step + 1}; "
+                    f"weights were restored to the end of epoch {epoch - 1}{where}. "
+                    "Lower lr or check the data"
+                )
             self._backward(loss_value)
             seen += len(labels)
             loss_sum += float(loss_value.detach()) * len(labels)
@@ -310,8 +337,9 @@ class Trainer:
         if self.feature_cache is not None:
             scores = self.feature_cache.val_scores(model, det.preprocessor(), det.config.output, data, self.device)
         else:
-            scores = validation_scores(det, model, data, self.dist, self.config.batch_size,
-                                       crop_faces=self.config.crop_faces)
+            scores = validation_scores(
+                det, model, data, self.dist, self.config.batch_size, crop_faces=self.config.crop_faces
+            )
         threshold = det.config.threshold
         if self.val_sources is None:
             return {"val": compute_metrics(data.labels, scores, threshold=threshold)}
@@ -331,8 +359,11 @@ class Trainer:
             self.setup()
         cfg = self.config
         workers = cfg.num_workers
-        pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) \
-            if (workers is None or workers > 0) else None
+        pool = (
+            ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
+            if (workers is None or workers > 0)
+            else None
+        )
         self._last_good = _snapshot(self.model)
         try:
             with reuse_freed_memory(self.device.type == "cpu"):
@@ -359,8 +390,9 @@ class Trainer:
         record.update(self.validate())
         result = self.result
         result.history.append(record)
-        improved = "val" in record and (result.best is None or
-                                        selection_score(record["val"]) > selection_score(result.best))
+        improved = "val" in record and (
+            result.best is None or selection_score(record["val"]) > selection_score(result.best)
+        )
         if improved:
             result.best = {"epoch": epoch, **record["val"]}
             self.best_state = _snapshot(self.eval_model)
@@ -421,8 +453,9 @@ class Trainer:
         self.detector.config = self._trained_config()
 
 
-def finetune(detector: Detector, train: Any, val: Any = None, *, config: TrainConfig | None = None,
-             **overrides: Any) -> TrainResult:
+def finetune(
+    detector: Detector, train: Any, val: Any = None, *, config: TrainConfig | None = None, **overrides: Any
+) -> TrainResult:
     """Fine-tune ``detector`` in place on labelled images; afterwards it holds the best weights.
 
     Args:
@@ -459,8 +492,10 @@ def _compile(module: nn.Module, spec: bool | str) -> nn.Module:
 
     backend = "inductor" if spec is True else str(spec)
     if backend not in torch._dynamo.list_backends(exclude_tags=()):
-        raise TrainingError(f"compile={spec!r}: torch.compile has no backend {backend!r}; it has "
-                            f"{sorted(torch._dynamo.list_backends())} (and debugging ones such as 'aot_eager')")
+        raise TrainingError(
+            f"compile={spec!r}: torch.compile has no backend {backend!r}; it has "
+            f"{sorted(torch._dynamo.list_backends())} (and debugging ones such as 'aot_eager')"
+        )
     return torch.compile(module, backend=backend)
 
 
@@ -472,8 +507,10 @@ def _compiled_forward(module: nn.Module, x: torch.Tensor, spec: bool | str) -> A
     except Exception as e:
         if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
             raise
-        raise TrainingError(f"torch.compile (compile={spec!r}) failed: {type(e).__name__}: {str(e)[:500]}; "
-                            "train without compile, or see docs/training.md") from e
+        raise TrainingError(
+            f"torch.compile (compile={spec!r}) failed: {type(e).__name__}: {str(e)[:500]}; "
+            "train without compile, or see docs/training.md"
+        ) from e
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -496,15 +533,18 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def _bar(total: int, epoch: int, epochs: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="img", disable=not enabled, leave=False,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=f"epoch {epoch}/{epochs}", unit="img", disable=not enabled, leave=False, dynamic_ncols=True
+    )
 
 
 def _summary(record: dict[str, Any], epochs: int) -> None:
     from tqdm.auto import tqdm
 
-    line = (f"epoch {record['epoch']}/{epochs}: train_loss {record['train_loss']:.4f}, "
-            f"{record['img_per_s']:.1f} img/s, {record['seconds']:.1f} s")
+    line = (
+        f"epoch {record['epoch']}/{epochs}: train_loss {record['train_loss']:.4f}, "
+        f"{record['img_per_s']:.1f} img/s, {record['seconds']:.1f} s"
+    )
     if "val" in record:
         v = record["val"]
         line += f", val auc {v['auc']:.4f} acc {v['acc']:.4f}"
