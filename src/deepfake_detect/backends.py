@@ -249,7 +249,7 @@ def weights_digest(model: nn.Module, config: Any, *extra: str) -> str:
         t = t.detach()
         add(f"{name}:{t.dtype}:{tuple(t.shape)}")
         flat = t.to("cpu").contiguous().reshape(-1)
-        h.update(flat.view(torch.uint8).numpy() if flat.numel() else b"")
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
     return h.hexdigest()
 
 
@@ -390,7 +390,7 @@ class Runtime:
         return {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
+        self.__dict__.update(Runtime().__dict__)
 
     def session(
         self, model: nn.Module, config: Any, backend: str, precision: str = "fp32", calibration_digest: str = ""
@@ -540,7 +540,8 @@ def _torch_scorer(detector: Detector, num_images: int, precision: str) -> Scorer
 
     optimize = num_images >= FAST_PATH_MIN_IMAGES
 
-    def score(batch: torch.Tensor) -> np.ndarray:
+    def score(batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        assert isinstance(batch, torch.Tensor)  # the torch path is given tensors
         return torch_scores(detector, batch, optimize=optimize, precision=precision).float().cpu().numpy()
 
     return score

@@ -12,15 +12,19 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .data import LabelFile
+    from .detector import Detector
 
 EPILOG = "Docs: https://github.com/deepfake-detect/deepfake-detect/tree/main/docs"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -241,7 +245,7 @@ def _add_serve_command(sub: Any) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> Detector:
     from . import load_detector
 
     return load_detector(
@@ -252,7 +256,7 @@ def _load(args: argparse.Namespace):
     )
 
 
-def _data(labels: str, images: str | None):
+def _data(labels: str, images: str | None) -> LabelFile | str:
     from .data import LabelFile
     from .errors import DataError
 
@@ -289,9 +293,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     if names:
         print(f"\n{'weights':<36} {'default':>8}  licence; description")
         for wname in names:
-            w = get_weights(wname)
-            assert w is not None
-            print(f"{wname:<36} {'yes' if w.default else '':>8}  {w.license}; {w.description}")
+            weights = get_weights(wname)
+            assert weights is not None
+            print(f"{wname:<36} {'yes' if weights.default else '':>8}  {weights.license}; {weights.description}")
     print(
         "load_detector(NAME) builds an architecture untrained, load_detector(NAME.TAG) loads named weights, "
         "load_detector() the default weights; any timm architecture as timm:<name>",

@@ -159,4 +159,4 @@ def _triple(value: Any, name: str) -> tuple[float, float, float]:
         raise ConfigError(f"config {name}={value!r}: expected three numbers") from None
     if len(out) != 3:
         raise ConfigError(f"config {name}={value!r}: expected three numbers (R, G, B)")
-    return out  # type: ignore[return-value]
+    return (out[0], out[1], out[2])

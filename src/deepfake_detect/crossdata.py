@@ -201,9 +201,8 @@ def selection_set(
     :func:`self_blended_set`), and for each of ``crop_sides`` a ``"<source>@crop<side>"``
     view of each two-class source (:func:`cropped_view`). ``scored``: only these sources'
     AUCs count (their crops too); the others give their real images to ``"sbi"`` alone."""
-    two_class = two_class_sources(holdout)
-    scored = {k: v for k, v in two_class.items() if scored is None or k in scored}
-    out: dict[str, Any] = {**scored, "sbi": self_blended_set(holdout, per_source=per_source, seed=seed)}
+    counted = {k: v for k, v in two_class_sources(holdout).items() if scored is None or k in scored}
+    out: dict[str, Any] = {**counted, "sbi": self_blended_set(holdout, per_source=per_source, seed=seed)}
     for side in crop_sides:
-        out.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in scored.items()})
+        out.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in counted.items()})
     return out

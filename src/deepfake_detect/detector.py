@@ -143,7 +143,8 @@ class Detector:
             backend: ``"torch"`` (default here, unlike :meth:`predict`), ``"onnxruntime"``,
                 ``"openvino"`` or ``"auto"`` (decided for a job of ``N`` images); see
                 :meth:`predict`.
-            precision, calibration: as for :meth:`predict`.
+            precision: as for :meth:`predict`.
+            calibration: as for :meth:`predict`.
 
         Returns:
             On the batch's device for the torch backend, on the CPU for a graph runtime.
@@ -289,7 +290,7 @@ class Detector:
         skipped: list[ImageLoadError] = []
         prep = self.preprocessor(max_pixels=max_pixels, draft=fast_decode)
         if crop_faces:
-            prep = self.face_crop_preprocessor(prep)  # type: ignore[assignment]  # load, crop the face, then prepare
+            prep = self.face_crop_preprocessor(prep)  # load, crop the face, then prepare
         bar = _progress(len(items), progress, desc="predict")
         for start, prepared in _prefetch_batches(items, prep, batch_size, num_workers):
             ok = [i for i, p in enumerate(prepared) if not isinstance(p, ImageLoadError)]
@@ -332,8 +333,9 @@ class Detector:
         """Fine-tune in place on your data; afterwards the detector holds the best weights.
 
         Args:
-            train, val: labelled data (see :func:`deepfake_detect.training.finetune`), or
+            train: labelled data (see :func:`deepfake_detect.training.finetune`), or
                 several sources as ``{name: data}``.
+            val: validation data, in the same forms as ``train``.
             config: a :class:`~deepfake_detect.training.TrainConfig` (the recipe).
             **overrides: :class:`~deepfake_detect.training.TrainConfig` fields applied on top
                 of ``config`` (``epochs=3, lr=1e-3, ...``).
@@ -601,7 +603,7 @@ def _in_order(part: list[int], names: list[str], wanted: list[str]) -> list[int]
     return out
 
 
-def _progress(total: int, enabled: bool | None, desc: str):
+def _progress(total: int, enabled: bool | None, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     if enabled is None:
@@ -647,8 +649,10 @@ def load_detector(
         device: where to put the model (default ``"cpu"``).
         max_params: refuse architectures with more parameters (the challenge's 200M by
             default); counted before any weights are allocated. ``None`` lifts the limit.
-        revision, cache_dir, token, local_files_only: for Hub repo ids (see
-            :mod:`deepfake_detect.hub`).
+        revision: for Hub repo ids (see :mod:`deepfake_detect.hub`).
+        cache_dir: for Hub repo ids.
+        token: for Hub repo ids.
+        local_files_only: for Hub repo ids.
         backend: the detector's default for :meth:`Detector.predict`: ``"auto"``,
             ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (stored as
             :attr:`Detector.backend`).

@@ -72,6 +72,7 @@ def evaluate(
     keep = ~np.isnan(scores)
     threshold = detector.config.threshold if threshold is None else threshold
     if sources is not None:
+        assert source_ids is not None
         metrics: dict[str, Any] = per_source_metrics(data.labels, scores, source_ids, list(sources), threshold)
     else:
         metrics = dict(compute_metrics(data.labels[keep], scores[keep], threshold=threshold))

@@ -61,4 +61,4 @@ def make_loss(loss: Union[str, LossFn], label_smoothing: float = 0.0) -> LossFn:
     """The loss function for a name (``"cross_entropy"``, ``"bce"``, ``"ae"``) or a callable
     (returned as it is; ``label_smoothing`` applies to the built-in ones only)."""
     check_loss(loss)
-    return loss if callable(loss) else _FACTORIES[loss](label_smoothing)  # type: ignore[index]
+    return loss if callable(loss) else _FACTORIES[loss](label_smoothing)

@@ -101,7 +101,7 @@ class _Canvas:
 
     def text_size(self, text: str) -> tuple[int, int]:
         box = self.draw.textbbox((0, 0), text, font=self.font)
-        return box[2] - box[0], box[3] - box[1]
+        return int(box[2] - box[0]), int(box[3] - box[1])
 
     def px(self, x: np.ndarray | float) -> Any:
         return (np.asarray(x) - self.x0) / (self.x1 - self.x0) * (self.pw - 1)

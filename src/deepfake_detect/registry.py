@@ -326,7 +326,8 @@ def register_weights(
     Args:
         source: a folder written by ``save_pretrained`` or ``"hf-hub:org/name"``
             (``"hf-hub:org/name@revision"`` pins a revision).
-        license, description: shown by ``deepfake-detect models`` and :func:`list_weights`.
+        license: shown by ``deepfake-detect models`` and :func:`list_weights`.
+        description: shown by ``deepfake-detect models`` and :func:`list_weights`.
         default: ``load_detector()`` loads these weights (at most one entry).
 
     Raises:
@@ -389,8 +390,8 @@ def _timm_entry(name: str) -> DetectorEntry:
         close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(repr(TIMM_PREFIX + c) for c in close)}?" if close else ""
         raise UnknownDetectorError(f"timm has no architecture {arch!r}.{hint}")
-    pcfg = timm.models.get_pretrained_cfg(arch)
-    pcfg = pcfg.to_dict() if pcfg is not None else {}
+    found = timm.models.get_pretrained_cfg(arch)
+    pcfg: dict[str, Any] = found.to_dict() if found is not None else {}
     size = tuple(pcfg.get("input_size", (3, 224, 224))[1:])
     classifier = pcfg.get("classifier", "fc")
     head = (classifier,) if isinstance(classifier, str) else tuple(classifier)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,8 @@ def predict_video(
         if missed:
             warnings.warn(NoFaceWarning(missed, total=len(frames), what=f"sampled frames of {path}"), stacklevel=3)
     scores = detector.predict(frames, batch_size=batch_size, progress=False)
-    agg = {"mean": np.mean, "median": np.median, "max": np.max}[aggregate]
+    aggregators: dict[str, Callable[..., Any]] = {"mean": np.mean, "median": np.median, "max": np.max}
+    agg = aggregators[aggregate]
     return float(agg(scores))
 
 
@@ -113,9 +115,11 @@ def _read_indexed(path: str | os.PathLike[str], num_frames: int) -> list[tuple[i
     check_input_file(path, VideoLoadError, "video")
     try:
         import av  # noqa: F401
+
+        have_av = True
     except ImportError:
-        av = None
-    if av is not None:
+        have_av = False
+    if have_av:
         frames = _read_av(path, num_frames)
     else:
         try:

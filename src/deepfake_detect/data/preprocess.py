@@ -8,6 +8,7 @@ use these, so an image is resized and normalised the same way everywhere.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -105,7 +106,7 @@ class Preprocessor:
         return t[:, top : top + self.height, left : left + self.width]
 
     # -- a batch ---------------------------------------------------------------------
-    def to_tensor(self, items: list[np.ndarray | torch.Tensor]) -> torch.Tensor:
+    def to_tensor(self, items: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
         """Stack prepared images into a normalised (N, 3, H, W) float32 channels_last batch."""
         if all(isinstance(x, np.ndarray) for x in items):
             batch = torch.from_numpy(np.stack(items)).permute(0, 3, 1, 2).float().div_(255.0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -29,58 +31,62 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
 @register_detector(
     "resnet18-baseline",
-    config=DetectorConfig("resnet18-baseline", input_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, output="softmax"),
+    config=DetectorConfig(
+        "resnet18-baseline", input_size=(256, 256), mean=IMAGENET_MEAN, std=IMAGENET_STD, output="softmax"
+    ),
     head=("fc",),
     loss="cross_entropy",
     description="camp baseline: timm resnet18, 2-class head, 256x256",
 )
-def _resnet18_baseline(**kwargs) -> nn.Module:
+def _resnet18_baseline(**kwargs: Any) -> nn.Module:
     return resnet18_baseline(**kwargs)
 
 
 @register_detector(
     "resnet18-finetune",
-    config=DetectorConfig("resnet18-finetune", input_size=224, output="sigmoid"),
+    config=DetectorConfig("resnet18-finetune", input_size=(224, 224), output="sigmoid"),
     head=("classifier",),
     freeze_backbone=True,
     loss="bce",
     description="FineTuning_Resnet18: frozen resnet18 features, max pool, Linear(512, 1)",
 )
-def _resnet18_finetune(**kwargs) -> nn.Module:
+def _resnet18_finetune(**kwargs: Any) -> nn.Module:
     return FineTuning_Resnet18(**kwargs)
 
 
 @register_detector(
     "ae-classifier",
-    config=DetectorConfig("ae-classifier", input_size=224, output="sigmoid"),
+    config=DetectorConfig("ae-classifier", input_size=(224, 224), output="sigmoid"),
     head=("decoder", "mff", "classfier"),
     loss="ae",
     outputs=("logits", "reconstruction"),
     description="AEClassifier: Swin-tiny reconstruction + classification (after RECCE)",
 )
-def _ae_classifier(**kwargs) -> nn.Module:
+def _ae_classifier(**kwargs: Any) -> nn.Module:
     return AEClassifier(**kwargs)
 
 
 @register_detector(
     "efficientnet-lite0",
-    config=DetectorConfig("efficientnet-lite0", input_size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    config=DetectorConfig("efficientnet-lite0", input_size=(256, 256), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     head=("classifier",),
     loss="bce",
     description="timm tf_efficientnet_lite0, one logit, 256x256 (the built-in default's architecture)",
 )
-def _efficientnet_lite0(*, pretrained_backbone: bool = False, backbone_weights=None, **kwargs) -> nn.Module:
+def _efficientnet_lite0(
+    *, pretrained_backbone: bool = False, backbone_weights: str | os.PathLike[str] | None = None, **kwargs: Any
+) -> nn.Module:
     kwargs.setdefault("num_classes", 1)
     return create_timm("tf_efficientnet_lite0", pretrained=pretrained_backbone, weights=backbone_weights, **kwargs)
 
 
 @register_detector(
     "ensemble",
-    config=DetectorConfig("ensemble", input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    config=DetectorConfig("ensemble", input_size=(224, 224), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     loss="bce",
     description="the mean fake log-odds of registered architectures that share one preprocessing (ensemble_of)",
 )
-def _ensemble(**kwargs) -> nn.Module:
+def _ensemble(**kwargs: Any) -> nn.Module:
     return Ensemble(**kwargs)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import timm
 from torch import nn
@@ -16,7 +17,7 @@ def create_timm(
     *,
     pretrained: bool = False,
     weights: str | os.PathLike[str] | None = None,
-    **timm_kwargs,
+    **timm_kwargs: Any,
 ) -> nn.Module:
     """``timm.create_model(architecture, pretrained=False, **timm_kwargs)``, then ImageNet weights.
 

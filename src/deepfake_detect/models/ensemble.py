@@ -14,7 +14,7 @@ weights under ``members.<i>.``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -87,7 +87,8 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         odds = torch.stack([fake_log_odds(m(x), k) for m, k in zip(self.members, self.kinds, strict=True)], dim=1)
-        return (odds * self.member_weights.to(odds)).sum(dim=1, keepdim=True)
+        weights = cast(torch.Tensor, self.member_weights)  # a buffer
+        return (odds * weights.to(odds)).sum(dim=1, keepdim=True)
 
 
 def ensemble_of(

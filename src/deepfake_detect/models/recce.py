@@ -10,6 +10,7 @@ spelling ``classfier``) match the camp notebook so its checkpoints load.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,7 +88,9 @@ class AEClassifier(nn.Module):
         self, *, pretrained_backbone: bool = False, backbone_weights: str | os.PathLike[str] | None = None
     ) -> None:
         super().__init__()
-        swin = dict(pretrained=pretrained_backbone, weights=backbone_weights, num_classes=0, global_pool="")
+        swin: dict[str, Any] = dict(
+            pretrained=pretrained_backbone, weights=backbone_weights, num_classes=0, global_pool=""
+        )
         self.encoder = create_timm(SWIN_TINY, **swin)
         self.decoder = Decoder()
         self.mff = MultiScaleFeatureFusion()

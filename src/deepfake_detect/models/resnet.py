@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import torch
 from torch import nn
@@ -37,7 +38,7 @@ class FineTuning_Resnet18(nn.Module):  # noqa: N801 - the seed's class name, kep
             model_name, pretrained=pretrained_backbone, weights=backbone_weights, num_classes=0, global_pool=""
         )
         self.maxpool = nn.AdaptiveMaxPool2d((1, 1))
-        self.classifier = nn.Linear(self.features_extractor.num_features, 1)
+        self.classifier = nn.Linear(cast(int, self.features_extractor.num_features), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features_extractor(x)  # (N, 512, H/32, W/32)

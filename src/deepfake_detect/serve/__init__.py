@@ -83,10 +83,13 @@ def serve(
 
     Args:
         detector: the detector to serve (default: the built-in default detector).
-        host, port: where to listen. The default, 127.0.0.1, is this machine only: there is
+        host: where to listen. The default, 127.0.0.1, is this machine only: there is
             no authentication, so expose it through a reverse proxy that has some.
-        config, settings: :class:`ServeConfig`, or its fields as keywords.
-        log_level, access_log: uvicorn's logging.
+        port: the port to listen on.
+        config: a :class:`ServeConfig`.
+        log_level: uvicorn's log level.
+        access_log: whether uvicorn logs each request.
+        **settings: :class:`ServeConfig` fields as keywords.
     """
     import uvicorn
 

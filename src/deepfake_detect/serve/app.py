@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import io
 import json
 import math
@@ -177,7 +178,9 @@ class DetectionService:
             policy = CropPolicy.from_config(self.detector.config.face_crop)  # the crop predict makes
             scored, box = crop_face_box(img, policy)
             region = policy.crop_box(box, img.size) if box is not None else None
-        return _Prepared(self.prep.prepare(scored), box, img if keep_image else None, region)
+        array = self.prep.prepare(scored)
+        assert isinstance(array, np.ndarray)  # a decoded image is prepared as an array
+        return _Prepared(array, box, img if keep_image else None, region)
 
     def heatmap_png(self, prepared: _Prepared, method: str) -> tuple[bytes, tuple[int, int], str]:
         """The heatmap of the scored image (the face crop, or the whole image) drawn over the whole
@@ -213,7 +216,7 @@ class DetectionService:
     async def prepare_all(self, uploads: list[_Upload], *, keep_image: bool = False) -> list[_Prepared]:
         loop = asyncio.get_running_loop()
         futures = [
-            loop.run_in_executor(self._decode_pool, lambda d=u.data: self.prepare(d, keep_image=keep_image))
+            loop.run_in_executor(self._decode_pool, functools.partial(self.prepare, u.data, keep_image=keep_image))
             for u in uploads
         ]
         results = await asyncio.gather(*futures, return_exceptions=True)

@@ -120,10 +120,10 @@ class CheckpointDir:
         self,
         epoch: int,
         *,
-        last: Callable[[Path], None],
+        last: Callable[[Path], object],
         state: dict[str, Any],
         history: list[dict[str, Any]],
-        best: Callable[[Path], None] | None = None,
+        best: Callable[[Path], object] | None = None,
     ) -> None:
         """Write one epoch: ``best/`` (when ``best`` is given), then ``last/`` (``last(folder)``
         writes the model, then the training ``state`` is added), then ``history.jsonl``.
@@ -152,7 +152,7 @@ class CheckpointDir:
             ) from e
 
 
-def _write_dir_atomically(dest: Path, write: Callable[[Path], None]) -> None:
+def _write_dir_atomically(dest: Path, write: Callable[[Path], object]) -> None:
     """Write a folder via a temporary sibling and two renames."""
     tmp, old = dest.with_name(f".{dest.name}.tmp"), CheckpointDir.moved_aside(dest)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -13,7 +13,7 @@ from ..errors import DeepfakeDetectError
 __all__ = ["make_optimizer", "make_scheduler", "make_ema", "implementation_flags", "restore_implementation"]
 
 
-_OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
+_OPTIMIZERS: dict[str, tuple[Any, dict[str, Any]]] = {  # optimizer class, its arguments
     "adamw": (torch.optim.AdamW, {}),
     "adam": (torch.optim.Adam, {}),
     "sgd": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),

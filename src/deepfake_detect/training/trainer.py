@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -219,7 +219,8 @@ class Trainer:
         cfg = self.config
         self.checkpoints = CheckpointDir(cfg.output_dir) if cfg.output_dir is not None else None
         self.result = TrainResult(output_dir=self.checkpoints.root if self.checkpoints else None)
-        self.start_epoch, self.best_state = 1, None
+        self.start_epoch = 1
+        self.best_state: dict[str, torch.Tensor] | None = None
         if self.checkpoints is None:
             return
         ckpt = self.checkpoints
@@ -268,7 +269,11 @@ class Trainer:
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = _bar(sum(len(b) for b in batches), epoch, cfg.epochs, self._show)
         cached = self.feature_cache is not None and self.feature_cache.ready
-        iterator = self.feature_cache.batches(batches) if cached else load_batches(self.samples, batches, epoch, pool)
+        iterator = (
+            self.feature_cache.batches(batches)
+            if cached and self.feature_cache is not None
+            else load_batches(self.samples, batches, epoch, pool)
+        )
         for step, (images, labels) in enumerate(iterator):
             loss_value = self._step(images, labels, batches[step], cached)
             if not torch.isfinite(loss_value):
@@ -301,6 +306,7 @@ class Trainer:
         y = torch.from_numpy(labels).to(self.device)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             if cached:
+                assert self.feature_cache is not None
                 x = images.to(self.device)
                 out = self.feature_cache.head(self.model)(x)
             else:
@@ -343,6 +349,7 @@ class Trainer:
         threshold = det.config.threshold
         if self.val_sources is None:
             return {"val": compute_metrics(data.labels, scores, threshold=threshold)}
+        assert self.val_ids is not None
         per_source = per_source_metrics(data.labels, scores, self.val_ids, list(self.val_sources), threshold)
         pooled = per_source.pop("pooled")
         return {"val": pooled, "val_sources": per_source}
@@ -459,7 +466,7 @@ def finetune(
     """Fine-tune ``detector`` in place on labelled images; afterwards it holds the best weights.
 
     Args:
-        train, val: a :class:`~deepfake_detect.data.LabelFile`, a folder with ``real/`` and
+        train: a :class:`~deepfake_detect.data.LabelFile`, a folder with ``real/`` and
             ``fake/`` (or ``0/`` and ``1/``) subfolders, a list of ``(image, label)`` pairs
             (1 = fake), or a torch Dataset yielding ``(image, label)``; or several sources
             at once as a mapping ``{name: data}`` (or a list of datasets). Checked fully
@@ -467,6 +474,7 @@ def finetune(
             has ``val_sources`` (metrics per source) beside the pooled ``val``, and the
             best epoch is the one with the highest mean of the sources' AUCs
             (``val["auc_mean"]``), so a large source does not outvote a small one.
+        val: validation data, in the same forms as ``train``.
         config: a :class:`TrainConfig` (default: its defaults).
         **overrides: :class:`TrainConfig` fields, applied on top of ``config``
             (``epochs=3, lr=1e-3``, ...).
@@ -496,7 +504,7 @@ def _compile(module: nn.Module, spec: bool | str) -> nn.Module:
             f"compile={spec!r}: torch.compile has no backend {backend!r}; it has "
             f"{sorted(torch._dynamo.list_backends())} (and debugging ones such as 'aot_eager')"
         )
-    return torch.compile(module, backend=backend)
+    return cast(nn.Module, torch.compile(module, backend=backend))
 
 
 def _compiled_forward(module: nn.Module, x: torch.Tensor, spec: bool | str) -> Any:
@@ -518,7 +526,7 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
