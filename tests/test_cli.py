@@ -86,12 +86,16 @@ def test_predict_folder_writes_one_row_per_image(tmp_path):
     out = tmp_path / "submit.csv"
     proc = run("predict", str(folder), "--out", str(out), check=True)
     rows = list(csv.reader(out.read_text().splitlines()))
-    assert rows[0] == ["img_name", "y_pred"]
+    assert rows[0] == ["img_name", "y_pred", "verdict"]
     assert [r[0] for r in rows[1:]] == ["face_0.jpg", "face_1.jpg", "face_2.jpg", "nested/deep.png"]
     assert all(0.0 <= float(r[1]) <= 1.0 for r in rows[1:])
     assert proc.stdout == ""  # results went to the file, messages to stderr
     table = run("predict", str(folder), check=True).stdout.splitlines()
     assert table[0].split() == ["img_name", "y_pred", "verdict"] and len(table) == 5
+    assert [line.split()[2] for line in table[1:]] == [r[2] for r in rows[1:]]  # one verdict rule for both
+    assert {r[2] for r in rows[1:]} <= {"real", "suspicious", "fake"}
+    run("predict", str(folder), "--out", str(out), "--scores-only", check=True)
+    assert out.read_text().splitlines()[0] == "img_name,y_pred"  # the challenge's two columns
 
 
 def test_predict_errors_skip_lists_bad_files(tmp_path):

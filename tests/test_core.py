@@ -418,3 +418,21 @@ def test_weights_are_tagged_registry_entries(tmp_path):
         load_detector(f"local-dir:{tmp_path / 'nothing'}")
     with pytest.raises(dd.DeepfakeDetectError, match="already the default"):
         dd.register_weights(TINY_NAME, "other", folder, default=True)
+
+
+def test_verdicts_follow_the_operating_points():
+    cfg = dd.DetectorConfig("x", threshold=0.9, suspicious_threshold=0.4)
+    assert [cfg.verdict(p) for p in (0.0, 0.39, 0.4, 0.89, 0.9, 1.0)] == [
+        "real",
+        "real",
+        "suspicious",
+        "suspicious",
+        "fake",
+        "fake",
+    ]
+    assert cfg.verdict(float("nan")) == "error"
+    assert dd.DetectorConfig.from_dict(cfg.to_dict()) == cfg  # the band is saved with the weights
+    plain = dd.DetectorConfig("x", threshold=0.9)
+    assert "suspicious_threshold" not in plain.to_dict() and plain.verdict(0.5) == "real"
+    with pytest.raises(dd.ConfigError, match="suspicious_threshold"):
+        dd.DetectorConfig("x", threshold=0.5, suspicious_threshold=0.6)  # above the threshold

@@ -70,8 +70,8 @@ def test_a_row_per_level_for_each_perturbation(data) -> None:
     assert [(r["perturbation"], r["level"]) for r in rows] == expected
     assert rows[0] == {**rows[0], "perturbation": "clean", "level": 0}
     for r in rows:
-        assert set(r) == {"perturbation", "level", "auc", "acc", "n"}
-        assert r["n"] == 12 and 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["acc"] <= 1.0
+        assert set(r) == {"perturbation", "level", "auc", "acc", "false_alarms", "n"}
+        assert r["n"] == 12 and 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["acc"] <= 1.0 and 0.0 <= r["false_alarms"] <= 1
     json.dumps(rows)  # plain Python numbers
     assert rows[0]["auc"] >= 0.9  # the hand-set detector works on clean images
 
@@ -130,6 +130,28 @@ def test_perturb_keeps_shape_and_range() -> None:
     assert float((perturb(img, "jpeg", 30) - img).abs().mean()) > float((perturb(img, "jpeg", 90) - img).abs().mean())
     noisy = perturb(img, "noise", 20, rng=np.random.default_rng(0)) - img
     assert 0.03 < float(noisy.std()) < 0.1  # about 20/255, less where clipped
+    err = {crf: float((perturb(img, "video", crf) - img).abs().mean()) for crf in (0, 23, 37)}
+    assert err[0] < err[23] < err[37] and err[37] > 0.01  # H.264 at a higher CRF loses more
+
+
+def test_crop_keeps_the_inner_box_and_counts_false_alarms() -> None:
+    """The crop perturbation magnifies the centre box (vertical centre 55 %); a detector that
+    looks at the image's border scores tight crops differently, and false alarms count the
+    reals at or above the threshold."""
+    img = torch.zeros(3, 40, 40)
+    img[:, 12:32, 10:30] = 1.0  # a bright box of side 0.5 centred at (0.5, 0.55)
+    out = perturb(img, "crop", 0.5)
+    assert float(out[:, 2:-2, 2:-2].min()) > 0.99 and float(img.mean()) < 0.3
+    d = dd.load_detector(TINY)
+    reals = [(face_like(400 + i, size=48), 0) for i in range(4)]
+    fakes = [(face_like(500 + i, size=48, fake=True), 1) for i in range(4)]
+    d.config = d.config.replace(threshold=0.0)  # every image is "fake": all reals are false alarms
+    rows = sweep(d, reals + fakes, {"crop": (0.5,)})
+    assert [r["false_alarms"] for r in rows] == [1.0, 1.0]
+    with pytest.raises(DeepfakeDetectError, match=r"bad level.*side in \(0, 1\]"):
+        sweep(d, reals + fakes, {"crop": (0.0,)})
+    with pytest.raises(DeepfakeDetectError, match="CRF"):
+        sweep(d, reals + fakes, {"video": (60,)})
 
 
 def test_plot_sweep(tmp_path, data) -> None:

@@ -129,6 +129,13 @@ def test_labels_follow_the_detectors_threshold(tiny, images):
     labels = [x["label"] for x in results]
     assert labels == ["fake" if s >= tiny.config.threshold else "real" for s in scores]
     assert set(labels) == {"fake", "real"}
+    # a sensitive operating point adds a "suspicious" band below the threshold
+    tiny.config = tiny.config.replace(suspicious_threshold=float(np.min(scores)))
+    with TestClient(create_app(tiny)) as client:
+        results = client.post("/v1/predict", files=multipart(images)).json()["results"]
+        info = client.get("/v1/models").json()
+    assert [x["label"] for x in results] == ["fake" if s >= tiny.config.threshold else "suspicious" for s in scores]
+    assert info["suspicious_threshold"] == tiny.config.suspicious_threshold
 
 
 def test_crop_faces_reports_the_box_and_scores_as_predict():

@@ -253,10 +253,16 @@ def check_page(url: str, browser: str, driver_path: str, tmp_path: Path, crop: b
             assert float(card.get_attribute("data-pfake")) == pytest.approx(expected[name]["p_fake"], abs=1e-9)
             heat = card.find_element(By.CSS_SELECTOR, "img.heatmap")
             assert driver.execute_script("return arguments[0].naturalWidth", heat) == 256  # the PNG decoded
-            width = driver.execute_script(
-                "return parseFloat(arguments[0].style.width)", card.find_element(By.CSS_SELECTOR, ".bar > div")
-            )
+            fill = card.find_element(By.CSS_SELECTOR, ".bar > .fill")
+            width = driver.execute_script("return parseFloat(arguments[0].style.width)", fill)
             assert width == pytest.approx(100 * expected[name]["p_fake"], abs=0.1)
+            assert expected[name]["label"] in fill.get_attribute("class").split()  # the bar has the verdict's colour
+            colours = driver.execute_script(
+                "return [getComputedStyle(arguments[0]).backgroundColor, getComputedStyle(arguments[1]).color]",
+                fill,
+                card.find_element(By.CSS_SELECTOR, ".verdict"),
+            )
+            assert colours[0] == colours[1]  # bar and label agree
             boxes = card.find_elements(By.CSS_SELECTOR, ".facebox")
             assert len(boxes) == (1 if crop else 0) and (expected[name]["face_box"] is not None) == crop
         rows = driver.find_elements(By.CSS_SELECTOR, "#results tbody tr")
@@ -269,7 +275,8 @@ def check_page(url: str, browser: str, driver_path: str, tmp_path: Path, crop: b
         while not csv_file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         lines = csv_file.read_text().splitlines()
-        assert lines[0] == "img_name,y_pred"
+        assert lines[0] == "img_name,y_pred,verdict"
+        assert {line.split(",")[2] for line in lines[1:]} <= {"real", "suspicious", "fake"}
         got = {line.split(",")[0]: float(line.split(",")[1]) for line in lines[1:]}
         assert got == pytest.approx({n: expected[n]["p_fake"] for n in got}, abs=1e-6)
         assert sorted(got) == sorted(f.name for f in files)

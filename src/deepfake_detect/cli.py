@@ -77,7 +77,10 @@ def _add_scoring_commands(sub: Any) -> None:
     )
     p.add_argument("paths", nargs="+", help="image files and/or folders")
     _add_model(p)
-    p.add_argument("--out", "-o", metavar="CSV", help="write img_name,y_pred here instead of a table")
+    p.add_argument("--out", "-o", metavar="CSV", help="write img_name,y_pred,verdict here instead of a table")
+    p.add_argument(
+        "--scores-only", action="store_true", help="with --out: only img_name,y_pred (the challenge's two columns)"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--errors",
@@ -187,7 +190,7 @@ def _add_analysis_commands(sub: Any) -> None:
 
     p = sub.add_parser(
         "robustness",
-        help="AUC under JPEG, blur, resize, noise, FGSM and PGD",
+        help="AUC and false alarms under JPEG, blur, resize, noise, tighter crops, H.264, FGSM and PGD",
         description="Sweep perturbations over labelled images; prints a table, writes a plot.",
     )
     _add_model(p)
@@ -345,7 +348,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if detector.last_backend is not None and detector.last_backend.precision != "fp32":
         print(f"note: scored with {detector.last_backend}", file=sys.stderr)
     if args.out:
-        rows = write_submission(names, scores, args.out)
+        verdicts = None if args.scores_only else [detector.config.verdict(s) for s in scores]
+        rows = write_submission(names, scores, args.out, verdicts=verdicts)
         print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
         return 0
     width = max([len("img_name")] + [len(n) for n in names])
@@ -353,8 +357,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for name, s in zip(names, scores, strict=True):
         if s != s:  # NaN: skipped
             continue
-        verdict = "fake" if s >= detector.config.threshold else "real"
-        print(f"{name:<{width}}  {s:7.4f}  {verdict}")
+        print(f"{name:<{width}}  {s:7.4f}  {detector.config.verdict(s)}")
     return 0
 
 
@@ -466,9 +469,9 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     detector = _load(args)
     data = _data(args.labels, args.images)
     rows = sweep(detector, data, perturbations=args.perturbations or None, limit=args.limit)
-    print(f"{'perturbation':<14} {'level':>8} {'auc':>8} {'acc':>8}")
+    print(f"{'perturbation':<14} {'level':>8} {'auc':>8} {'acc':>8} {'false alarms':>13}")
     for r in rows:
-        print(f"{r['perturbation']:<14} {r['level']!s:>8} {r['auc']:8.4f} {r['acc']:8.4f}")
+        print(f"{r['perturbation']:<14} {r['level']!s:>8} {r['auc']:8.4f} {r['acc']:8.4f} {r['false_alarms']:13.4f}")
     if args.plot:
         plot_sweep(rows, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

@@ -25,6 +25,8 @@ CONFIG_FORMAT_VERSION = 1
 RESIZE_MODES = ("squash", "crop")
 OUTPUT_KINDS = ("softmax", "sigmoid")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+#: What :meth:`DetectorConfig.verdict` says, from least to most alarming.
+VERDICTS = ("real", "suspicious", "fake")
 
 
 @dataclass
@@ -44,7 +46,11 @@ class DetectorConfig:
         mean, std: per-channel normalisation applied to RGB values scaled to [0, 1].
         output: ``"softmax"`` (class 1 of a multi-logit head is "fake") or ``"sigmoid"``
             (a single logit).
-        threshold: decision threshold on P(fake) used for labels and accuracy.
+        threshold: decision threshold on P(fake) used for labels and accuracy: the strict
+            operating point (verdict ``"fake"``).
+        suspicious_threshold: the sensitive operating point, at most ``threshold``: scores
+            from it up to ``threshold`` get the verdict ``"suspicious"``; ``None``: no such
+            band (verdicts are ``"real"`` or ``"fake"``).
         face_crop: how faces are cut out of larger images when predicting or training with
             ``crop_faces=True`` (``{"margin": float, "square": bool}``, see
             :class:`deepfake_detect.face.CropPolicy`); ``None``: that class's default.
@@ -63,6 +69,7 @@ class DetectorConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     output: str = "sigmoid"
     threshold: float = 0.5
+    suspicious_threshold: float | None = None
     face_crop: dict[str, Any] | None = None
     library_version: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +88,13 @@ class DetectorConfig:
             raise ConfigError(f"config crop_pct={self.crop_pct!r}: expected a value in (0, 1]")
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ConfigError(f"config threshold={self.threshold!r}: expected a value in [0, 1]")
+        if self.suspicious_threshold is not None and not (
+            0.0 <= float(self.suspicious_threshold) <= float(self.threshold)
+        ):
+            raise ConfigError(
+                f"config suspicious_threshold={self.suspicious_threshold!r}: expected a value in [0, threshold] "
+                f"(threshold={self.threshold!r}), or None"
+            )
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"config std={self.std!r}: every value must be positive")
         if self.face_crop is not None:
@@ -95,8 +109,24 @@ class DetectorConfig:
     def replace(self, **changes: Any) -> DetectorConfig:
         return dataclasses.replace(self, **changes)
 
+    def verdict(self, p_fake: float) -> str:
+        """What to tell a user about one score: ``"fake"`` at or above ``threshold``,
+        ``"suspicious"`` at or above ``suspicious_threshold``, else ``"real"``; ``"error"``
+        for NaN (an image that could not be scored). The CLI, the service and its page all
+        use this."""
+        p = float(p_fake)
+        if p != p:
+            return "error"
+        if p >= self.threshold:
+            return "fake"
+        if self.suspicious_threshold is not None and p >= self.suspicious_threshold:
+            return "suspicious"
+        return "real"
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if d["suspicious_threshold"] is None:
+            del d["suspicious_threshold"]  # configs without the band stay readable by 0.1 readers
         d["input_size"] = list(self.input_size)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return {"format_version": CONFIG_FORMAT_VERSION, **d}

@@ -1,5 +1,6 @@
-"""Robustness sweeps: ROC AUC and accuracy of a detector under common image degradations
-(JPEG, blur, down/up-scaling, noise) and white-box adversarial attacks (FGSM, PGD).
+"""Robustness sweeps: ROC AUC, accuracy and false alarms of a detector under common image
+degradations (JPEG, blur, down/up-scaling, noise), tighter face crops, H.264 video
+re-encoding, and white-box adversarial attacks (FGSM, PGD).
 
     >>> from deepfake_detect.robustness import sweep, plot_sweep
     >>> rows = sweep(detector, "data/val", limit=500)      # a real/ + fake/ folder
@@ -22,6 +23,13 @@ Levels (:data:`PERTURBATIONS`):
   interpolation both ways; Pillow antialiases when shrinking).
 * ``noise``: additive Gaussian noise, sigma 2, 5, 10, 20 in 0-255 pixel units, clipped to the
   valid range (not re-quantised to 8 bits).
+* ``crop``: the central box of side 0.85, 0.7, 0.6, 0.5 of the image (vertical centre at 55 %,
+  :func:`deepfake_detect.augment.center_crop`) resized back: the same face as a tighter face
+  detector (MTCNN, RetinaFace, dlib) would crop it.
+* ``video``: H.264 re-encoding (libx264 through PyAV, extra ``video``; yuv420p, preset
+  medium) at CRF 23, 30, 37, the image encoded as a one-frame video (an intra frame): the
+  compression of a face taken from a streamed or re-uploaded clip. Skipped from the default
+  list when PyAV is not installed.
 * ``fgsm``, ``pgd``: L-infinity attacks of radius ``level / 255`` (levels 1, 2, 4, 8) on the
   [0, 1] RGB image, through the normalisation, on the detector's model in eval mode. Each
   step moves the image in the direction that *increases the loss of the true label* (binary
@@ -48,11 +56,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .augment import center_crop
 from .data.datasets import LabeledData, as_labeled_data
 from .data.preprocess import gaussian_blur, normalize, tensor_to_pil, to_unit_tensor
 from .errors import DataError, DeepfakeDetectError
 from .heads import fake_log_odds
 from .modules import frozen, param_dtype
+from .video import h264_available, reencode_h264
 
 if TYPE_CHECKING:
     from .detector import Detector
@@ -67,12 +77,15 @@ PERTURBATIONS: dict[str, tuple[float, ...]] = {
     "blur": (0.5, 1, 2, 3),
     "resize": (0.75, 0.5, 0.25),
     "noise": (2, 5, 10, 20),
+    "crop": (0.85, 0.7, 0.6, 0.5),
+    "video": (23, 30, 37),
     "fgsm": (1, 2, 4, 8),
     "pgd": (1, 2, 4, 8),
 }
 ADVERSARIAL = ("fgsm", "pgd")
 PGD_STEPS = 10
-_CODES = {name: i for i, name in enumerate(PERTURBATIONS)}
+# seeds of the random draws per perturbation (fixed: a new perturbation does not change old rows)
+_CODES = {"clean": 0, "jpeg": 1, "blur": 2, "resize": 3, "noise": 4, "fgsm": 5, "pgd": 6, "crop": 7, "video": 8}
 
 
 def sweep(
@@ -101,11 +114,13 @@ def sweep(
 
     Returns:
         One dict per (perturbation, level), clean first, then in the order asked:
-        ``{"perturbation": str, "level": int | float, "auc": float, "acc": float, "n": int}``;
-        ``acc`` at the detector's ``config.threshold``.
+        ``{"perturbation": str, "level": int | float, "auc": float, "acc": float,
+        "false_alarms": float, "n": int}``; ``acc`` and ``false_alarms`` (the share of real
+        images scored at or above the threshold) at the detector's ``config.threshold``.
 
     Raises:
         DeepfakeDetectError: an unknown perturbation name or a bad level.
+        MissingDependencyError: ``video`` asked for without PyAV (extra ``video``).
         DataError: bad data, or a single class (the AUC needs both).
         ImageLoadError: an unreadable image.
     """
@@ -152,6 +167,7 @@ def sweep(
                     "level": level,
                     "auc": float(roc_auc(labels, s)),
                     "acc": float(accuracy(labels, s, threshold)),
+                    "false_alarms": float((s[labels == 0] >= threshold).mean()),
                     "n": int(len(s)),
                 }
             )
@@ -168,11 +184,16 @@ def perturb(
 ) -> torch.Tensor:
     """One non-adversarial perturbation of a (3, H, W) float image in [0, 1]; same shape and range.
 
-    ``name`` is ``"clean"``, ``"jpeg"`` (quality), ``"blur"`` (sigma, px), ``"resize"`` (factor)
-    or ``"noise"`` (sigma, 0-255 units); ``rng`` draws the noise.
+    ``name`` is ``"clean"``, ``"jpeg"`` (quality), ``"blur"`` (sigma, px), ``"resize"`` (factor),
+    ``"noise"`` (sigma, 0-255 units), ``"crop"`` (side kept, a fraction) or ``"video"`` (H.264
+    CRF); ``rng`` draws the noise.
     """
     if name == "clean":
         return image
+    if name == "crop":
+        return to_unit_tensor(np.asarray(center_crop(tensor_to_pil(image), float(level))))
+    if name == "video":
+        return to_unit_tensor(np.asarray(reencode_h264(tensor_to_pil(image), int(level))))
     if name == "jpeg":
         buf = io.BytesIO()
         tensor_to_pil(image).save(buf, format="JPEG", quality=int(level))
@@ -244,6 +265,8 @@ def _fmt_level(name: str, level: Any) -> str:
 def _plan(perturbations: Sequence[str] | Mapping[str, Sequence[float]] | None) -> list[tuple[str, tuple[Any, ...]]]:
     if perturbations is None:
         asked: dict[str, tuple[Any, ...]] = dict(PERTURBATIONS)
+        if not h264_available():
+            asked.pop("video")
     elif isinstance(perturbations, Mapping):
         asked = {str(k): tuple(v) for k, v in perturbations.items()}
     elif isinstance(perturbations, str):
@@ -271,6 +294,8 @@ _LEVEL_HELP = {
     "noise": "a sigma in 0-255 units >= 0",
     "fgsm": "an epsilon in 1/255 units >= 0",
     "pgd": "an epsilon in 1/255 units >= 0",
+    "crop": "a side in (0, 1]",
+    "video": "an H.264 CRF from 0 to 51",
 }
 
 
@@ -279,8 +304,10 @@ def _valid_level(name: str, lv: float) -> bool:
         return lv == 0
     if name == "jpeg":
         return 1 <= lv <= 95
-    if name == "resize":
+    if name in ("resize", "crop"):
         return 0 < lv <= 1
+    if name == "video":
+        return 0 <= lv <= 51
     return lv >= 0
 
 

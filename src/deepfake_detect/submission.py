@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,20 +43,30 @@ def image_names(source: Any) -> tuple[list[Any], list[str]]:
 
 
 def write_submission(
-    names: list[str], scores: np.ndarray, path: str | os.PathLike[str], *, skip_nan: bool = True
+    names: list[str],
+    scores: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    skip_nan: bool = True,
+    verdicts: Sequence[str] | None = None,
 ) -> int:
-    """Write ``img_name,y_pred`` rows atomically; rows whose score is NaN (unreadable images
-    under ``errors="skip"``) are left out when ``skip_nan``. Returns the number of rows."""
+    """Write ``img_name,y_pred`` rows atomically (the challenge's format), plus a third
+    column ``verdict`` when ``verdicts`` are given (e.g. ``[config.verdict(s) for s in
+    scores]``; scorers that read columns by name ignore it). Rows whose score is NaN
+    (unreadable images under ``errors="skip"``) are left out when ``skip_nan``. Returns the
+    number of rows."""
     if len(names) != len(scores):
         raise DataError(f"{len(names)} names but {len(scores)} scores")
+    if verdicts is not None and len(verdicts) != len(scores):
+        raise DataError(f"{len(verdicts)} verdicts but {len(scores)} scores")
     rows = 0
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["img_name", "y_pred"])
-        for name, score in zip(names, scores, strict=True):
+        writer.writerow(["img_name", "y_pred"] + (["verdict"] if verdicts is not None else []))
+        for k, (name, score) in enumerate(zip(names, scores, strict=True)):
             if skip_nan and np.isnan(score):
                 continue
-            writer.writerow([name, f"{float(score):.6f}"])
+            writer.writerow([name, f"{float(score):.6f}"] + ([verdicts[k]] if verdicts is not None else []))
             rows += 1
     return rows
 

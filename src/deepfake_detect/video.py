@@ -10,6 +10,7 @@ per-frame scores and carries no temporal evidence.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from .errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
 if TYPE_CHECKING:
     from .detector import Detector
 
-__all__ = ["predict_video", "read_frames", "VideoLoadError", "AGGREGATES"]
+__all__ = ["predict_video", "read_frames", "reencode_h264", "h264_available", "VideoLoadError", "AGGREGATES"]
 
 AGGREGATES = ("mean", "median", "max")
 
@@ -211,3 +212,44 @@ def _read_cv2(path: Path, num_frames: int) -> list[tuple[int, Image.Image]]:
         return frames
     finally:
         cap.release()
+
+
+def h264_available() -> bool:
+    """Whether PyAV (extra ``video``) with the libx264 encoder is installed."""
+    try:
+        import av
+    except ImportError:
+        return False
+    return "libx264" in av.codecs_available
+
+
+def reencode_h264(image: Image.Image, crf: int, *, preset: str = "medium") -> Image.Image:
+    """``image`` encoded as a one-frame H.264 video (libx264, yuv420p, constant rate factor
+    ``crf``: 0 is lossless, 23 libx264's default, 51 the worst) and decoded again, as RGB.
+    An odd width or height is padded by edge replication for the encoder and cropped after.
+
+    Raises:
+        MissingDependencyError: PyAV with libx264 is not installed (extra ``video``).
+    """
+    if not h264_available():
+        raise MissingDependencyError("av", "video", "H.264 re-encoding")
+    import av
+
+    rgb = np.asarray(image.convert("RGB"))
+    h, w = rgb.shape[:2]
+    padded = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height = padded.shape[1], padded.shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(int(crf)), "preset": preset}
+        for packet in stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    buf.seek(0)
+    with av.open(buf) as inp:
+        frame = next(inp.decode(video=0))
+        decoded = frame.to_ndarray(format="rgb24")
+    return Image.fromarray(np.ascontiguousarray(decoded[:h, :w]))

@@ -243,7 +243,7 @@ class DetectionService:
                 {
                     "name": u.name,
                     "p_fake": s,
-                    "label": "fake" if s >= self.threshold else "real",
+                    "label": self.detector.config.verdict(s),
                     "face_box": list(p.face_box) if p.face_box is not None else None,
                 }
                 for u, p, s in zip(uploads, prepared, scores, strict=True)
@@ -264,7 +264,7 @@ class DetectionService:
             "detector": self.detector.source,
             "name": upload.name,
             "p_fake": score,
-            "label": "fake" if score >= self.threshold else "real",
+            "label": self.detector.config.verdict(score),
             "face_box": list(prepared.face_box) if prepared.face_box is not None else None,
             "method": used,
             "shape": list(shape),
@@ -291,6 +291,7 @@ class DetectionService:
             "architecture": d.config.architecture,
             "parameters": d.num_params,
             "threshold": self.threshold,
+            "suspicious_threshold": d.config.suspicious_threshold,
             "config": cfg,
             "metadata": d.config.metadata,
             "card": model_card(d),
