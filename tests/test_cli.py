@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import face_like
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ def test_version_and_help():
     from deepfake_detect import __version__
 
     assert run("--version").stdout.strip() == f"deepfake-detect {__version__}"
-    for sub in ("models", "predict", "finetune", "evaluate", "info", "explain", "robustness"):
+    for sub in ("models", "predict", "finetune", "evaluate", "info", "explain", "robustness", "export"):
         proc = run(sub, "--help")
         assert proc.returncode == 0 and f"usage: deepfake-detect {sub}" in proc.stdout, sub
 
@@ -169,3 +170,101 @@ def test_finetune_then_predict_with_the_checkpoint(tmp_path, image_folder):
         check=True,
     )
     assert json.loads(proc.stdout)["epochs"] == 2
+
+
+def _run_into_closed_pipe(*args: str, buffered: bool) -> tuple[int, str]:
+    """Run the CLI with stdout a pipe whose reader has gone before it writes (`... | head`,
+    deterministically); its exit code and stderr. ``buffered``: Python's default for a pipe
+    (output written when flushed), else ``PYTHONUNBUFFERED=1`` (each print written at once)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepfake_detect", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader closes early
+    err = proc.stderr.read()
+    return proc.wait(timeout=600), err
+
+
+def test_a_reader_that_closes_stdout_early_stops_the_cli_quietly_with_141(tmp_path):
+    """`deepfake-detect predict DIR | head -2` used to end with "error: [Errno 32] Broken pipe"
+    (exit 1) unbuffered, and with Python's "Exception ignored ... BrokenPipeError" (exit 120) buffered."""
+    for i in range(3):
+        face_like(i, 64).save(tmp_path / f"face_{i}.png")
+    cases = [("predict", str(tmp_path), "--no-progress"), ("predict", "--help")]
+    for buffered, args in [(True, ("models",))] + [(b, a) for b in (True, False) for a in cases]:
+        code, err = _run_into_closed_pipe(*args, buffered=buffered)
+        assert "Broken pipe" not in err and "BrokenPipeError" not in err and "error" not in err, (args, err)
+        # --help unbuffered: argparse itself ignores the failed write and exits 0
+        assert code == 141 or (code == 0 and "--help" in args and not buffered), (args, buffered, code, err)
+    # the same through a shell pipeline, as a user types it
+    cmd = f"{sys.executable} -m deepfake_detect predict {tmp_path} --no-progress | head -1"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.stdout.split() == ["img_name", "y_pred", "verdict"] and "Broken pipe" not in proc.stderr, proc.stderr
+
+
+def test_finetune_without_model_uses_the_built_in_default_as_its_help_says():
+    from deepfake_detect.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["finetune", "--train", "data/", "--epochs", "1", "--out", "run/"])
+    assert args.model is None  # load_detector(None): the built-in default
+    finetune = parser._subparsers._group_actions[0].choices["finetune"]
+    model = next(a for a in finetune._actions if a.dest == "model")
+    assert not model.required and "default: the built-in default" in model.help
+    assert "--model" in finetune.format_usage() and "[--model" in finetune.format_usage()
+
+
+def test_export_writes_an_onnx_graph_and_reports_its_opset_and_parity(tmp_path, capsys, one_thread):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import inspect
+
+    from conftest import TINY
+
+    from deepfake_detect.backends import PARITY_ATOL
+    from deepfake_detect.cli import build_parser, main
+    from deepfake_detect.export import export_onnx
+
+    export = build_parser()._subparsers._group_actions[0].choices["export"]
+    opset = next(a for a in export._actions if a.dest == "opset")
+    assert opset.default == inspect.signature(export_onnx).parameters["opset"].default  # one default
+
+    out = tmp_path / "deep" / "tiny.onnx"
+    assert main(["export", "--model", TINY, "--out", str(out)]) == 0
+    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["path"] == str(out) and lines["opset"] == str(opset.default)
+    assert lines["parity"].startswith("max |P(fake) difference| vs torch ") and "ok" in lines["parity"]
+    assert float(lines["parity"].split()[5]) <= PARITY_ATOL
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {opset.default}
+
+    assert main(["export", "-m", TINY, "-o", str(tmp_path / "o13.onnx"), "--opset", "13", "--no-check"]) == 0
+    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["opset"] == "13" and lines["parity"] == "not checked (--no-check)"
+    model = onnx.load(str(tmp_path / "o13.onnx"))
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {13}
+
+    assert main(["export", "-m", TINY, "-o", str(tmp_path / "o99.onnx"), "--opset", "99"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deepfake-detect export: error: opset=99: expected an ONNX opset version from 7 to ")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "o99.onnx").exists()
+
+
+def test_predict_max_pixels_refuses_a_larger_image_with_the_librarys_message(tmp_path):
+    face_like(0, 80).save(tmp_path / "big.png")  # 6,400 pixels
+    proc = run("predict", str(tmp_path / "big.png"), "--max-pixels", "1000", "--no-progress")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "big.png" in proc.stderr and "80x80 = 6,400 pixels is over the limit of 1,000" in proc.stderr
+    proc = run("predict", str(tmp_path / "big.png"), "--max-pixels", "6400", "--no-progress", check=True)
+    assert proc.stdout.splitlines()[1].startswith("big.png")
+    proc = run("predict", str(tmp_path / "big.png"), "--max-pixels", "0")
+    assert proc.returncode == 1 and "--max-pixels 0: expected" in proc.stderr

@@ -1105,3 +1105,22 @@ def test_predict_and_predict_tensor_name_what_is_wrong_with_their_input(det):
     with pytest.raises(DeepfakeDetectError, match="torch.uint8"):
         det.predict_tensor(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     assert det.predict_tensor(torch.zeros(2, 3, 32, 32)).shape == (2,)
+
+
+def test_preprocessor_to_array_and_to_tensor_refuse_paths_with_a_library_error(tmp_path, det):
+    """They stack *prepared* images; paths (the first thing a user tries) used to give
+    "AttributeError: 'str' object has no attribute 'float'"."""
+    face_like(0, size=48).save(tmp_path / "a.png")
+    prep = det.preprocessor()
+    for method in ("to_array", "to_tensor"):
+        stack = getattr(prep, method)
+        with pytest.raises(DeepfakeDetectError, match=rf"{method}\(items\): items\[0\] has type str .*a\.png.*prepare"):
+            stack([str(tmp_path / "a.png")])
+        with pytest.raises(DeepfakeDetectError, match=r"items\[1\] has type \w*Path"):
+            stack([prep.prepare(tmp_path / "a.png"), tmp_path / "a.png"])
+        with pytest.raises(DeepfakeDetectError, match=r"expected a list of prepared images, got type str"):
+            stack(str(tmp_path / "a.png"))
+        with pytest.raises(DeepfakeDetectError, match="no items"):
+            stack([])
+    prepared = [prep.prepare(tmp_path / "a.png"), prep.prepare(face_like(1, size=40))]
+    np.testing.assert_allclose(prep.to_array(prepared), prep.to_tensor(prepared).numpy(), atol=1e-6)

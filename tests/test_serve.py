@@ -309,6 +309,24 @@ def test_a_body_without_content_length_is_cut_at_the_limit(tiny):
     assert r.status_code == 413 and r.json()["field"] == "body" and "50,000" in r.json()["reason"]
 
 
+def test_an_empty_request_is_400_whatever_its_content_type_and_a_body_of_another_type_is_415(tiny, images):
+    """docs/serve.md: no body is a bad request (400, field "body"), with or without a Content-Type;
+    415 is for a body in a format the service does not take."""
+    with TestClient(create_app(tiny)) as client:
+        for headers in ({}, {"content-type": "text/plain"}, {"content-type": "multipart/form-data; boundary=x"}):
+            r = client.post("/v1/predict", headers=headers)
+            assert r.status_code == 400, (headers, r.text)
+            body = r.json()
+            assert body["field"] == "body" and "empty request" in body["reason"], body
+            assert "multipart/form-data" in body["reason"] and "'file' field" in body["reason"], body
+        r = client.post("/v1/explain")
+        assert r.status_code == 400 and r.json()["field"] == "body"
+        for headers in ({}, {"content-type": "text/plain"}, {"content-type": "image/png"}):
+            r = client.post("/v1/predict", content=images[0][1], headers=headers)
+            assert r.status_code == 415 and r.json()["field"] == "Content-Type", (headers, r.text)
+            assert "multipart/form-data" in r.json()["reason"]
+
+
 def test_explain_rejects_bad_parameters_and_several_images(tiny, images):
     with TestClient(create_app(tiny)) as client:
         r = client.post("/v1/explain?method=magic", files=multipart(images[:1]))

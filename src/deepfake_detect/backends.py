@@ -84,6 +84,7 @@ __all__ = [
     "graph_dir",
     "clear_cache",
     "weights_digest",
+    "graph_parity",
     "check_backend",
     "check_precision",
     "select",
@@ -669,23 +670,47 @@ def _export_checked(detector: Detector, path: Path, backend: str) -> None:
     from .export import export_onnx
 
     export_onnx(detector, path, opset=OPSET)
+    diff = graph_parity(detector, path, backend)
+    if not diff <= PARITY_ATOL:
+        raise DeepfakeDetectError(
+            f"the exported graph of {detector.config.architecture} disagrees with the torch model "
+            f"(max |P(fake) difference| {diff:.2g} > {PARITY_ATOL:g} on a batch of 3, inf: another output shape); "
+            "the model probably has data-dependent control flow. Use backend='torch'"
+        )
+
+
+def graph_parity(detector: Detector, path: str | os.PathLike[str], backend: str = "onnxruntime") -> float:
+    """The largest |P(fake) difference| between an exported graph of ``detector`` (run by
+    ``backend`` on the CPU) and the detector's torch forward, on a seeded random normalised
+    batch of 3 (another batch size than the exporter traced with).
+
+    Args:
+        detector: the detector the graph was exported from.
+        path: the ``.onnx`` file (:func:`~deepfake_detect.export.export_onnx`).
+        backend: ``"onnxruntime"`` (extra ``onnx``) or ``"openvino"`` (extra ``openvino``).
+
+    Returns:
+        The difference in P(fake) units (0 to 1); ``inf`` when the graph's output has another
+        shape. Graphs the library uses must be within :data:`PARITY_ATOL`.
+
+    Raises:
+        MissingDependencyError: the runtime is not installed.
+        DeepfakeDetectError: ``backend`` is not a graph runtime, or it cannot run the graph.
+    """
+    if backend not in GRAPH_BACKENDS:
+        raise DeepfakeDetectError(f"backend={backend!r}: expected one of {', '.join(map(repr, GRAPH_BACKENDS))}")
+    _require(backend, "the parity check of an exported graph")
     h, w = detector.config.input_size
     gen = torch.Generator().manual_seed(0)
     probe = torch.randn(3, 3, h, w, generator=gen)
     try:
-        got = _open(backend, path, "fp32")(probe)
+        got = _open(backend, Path(path), "fp32")(probe)
     except Exception as e:
         raise DeepfakeDetectError(
-            f"{backend} cannot run the exported graph of {detector.config.architecture}: {type(e).__name__}: {e}"
+            f"{backend} cannot run the exported graph {path} of {detector.config.architecture}: {type(e).__name__}: {e}"
         ) from e
     want = torch_scores(detector, probe, optimize=False, precision="fp32").float().cpu().numpy()
-    diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
-    if not diff <= PARITY_ATOL:
-        raise DeepfakeDetectError(
-            f"the exported graph of {detector.config.architecture} disagrees with the torch model "
-            f"(max |P(fake) difference| {diff:.2g} > {PARITY_ATOL:g} on a batch of 3; shapes {got.shape} vs "
-            f"{want.shape}); the model probably has data-dependent control flow. Use backend='torch'"
-        )
+    return float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
 
 
 # -- int8 ---------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
 """The ``deepfake-detect`` command line. Results go to stdout, progress and messages to stderr.
 
 Exit codes: 0 success, 1 failure (a one-line error; ``--debug`` shows the traceback),
-2 bad usage, 130 interrupted.
+2 bad usage, 130 interrupted, 141 (quietly) the reader of stdout closed it early (``| head``),
+the status a shell reports for a Unix tool stopped by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import select
 import sys
 import time
 import warnings
@@ -21,6 +24,9 @@ if TYPE_CHECKING:
     from .detector import Detector
 
 EPILOG = "Docs: https://github.com/deepfake-detect/deepfake-detect/tree/main/docs"
+#: Exit code when the reader of stdout has gone (``deepfake-detect predict DIR | head``): 128 + SIGPIPE (13),
+#: what a shell reports for a Unix tool that SIGPIPE stopped, so ``set -o pipefail`` scripts see the same.
+EXIT_STDOUT_CLOSED = 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_commands(sub)
     _add_training_commands(sub)
     _add_analysis_commands(sub)
+    _add_export_command(sub)
     _add_serve_command(sub)
     return parser
 
@@ -89,6 +96,7 @@ def _add_scoring_commands(sub: Any) -> None:
         help="skip: list unreadable images on stderr and leave them out of the output",
     )
     p.add_argument("--crop-faces", action="store_true", help="crop the largest face first (extra 'face')")
+    _add_max_pixels(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_backend(p)
     p.add_argument(
@@ -105,6 +113,30 @@ def _add_scoring_commands(sub: Any) -> None:
         help="images and/or folders that calibrate --precision int8 (a few dozen of your images)",
     )
     p.set_defaults(func=cmd_predict)
+
+
+def _add_max_pixels(p: argparse.ArgumentParser) -> None:
+    """``--max-pixels N`` (predict, serve): the decompression-bomb guard of the library's image reader."""
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest image in pixels (width x height) accepted; larger ones are refused before decoding "
+        "(default: the library's limit, 64,000,000)",
+    )
+
+
+def _max_pixels(args: argparse.Namespace) -> int:
+    """``--max-pixels``, else the library's limit (``MAX_IMAGE_PIXELS``)."""
+    from .data.images import MAX_IMAGE_PIXELS
+    from .errors import DeepfakeDetectError
+
+    if args.max_pixels is None:
+        return MAX_IMAGE_PIXELS
+    if args.max_pixels < 1:
+        raise DeepfakeDetectError(f"--max-pixels {args.max_pixels}: expected a number of pixels of at least 1")
+    return int(args.max_pixels)
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
@@ -132,7 +164,7 @@ def _add_training_commands(sub: Any) -> None:
     p.add_argument("--train-dir", metavar="DIR", help="image folder of the --train label file")
     p.add_argument("--val", metavar="LABELS|FOLDER", help="validation label file (with --val-dir) or real/fake folder")
     p.add_argument("--val-dir", metavar="DIR")
-    _add_model(p, required=True)
+    _add_model(p)  # without --model: fine-tune the built-in default
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--out", required=True, metavar="FOLDER", help="checkpoint folder (load it with --model FOLDER)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -203,6 +235,25 @@ def _add_analysis_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_robustness)
 
 
+def _add_export_command(sub: Any) -> None:
+    """export"""
+    p = sub.add_parser(
+        "export",
+        help="write the detector as an ONNX graph that outputs P(fake) (extra 'onnx')",
+        description="Export a detector to ONNX: input 'input', the normalised (N, 3, H, W) float32 batch; "
+        "output 'p_fake', P(fake) (N,); the preprocessing in the file's metadata (see deepfake_detect.export). "
+        "Then run the graph in ONNX Runtime on a random batch of 3 and compare it with the torch model "
+        "(max |P(fake) difference| at most 1e-4), unless --no-check.",
+    )
+    _add_model(p)
+    p.add_argument("--out", "-o", required=True, metavar="ONNX", help="the .onnx file to write (folders are created)")
+    p.add_argument("--opset", type=int, default=17, metavar="N", help="the ONNX opset version (default: 17)")
+    p.add_argument(
+        "--no-check", action="store_true", help="skip the parity check against the torch model (needs onnxruntime)"
+    )
+    p.set_defaults(func=cmd_export)
+
+
 def _add_serve_command(sub: Any) -> None:
     """serve"""
     p = sub.add_parser(
@@ -229,12 +280,7 @@ def _add_serve_command(sub: Any) -> None:
     )
     p.add_argument("--crop-faces", action="store_true", help="score the largest face of each image (extra 'face')")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body in MB (default: 20)")
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=None,
-        help="largest image in pixels (default: the library's limit, 64,000,000)",
-    )
+    _add_max_pixels(p)
     p.add_argument(
         "--timeout", type=float, default=30.0, help="seconds before an unanswered request gets 503 (default: 30)"
     )
@@ -325,12 +371,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.device:  # under torchrun, "cuda" is each process's own GPU
         args.device = str(local_device(args.device))
+    max_pixels = _max_pixels(args)  # a bad value fails before the model loads
     detector = _load(args)
     inputs, names = image_names(args.paths)
     if not inputs:
         raise DataError("no image files found in " + ", ".join(args.paths))
     kwargs: dict[str, Any] = dict(
-        batch_size=args.batch_size, errors=args.errors, progress=None if not args.no_progress else False
+        batch_size=args.batch_size,
+        errors=args.errors,
+        progress=None if not args.no_progress else False,
+        max_pixels=max_pixels,
     )
     if args.crop_faces:
         kwargs["crop_faces"] = True
@@ -480,8 +530,34 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .backends import PARITY_ATOL, graph_parity
+    from .errors import DeepfakeDetectError
+    from .export import export_onnx
+
+    detector = _load(args)
+    path = export_onnx(detector, args.out, opset=args.opset)
+    print(f"{'path':<8} {path}")
+    print(f"{'opset':<8} {args.opset}")
+    if args.no_check:
+        print(f"{'parity':<8} not checked (--no-check)")
+        return 0
+    diff = graph_parity(detector, path)
+    ok = diff <= PARITY_ATOL
+    print(
+        f"{'parity':<8} max |P(fake) difference| vs torch {diff:.3g} on a random batch of 3 "
+        f"({'ok' if ok else 'FAILED'}, limit {PARITY_ATOL:g})"
+    )
+    if not ok:
+        raise DeepfakeDetectError(
+            f"{path}: the exported graph disagrees with the torch model (max |P(fake) difference| {diff:.3g} > "
+            f"{PARITY_ATOL:g}); the model probably has data-dependent control flow that the exporter fixed "
+            "to one branch: do not use this file"
+        )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .data.images import MAX_IMAGE_PIXELS
     from .errors import DeepfakeDetectError
     from .serve import ServeConfig, is_loopback, return_freed_memory, serve  # first: a missing extra fails early
 
@@ -490,7 +566,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         crop_faces=args.crop_faces,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        max_pixels=args.max_pixels or MAX_IMAGE_PIXELS,
+        max_pixels=_max_pixels(args),
         timeout_s=args.timeout,
         max_queue=args.max_queue,
     )
@@ -512,21 +588,68 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (its write end polls as an error), so
+    a ``BrokenPipeError`` came from our own output and not from another pipe or socket."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (output captured in-process)
+        return False
+    if not hasattr(select, "poll"):  # Windows: no poll; a broken pipe in the CLI is most likely stdout
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _quit_on_closed_stdout() -> int:
+    """Python's recipe (``signal`` docs, "Note on SIGPIPE"): point stdout at ``os.devnull`` so the
+    flush at exit cannot fail again, and stop without a message; the exit code is
+    :data:`EXIT_STDOUT_CLOSED` (the recipe's own ``sys.exit(1)`` would read as this CLI's "failure")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_STDOUT_CLOSED
+
+
+def _flush_stdout() -> int | None:
+    """Flush stdout inside the caller's control: :data:`EXIT_STDOUT_CLOSED` when its reader has
+    gone (quietly, see :func:`_quit_on_closed_stdout`), else ``None``."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _quit_on_closed_stdout()
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import DeepfakeDetectError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, --version (stdout, maybe into a closed pipe) or bad usage
+        closed = _flush_stdout()
+        if closed is not None:
+            return closed
+        raise
+    except BrokenPipeError:  # help text longer than the buffer, into a closed pipe
+        return _quit_on_closed_stdout()
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     start = time.perf_counter()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        # output still buffered: a reader that has gone (`| head`) shows here, inside the try
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (DeepfakeDetectError, OSError) as e:
+        if isinstance(e, BrokenPipeError) and _stdout_reader_gone():
+            return _quit_on_closed_stdout()  # `deepfake-detect predict DIR | head`: stop quietly
         if args.debug:
             raise
         print(f"deepfake-detect {args.command}: error: {e}", file=sys.stderr)

@@ -34,7 +34,7 @@ from .heads import PFakeModel
 if TYPE_CHECKING:
     from .detector import Detector
 
-__all__ = ["export_onnx", "onnx_metadata", "PFakeModel"]
+__all__ = ["export_onnx", "onnx_metadata", "supported_opsets", "PFakeModel"]
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "p_fake"
@@ -74,7 +74,8 @@ def export_onnx(
             on its current device, and its train/eval mode is restored afterwards).
         path: the ``.onnx`` file to write (parent folders are created).
         dynamic_batch: a variable batch dimension; ``False`` fixes it to 1.
-        opset: the ONNX opset version.
+        opset: the ONNX opset version, one of those torch's exporter writes
+            (:func:`supported_opsets`).
 
     Returns:
         ``Path(path)``.
@@ -82,12 +83,19 @@ def export_onnx(
     Raises:
         MissingDependencyError: the ``onnx`` package is not installed
             (``pip install 'deepfake-detect[onnx]'``).
-        DeepfakeDetectError: the exporter failed on this architecture.
+        DeepfakeDetectError: an opset the exporter does not write; the exporter failed on
+            this architecture.
     """
     try:
         import onnx
     except ImportError:
         raise MissingDependencyError("onnx", "onnx", "ONNX export") from None
+    low, high = supported_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
+        raise DeepfakeDetectError(
+            f"opset={opset!r}: expected an ONNX opset version from {low} to {high} (what torch "
+            f"{torch.__version__} exports; default 17)"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = detector.model
@@ -112,6 +120,18 @@ def export_onnx(
     )
     onnx.save(proto, str(path))
     return path
+
+
+def supported_opsets() -> tuple[int, int]:
+    """The lowest and highest ONNX opset versions the installed torch's TorchScript-based
+    exporter writes, e.g. ``(7, 20)``."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:  # not in this torch: the range of torch 2.x
+        return 7, 20
+    low = getattr(_constants, "ONNX_MIN_OPSET", 7)
+    high = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", getattr(_constants, "ONNX_MAX_OPSET", 20))
+    return int(low), int(high)
 
 
 def _run_exporter(wrapper: nn.Module, dummy: torch.Tensor, path: Path, *, dynamic_batch: bool, opset: int) -> None:

@@ -406,6 +406,16 @@ def _parse_json(body: bytes, max_files: int) -> list[_Upload]:
 async def _uploads(request: Request, config: ServeConfig) -> list[_Upload]:
     content_type = request.headers.get("content-type", "")
     kind = content_type.split(";", 1)[0].strip().lower()
+    # an empty request is a bad request (400) whatever it says its type is; 415 is for a body
+    # in a format the service does not take
+    body = await _read_body(request, config.max_upload_bytes)
+    if not body:
+        raise RequestError(
+            400,
+            "body",
+            "empty request; send multipart/form-data with a 'file' field per image, "
+            'or application/json {"images": [{"name": ..., "data": "<base64>"}]}',
+        )
     if kind not in ("multipart/form-data", "application/json"):
         shown = kind or "none"
         raise RequestError(
@@ -414,9 +424,6 @@ async def _uploads(request: Request, config: ServeConfig) -> list[_Upload]:
             f"{shown} is not accepted; send multipart/form-data with 'file' "
             "fields, or application/json with base64 images",
         )
-    body = await _read_body(request, config.max_upload_bytes)
-    if not body:
-        raise RequestError(400, "body", "empty request; send one or more images")
     uploads = (
         _parse_multipart(body, content_type, config.max_files)
         if kind == "multipart/form-data"
