@@ -436,3 +436,15 @@ def test_verdicts_follow_the_operating_points():
     assert "suspicious_threshold" not in plain.to_dict() and plain.verdict(0.5) == "real"
     with pytest.raises(dd.ConfigError, match="suspicious_threshold"):
         dd.DetectorConfig("x", threshold=0.5, suspicious_threshold=0.6)  # above the threshold
+
+
+def test_the_card_states_both_operating_points_and_their_false_alarms():
+    from deepfake_detect.card import model_card
+
+    det = dd.load_detector(TINY_NAME)
+    meta = {"false_alarm_rate": {"a val reals": 0.01}, "suspicious_rate": {"a val reals": 0.08}}
+    det.config = det.config.replace(threshold=0.9, suspicious_threshold=0.6, metadata=meta)
+    card = model_card(det)
+    assert "decision threshold 0.9; suspicious from 0.6" in card
+    assert "From 0.6 up to that, they are labelled suspicious" in card
+    assert "| a val reals | 1.0% | 8.0% |" in card

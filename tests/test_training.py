@@ -356,3 +356,76 @@ def test_the_trainer_runs_step_by_step(image_folder):
     assert set(val["val_sources"]) == {"a", "b"} and "auc_mean" in val["val"]
     ids = trainer.samples.source_ids[[i for i, _ in trainer.samples.epoch_plan(1)]]
     assert np.sum(ids == 0) == 3 * np.sum(ids == 1)  # an epoch drawn 3:1 from the sources
+
+
+def test_a_fine_tuned_detector_has_its_own_card_and_config(tmp_path, image_folder, one_thread):
+    """Regression: after ``finetune`` + ``save_pretrained`` the card and config still named the
+    base model ("deepfake-detect default v4"), its weights tag and source, and showed its
+    false-alarm rates (2.7 % shown, not measured on these weights) and cross-dataset tables."""
+    old_name = "deepfake-detect default v4 (EfficientNet-Lite0; DFDC face swaps, StyleGAN, self-blended fakes)"
+    base_meta = {
+        "name": old_name,
+        "license": "other",
+        "weights_tag": "efficientnet-lite0.dfdc_ffhq_sbi",
+        "weights_license": "research-only (DFDC terms, FFHQ CC BY-NC-SA 4.0)",
+        "weights_source": "the default v3 fine-tuned further at 256x256 by scripts/train_default.py --init",
+        "training_data": "dfdc-faces train and ffhq-stylegan train, sampled 0.75/0.25 per epoch",
+        "recipe": {"epochs": 12, "epoch_size": 4000, "init": "runs/default-v3/best"},
+        "metrics": {"dfdc_auc": 0.9163586945394239, "ffhq_auc": 0.9224444444444444},
+        "metrics_data": "val splits of dfdc-faces (884 real, 884 fake) and ffhq-stylegan (150 + 150)",
+        "false_alarm_rate": {"dfdc val reals": 0.0, "ffhq val reals": 0.02666666666666667},
+        "threshold_rule": 'the highest over hold-out sources of the 99% quantile: {"dfdc": 0.9649, "ffhq": 0.9935}',
+        "card_sections": {
+            "Cross-dataset results": "| trained on | dfdc-faces val |\n|---|---:|\n| default v3 | 0.912 |"
+        },
+    }
+    det = load_detector(TINY)
+    det.config = det.config.replace(threshold=0.9935, metadata=base_meta)
+    result = det.finetune(image_folder, image_folder, epochs=1, batch_size=8, progress=False, num_workers=0)
+    folder = det.save_pretrained(tmp_path / "fine-tuned")
+    card = (folder / "README.md").read_text()
+    config_text = (folder / "config.json").read_text()
+    meta = json.loads(config_text)["metadata"]
+
+    # nothing of the base's identity or measurements is presented as the new model's
+    assert meta["name"] == f"fine-tuned {TINY}" and f"# fine-tuned {TINY}\n" in card
+    own_lines = "\n".join(
+        line for line in card.splitlines() if not line.startswith(("Fine-tuned from ", "| base model |"))
+    )
+    for gone in (
+        old_name,
+        "efficientnet-lite0.dfdc_ffhq_sbi",
+        "default v3",
+        "0.9649",
+        "ffhq val reals",
+        "2.7%",
+        "Cross-dataset results",
+        "dfdc_auc",
+        "884 real",
+        "dfdc-faces train",
+    ):
+        assert gone not in own_lines, gone
+    for gone in ("ffhq val reals", "Cross-dataset results", "dfdc_auc", "0.9649", "default v3", "dfdc-faces train"):
+        assert gone not in config_text, gone
+    for key in ("weights_tag", "weights_source", "false_alarm_rate", "threshold_rule", "card_sections"):
+        assert key not in meta, key
+
+    # the base model, the licence it passes on, the new data, recipe and measured metrics
+    assert meta["base_model"] == {
+        "name": old_name,
+        "source": "efficientnet-lite0.dfdc_ffhq_sbi",
+        "threshold": 0.9935,
+        "license": "research-only (DFDC terms, FFHQ CC BY-NC-SA 4.0)",
+    }
+    assert f"Fine-tuned from {old_name} (`efficientnet-lite0.dfdc_ffhq_sbi`)" in card
+    assert "stay under its licence: research-only" in card and "for research use only" in card
+    assert "license: other" in card
+    assert meta["training_data"] == f"{image_folder} (real/ and fake/ folders)" and str(image_folder) in card
+    assert meta["recipe"]["epochs"] == 1 and "## Recipe" in card and '"epochs": 1,' in card
+    assert meta["metrics"] == pytest.approx({k: v for k, v in result.best.items() if k != "epoch"})
+    assert meta["metrics_data"].endswith("at epoch 1") and f"| auc | {result.best['auc']:.4f} |" in card
+    assert json.loads(config_text)["threshold"] == 0.9935
+    assert "How it was set: inherited unchanged from the base model" in card and "not re-calibrated" in card
+    det.config = det.config.replace(threshold=0.5)  # set after fine-tuning, without a recorded rule
+    again = (det.save_pretrained(tmp_path / "recalibrated") / "README.md").read_text()
+    assert "How it was set: set after fine-tuning (the base model's was 0.9935)" in again

@@ -62,8 +62,13 @@ def _model_table(detector: Detector) -> list[str]:
         f"| parameters | {detector.num_params:,} |",
         f"| input | {cfg.input_size[0]}x{cfg.input_size[1]} RGB, resize `{cfg.resize}` ({cfg.interpolation}) |",
         f"| normalisation | mean {list(cfg.mean)}, std {list(cfg.std)} |",
-        f"| output | {cfg.output} -> P(fake); decision threshold {cfg.threshold} |",
+        f"| output | {cfg.output} -> P(fake); decision threshold {cfg.threshold}"
+        + (f"; suspicious from {cfg.suspicious_threshold}" if cfg.suspicious_threshold is not None else "")
+        + " |",
     ]
+    base = _base_model(meta)
+    if base:
+        rows.append(f"| base model | {base.get('name', '?')} (`{base.get('source', '?')}`) |")
     for key, label in (
         ("weights_tag", "weights"),
         ("weights_source", "weights source"),
@@ -72,6 +77,30 @@ def _model_table(detector: Detector) -> list[str]:
         if meta.get(key):
             rows.append(f"| {label} | {meta[key]} |")
     return rows
+
+
+def _base_model(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta["base_model"]`` (what fine-tuning started from) as a dict; ``{}`` when absent."""
+    base = meta.get("base_model")
+    return dict(base) if isinstance(base, dict) else {}
+
+
+def _base_model_lines(meta: dict[str, Any]) -> list[str]:
+    """One paragraph for a fine-tuned detector: what it was fine-tuned from, under which licence."""
+    base = _base_model(meta)
+    if not base:
+        return []
+    text = (
+        f"Fine-tuned from {base.get('name', '?')} (`{base.get('source', '?')}`) on the training data below; "
+        "the base model's metrics, threshold rule and other results describe the base, not these weights, "
+        "and are not repeated here."
+    )
+    licence = str(base.get("license") or "")
+    if licence:
+        text += f" These weights derive from the base model's and stay under its licence: {licence}."
+        if "research" in licence.lower():
+            text += " Like the base model, they are for research use only."
+    return [text, ""]
 
 
 def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -97,9 +126,21 @@ def _metrics_section(meta: dict[str, Any]) -> list[str]:
 
 def _threshold_section(detector: Detector, meta: dict[str, Any]) -> list[str]:
     rule, alarms = meta.get("threshold_rule"), meta.get("false_alarm_rate") or {}
+    suspicious, sensitive_alarms = detector.config.suspicious_threshold, meta.get("suspicious_rate") or {}
+    base = _base_model(meta)
+    if not rule and base and "threshold" in base:
+        if base["threshold"] == detector.config.threshold:
+            rule = (
+                "inherited unchanged from the base model; not re-calibrated after fine-tuning, so the "
+                "false-alarm rate of these weights at it was not measured."
+            )
+        else:
+            rule = f"set after fine-tuning (the base model's was {base['threshold']}); how is not recorded."
     if not rule and not alarms:
         return []
     lines = ["## Decision threshold", "", f"Images scoring at least {detector.config.threshold} are labelled fake."]
+    if suspicious is not None:
+        lines[-1] += f" From {suspicious} up to that, they are labelled suspicious; below {suspicious}, real."
     if rule:
         lines += ["", f"How it was set: {rule}"]
     if alarms:
@@ -110,8 +151,16 @@ def _threshold_section(detector: Detector, meta: dict[str, Any]) -> list[str]:
             "| real images | false-alarm rate |",
             "|---|---|",
         ]
-        lines += [f"| {k} | {v:.1%} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in alarms.items()]
+        if sensitive_alarms:
+            lines[-2:] = ["| real images | labelled fake | labelled suspicious or fake |", "|---|---|---|"]
+            lines += [f"| {k} | {_rate(v)} | {_rate(sensitive_alarms.get(k, '-'))} |" for k, v in alarms.items()]
+        else:
+            lines += [f"| {k} | {_rate(v)} |" for k, v in alarms.items()]
     return lines + [""]
+
+
+def _rate(v: Any) -> str:
+    return f"{v:.1%}" if isinstance(v, float) else str(v)
 
 
 def _body(detector: Detector) -> str:
@@ -129,6 +178,7 @@ def _body(detector: Detector) -> str:
         'scores = detector.predict(["face.jpg"])  # P(fake) per image',
         "```",
         "",
+        *_base_model_lines(meta),
         "## Model",
         "",
         *_model_table(detector),
@@ -156,8 +206,11 @@ def model_card(detector: Detector) -> str:
     ``metrics`` (name -> value, from training or :meth:`Detector.record_metrics`),
     ``metrics_data``, ``recipe``, ``intended_use``, ``limitations``, ``weights_source``,
     ``threshold_rule`` (how the threshold was chosen), ``false_alarm_rate`` (real set ->
-    share labelled fake at the threshold) and ``card_sections`` (title -> Markdown, written
-    after the metrics, e.g. a cross-dataset table).
+    share labelled fake at the threshold), ``card_sections`` (title -> Markdown, written
+    after the metrics, e.g. a cross-dataset table) and ``base_model`` (``name``, ``source``,
+    ``license``, ``threshold`` of the detector fine-tuning started from: the card says what it
+    was fine-tuned from, that the base's licence still applies and, without a
+    ``threshold_rule``, whether the threshold was inherited without re-calibration).
     """
     from huggingface_hub import ModelCard
 

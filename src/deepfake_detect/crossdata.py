@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "selection_set",
     "two_class_sources",
     "cropped_view",
+    "real_score_quantiles",
     "SOURCES_CSV",
 ]
 
@@ -205,4 +206,33 @@ def selection_set(
     out: dict[str, Any] = {**counted, "sbi": self_blended_set(holdout, per_source=per_source, seed=seed)}
     for side in crop_sides:
         out.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in counted.items()})
+    return out
+
+
+def real_score_quantiles(
+    score: Callable[[list[Any]], np.ndarray],
+    sources: Mapping[str, Any],
+    false_alarms: float,
+    *,
+    crop_sides: Sequence[float] = (),
+) -> dict[str, float]:
+    """For each source (and each of ``crop_sides``, as ``"<source>@crop<side>"``), the
+    ``1 - false_alarms`` quantile of ``score`` over its real images: a threshold at the
+    largest of them labels at most ``false_alarms`` of every source's reals, at every crop
+    side, fake. ``score`` maps a list of images to P(fake) (e.g. ``detector.predict``)."""
+    if not 0.0 < false_alarms < 1.0:
+        raise DataError(f"false_alarms={false_alarms!r}: expected a rate between 0 and 1")
+    out: dict[str, float] = {}
+    for name, part in sources.items():
+        data = as_labeled_data(part)
+        reals = data.subset(np.flatnonzero(data.labels == 0).tolist())
+        if not len(reals):
+            continue
+        for side in (1.0, *crop_sides):
+            if side == 1.0:
+                images = [reals.image(i) for i in range(len(reals))]
+            else:
+                images = [im for im, _ in cropped_view(reals, side)]
+            key = name if side == 1.0 else f"{name}@crop{side:g}"
+            out[key] = float(np.quantile(np.asarray(score(images), dtype=np.float64), 1.0 - false_alarms))
     return out

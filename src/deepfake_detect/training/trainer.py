@@ -84,6 +84,78 @@ def _split(data: Any) -> tuple[LabeledData, np.ndarray | None, dict[str, Labeled
     return merged, ids, sources
 
 
+#: ``config.metadata`` keys that describe the weights a fine-tune starts from (their name,
+#: data, recipe, measurements, threshold rule and card sections): none of them holds for the
+#: fine-tuned weights, so :func:`fine_tuned_metadata` does not carry them over.
+BASE_IDENTITY_KEYS = (
+    "name",
+    "weights_tag",
+    "weights_source",
+    "training_data",
+    "datasets",
+    "recipe",
+    "metrics",
+    "metrics_data",
+    "false_alarm_rate",
+    "threshold_rule",
+    "card_sections",
+    "base_model",
+)
+
+
+def fine_tuned_metadata(
+    meta: dict[str, Any],
+    *,
+    architecture: str,
+    source: str,
+    threshold: float,
+    training_data: str,
+    recipe: dict[str, Any],
+    metrics: dict[str, Any] | None,
+    metrics_data: str | None,
+) -> dict[str, Any]:
+    """The ``config.metadata`` of weights fine-tuned from a detector whose metadata is ``meta``.
+
+    The base's identity and measurements (:data:`BASE_IDENTITY_KEYS`) are not carried over.
+    When the base had any (or was loaded from somewhere other than its bare architecture),
+    ``base_model`` records ``name``, ``source`` (its weights tag or where it was loaded from),
+    ``license`` (the derived weights stay under it), ``threshold`` (kept in the config but not
+    re-calibrated; the card says so) and the base's own ``base_model``, if any. ``license``,
+    ``weights_license``, ``intended_use``, ``limitations`` and keys this library does not
+    know are kept; ``name`` becomes ``"fine-tuned <architecture>"``.
+
+    Args:
+        meta: the base detector's ``config.metadata``.
+        architecture: its registry architecture.
+        source: :attr:`Detector.source` of the base detector.
+        threshold: the base's decision threshold.
+        training_data: what the fine-tune trained on.
+        recipe: :meth:`TrainConfig.recipe` of the run.
+        metrics: the fine-tune's best validation metrics (``None`` without validation data).
+        metrics_data: what ``metrics`` were measured on.
+    """
+    out = {k: v for k, v in meta.items() if k not in BASE_IDENTITY_KEYS}
+    if any(k in meta for k in BASE_IDENTITY_KEYS) or source != architecture:
+        base: dict[str, Any] = {
+            "name": str(meta.get("name") or meta.get("weights_tag") or source),
+            "source": str(meta.get("weights_tag") or source),
+            "threshold": threshold,
+        }
+        licence = meta.get("weights_license") or meta.get("license")
+        if licence:
+            base["license"] = str(licence)
+        if meta.get("base_model"):
+            base["base_model"] = meta["base_model"]
+        out["base_model"] = base
+    out["name"] = f"fine-tuned {architecture}"
+    out["training_data"] = training_data
+    out["recipe"] = recipe
+    if metrics is not None:
+        out["metrics"] = metrics
+        out["metrics_data"] = metrics_data or "validation data"
+    return out
+
+
 class Trainer:
     """Fine-tunes ``detector`` in place on ``train`` (validating on ``val``) with ``config``.
 
@@ -434,17 +506,27 @@ class Trainer:
         self.checkpoints.write(epoch, last=last, best=best, state=state, history=self.result.history)
 
     def _trained_config(self) -> Any:
-        """The detector's config with the training data, best metrics and recipe recorded."""
+        """The detector's config with the fine-tuned model's own metadata
+        (:func:`fine_tuned_metadata`): training data, best metrics, recipe and base model."""
         from .. import __version__
 
-        meta = dict(self.detector.config.metadata)
-        meta["training_data"] = self.train_data.description
-        meta["recipe"] = self.config.recipe()
-        best = self.result.best
+        det, best = self.detector, self.result.best
+        metrics, metrics_data = None, None
         if best is not None:
-            meta["metrics"] = {k: v for k, v in best.items() if k != "epoch"}
-            meta["metrics_data"] = f"validation data at epoch {best['epoch']}"
-        return self.detector.config.replace(metadata=meta, library_version=__version__)
+            metrics = {k: v for k, v in best.items() if k != "epoch"}
+            val = self.val_data.description if self.val_data is not None else ""
+            metrics_data = f"validation data{f' ({val})' if val else ''} at epoch {best['epoch']}"
+        meta = fine_tuned_metadata(
+            det.config.metadata,
+            architecture=det.config.architecture,
+            source=det.source,
+            threshold=det.config.threshold,
+            training_data=self.train_data.description,
+            recipe=self.config.recipe(),
+            metrics=metrics,
+            metrics_data=metrics_data,
+        )
+        return det.config.replace(metadata=meta, library_version=__version__)
 
     def _finish(self) -> None:
         model, best_state = self.model, self.best_state
