@@ -44,14 +44,7 @@ def build_detector(name: str, size: int, weights: Path):
     """A detector with the default's preprocessing (resize policy, mean/std) at ``size``."""
     base = load_detector("efficientnet-lite0").config
     det = load_detector(name, backbone_weights=weights)
-    det.config = det.config.replace(
-        input_size=(size, size),
-        resize=base.resize,
-        crop_pct=base.crop_pct,
-        interpolation=base.interpolation,
-        mean=base.mean,
-        std=base.std,
-    )
+    det.config = det.config.replace(**{**base.preprocessing, "input_size": (size, size)})
     return det
 
 

@@ -146,9 +146,7 @@ def main() -> None:
         kwargs = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}
         detector = load_detector(args.arch, **kwargs)
         base = get_entry("efficientnet-lite0").config  # the default's preprocessing, whatever the backbone
-        detector.config = detector.config.replace(
-            resize=base.resize, crop_pct=base.crop_pct, interpolation=base.interpolation, mean=base.mean, std=base.std
-        )
+        detector.config = detector.config.replace(**base.preprocessing)  # its input size is set next
     detector.config = detector.config.replace(input_size=(args.input_size, args.input_size))
     t0 = time.perf_counter()
     result = detector.finetune(

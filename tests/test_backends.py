@@ -331,6 +331,10 @@ def test_backend_argument_checks_and_load_detector_default() -> None:
         dd.load_detector(TINY, backend="onnx")
     with pytest.raises(DeepfakeDetectError, match="precision='int4'"):
         d.predict(images(1), precision="int4")
+    # one check for every backend argument: graph_parity takes the graph runtimes only
+    assert backends.check_backend("openvino", backends.GRAPH_BACKENDS) == "openvino"
+    with pytest.raises(DeepfakeDetectError, match="backend='torch': expected one of 'openvino', 'onnxruntime'"):
+        backends.graph_parity(d, "unused.onnx", backend="torch")
 
 
 # -- missing extra ------------------------------------------------------------------------

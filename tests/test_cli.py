@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import face_like
+
+import deepfake_detect as dd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,17 +42,49 @@ def test_version_and_help():
         assert proc.returncode == 0 and f"usage: deepfake-detect {sub}" in proc.stdout, sub
 
 
-def test_backend_and_precision_choices_are_the_librarys():
-    """The CLI spells the choices out (importing the backends module would slow --help);
-    they must stay the library's."""
-    from deepfake_detect.backends import BACKENDS, PRECISIONS
+def _actions(sub):
     from deepfake_detect.cli import build_parser
 
+    return {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices[sub]._actions}
+
+
+def test_backend_and_precision_choices_are_the_librarys():
+    """The CLI's choices and defaults are read from the library, never typed again."""
+    from deepfake_detect.backends import BACKENDS, PRECISIONS
+
     for sub in ("predict", "evaluate"):
-        actions = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices[sub]._actions}
+        actions = _actions(sub)
         assert tuple(actions["backend"].choices) == BACKENDS, sub
+        assert actions["backend"].default == "auto" == inspect.signature(dd.load_detector).parameters["backend"].default
         if "precision" in actions:
             assert tuple(actions["precision"].choices) == PRECISIONS, sub
+
+
+def test_other_choices_and_defaults_are_the_librarys():
+    from deepfake_detect.augment import PRESETS
+    from deepfake_detect.config import VERDICTS
+    from deepfake_detect.data.images import ERROR_MODES, MAX_IMAGE_PIXELS
+    from deepfake_detect.explain import METHODS
+    from deepfake_detect.robustness import PERTURBATIONS
+
+    predict = inspect.signature(dd.Detector.predict).parameters
+    for sub in ("predict", "evaluate"):
+        actions = _actions(sub)
+        assert tuple(actions["errors"].choices) == ERROR_MODES and actions["errors"].default == "raise", sub
+        assert actions["batch_size"].default == predict["batch_size"].default, sub
+    assert _actions("predict")["precision"].default == predict["precision"].default
+    assert all(v in _actions("predict")["out"].help for v in VERDICTS)
+    assert f"{MAX_IMAGE_PIXELS:,}" in _actions("predict")["max_pixels"].help
+    finetune, train = _actions("finetune"), dd.TrainConfig()
+    assert tuple(finetune["augment"].choices) == ("auto", *PRESETS) and finetune["augment"].default == train.augment
+    for name in ("batch_size", "lr", "synth_fakes", "seed"):
+        assert finetune[name].default == getattr(train, name), name
+    assert tuple(_actions("explain")["method"].choices) == METHODS and _actions("explain")["method"].default == "auto"
+    assert tuple(_actions("robustness")["perturbations"].choices) == tuple(PERTURBATIONS)
+    assert _actions("models")["max_params"].default == dd.DEFAULT_MAX_PARAMS
+    from deepfake_detect.export import export_onnx
+
+    assert _actions("export")["opset"].default == inspect.signature(export_onnx).parameters["opset"].default
 
 
 def test_bad_arguments_give_one_line_and_exit_2():

@@ -244,6 +244,27 @@ def test_fp16_storage_loads_into_float32(tmp_path, jpeg_files):
     np.testing.assert_allclose(again.predict(jpeg_files), det.predict(jpeg_files), atol=2e-3)
 
 
+def test_config_preprocessing_is_what_changes_the_pixels():
+    from deepfake_detect.config import PREPROCESSING_FIELDS
+    from deepfake_detect.data import Preprocessor
+
+    cfg = dd.DetectorConfig("x", input_size=(40, 48), resize="crop", crop_pct=0.9, interpolation="bicubic")
+    assert tuple(cfg.preprocessing) == PREPROCESSING_FIELDS
+    assert cfg.preprocessing["input_size"] == (40, 48) and cfg.preprocessing["crop_pct"] == 0.9
+    img = face_like(0)
+    other = dd.DetectorConfig("y", output="softmax", threshold=0.9, face_crop={"margin": 0.1, "square": False})
+    same = other.replace(**cfg.preprocessing)  # everything else differs: the same tensor
+    assert same.preprocessing == cfg.preprocessing
+    np.testing.assert_array_equal(Preprocessor(same).prepare(img), Preprocessor(cfg).prepare(img))
+    for name, value in (("input_size", (40, 40)), ("resize", "squash"), ("crop_pct", 0.8), ("mean", (0.5,) * 3)):
+        changed = cfg.replace(**{name: value})
+        assert changed.preprocessing != cfg.preprocessing, name
+        a, b = Preprocessor(changed).prepare(img), Preprocessor(cfg).prepare(img)
+        assert a.shape != b.shape or not np.array_equal(
+            Preprocessor(changed).to_array([a]), Preprocessor(cfg).to_array([b])
+        )
+
+
 def test_corrupt_safetensors_and_config_errors_name_the_file(tmp_path):
     det = load_detector("resnet18-finetune")
     folder = det.save_pretrained(tmp_path / "m")

@@ -93,6 +93,25 @@ def test_crop_face_box_is_the_box_crop_face_used():
     assert crop_face_box(blank)[1] is None
 
 
+def test_every_face_crop_is_cut_face(tiny):
+    """predict's preprocessor, crop_face(_box) and the service all crop with cut_face."""
+    pytest.importorskip("cv2", reason="the 'face' extra is not installed")
+    from deepfake_detect.face import CropPolicy, FaceCropPreprocessor, crop_face_box, cut_face
+
+    img = load_image(EXAMPLES / "astronaut.jpg")
+    policy = CropPolicy(margin=0.1, square=False)
+    face = cut_face(img, policy)
+    assert face.found and face.region == policy.crop_box(face.box, img.size)
+    assert np.array_equal(np.asarray(face.image), np.asarray(img.crop(face.region)))
+    crop, box = crop_face_box(img, policy)
+    assert box == face.box and np.array_equal(np.asarray(crop), np.asarray(face.image))
+    prep = tiny.preprocessor()
+    array, box = FaceCropPreprocessor(prep, policy=policy).prepare_with_box(img)
+    assert box == face.box and np.array_equal(array, prep.prepare(face.image))
+    whole = cut_face(Image.new("RGB", (64, 64), (128, 128, 128)))
+    assert not whole.found and whole.region is None and whole.image.size == (64, 64)
+
+
 # -- predictions -------------------------------------------------------------------------------
 def test_predict_multipart_and_json_equal_detector_predict(tiny, images):
     app = create_app(tiny, max_batch=4, max_wait_ms=5)

@@ -134,13 +134,15 @@ class BackendChoice:
 
 
 # -- arguments and environment ------------------------------------------------------------
-def check_backend(backend: str) -> str:
-    """``backend`` if it is one of :data:`BACKENDS`.
+def check_backend(backend: str, choices: tuple[str, ...] = BACKENDS) -> str:
+    """``backend`` if it is one of ``choices`` (default :data:`BACKENDS`; :data:`GRAPH_BACKENDS`
+    where only a graph runtime will do). Every ``backend`` argument of the library is checked
+    here; the CLI offers :data:`BACKENDS`.
 
     Raises:
         DeepfakeDetectError: another value.
     """
-    return _check_choice("backend", backend, BACKENDS)
+    return _check_choice("backend", backend, choices)
 
 
 def check_precision(precision: str) -> str:
@@ -255,7 +257,11 @@ def weights_digest(model: nn.Module, config: Any, *extra: str) -> str:
 
 
 def _graph_config(config: Any) -> dict[str, Any]:
-    """The config fields an exported graph depends on (its input size and what it outputs)."""
+    """The config fields an exported graph depends on (its input size and what it outputs).
+
+    Of ``config.preprocessing`` only ``input_size`` is here: the graph takes the normalised
+    tensor, so the resize policy, interpolation, mean and std do not change it (they are in
+    the int8 key through the calibration batch's digest)."""
     return {"architecture": config.architecture, "input_size": list(config.input_size), "output": config.output}
 
 
@@ -382,7 +388,7 @@ class Runtime:
         self._sessions: dict[tuple[str, str, str], tuple[_WeightsVersion, GraphSession]] = {}
         self._digests: dict[str, tuple[_WeightsVersion, str]] = {}
         self._failed: tuple[_WeightsVersion, str] | None = None
-        self._calibrations: dict[tuple[Any, ...], str] = {}  # calibration files + config -> batch digest
+        self._calibrations: dict[tuple[Any, ...], str] = {}  # calibration files + preprocessing -> batch digest
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Runtime:
         return Runtime()
@@ -414,7 +420,7 @@ class Runtime:
         return value
 
     def calibration_digest(self, key: tuple[Any, ...] | None) -> str | None:
-        """The digest of the calibration batch last prepared for ``key`` (files and config), or None."""
+        """The digest of the calibration batch last prepared for ``key`` (files and preprocessing), or None."""
         return self._calibrations.get(key) if key is not None else None
 
     def remember_calibration(self, key: tuple[Any, ...] | None, digest: str) -> None:
@@ -697,8 +703,7 @@ def graph_parity(detector: Detector, path: str | os.PathLike[str], backend: str 
         MissingDependencyError: the runtime is not installed.
         DeepfakeDetectError: ``backend`` is not a graph runtime, or it cannot run the graph.
     """
-    if backend not in GRAPH_BACKENDS:
-        raise DeepfakeDetectError(f"backend={backend!r}: expected one of {', '.join(map(repr, GRAPH_BACKENDS))}")
+    check_backend(backend, GRAPH_BACKENDS)
     _require(backend, "the parity check of an exported graph")
     h, w = detector.config.input_size
     gen = torch.Generator().manual_seed(0)
@@ -743,7 +748,7 @@ def _int8_session(detector: Detector, calibration: Any, backend: str) -> GraphSe
     runtime, model = _runtime(detector), detector.model
     items = _flatten_inputs(calibration)  # a folder is listed once
     files = _calibration_files(items)
-    files_key = (files, repr(detector.config)) if files is not None else None
+    files_key = (files, repr(detector.config.preprocessing)) if files is not None else None
     known = runtime.calibration_digest(files_key)
     if known is not None:
         session = runtime.session(model, detector.config, backend, "int8", known)

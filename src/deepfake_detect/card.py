@@ -220,9 +220,10 @@ def model_card(detector: Detector) -> str:
 
 def write_model_card(detector: Detector, folder: str | Path) -> Path:
     """Write :func:`model_card` to ``folder/README.md`` atomically; returns the path."""
+    from .loading import CARD_NAME
     from .weights import atomic_path
 
-    path = Path(folder) / "README.md"
+    path = Path(folder) / CARD_NAME
     with atomic_path(path) as tmp:
         tmp.write_text(model_card(detector), encoding="utf-8")
     return path

@@ -8,6 +8,8 @@ the status a shell reports for a Unix tool stopped by SIGPIPE.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import os
 import select
@@ -32,6 +34,15 @@ EXIT_STDOUT_CLOSED = 141
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _default(owner: Any, name: str) -> Any:
+    """The library's default of ``name``: the field's of a dataclass, else the keyword
+    argument's of a function. The CLI's defaults and choices are read from the library
+    (its functions and constants), never typed again here."""
+    if dataclasses.is_dataclass(owner):
+        return next(f.default for f in dataclasses.fields(owner) if f.name == name)
+    return inspect.signature(owner).parameters[name].default
 
 
 def _add_model(p: argparse.ArgumentParser, required: bool = False, default_help: str = "the built-in default") -> None:
@@ -65,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_scoring_commands(sub: Any) -> None:
     """models, predict"""
+    from .backends import PRECISIONS
+    from .config import VERDICTS
+    from .data.images import ERROR_MODES
+    from .detector import Detector
+    from .guard import DEFAULT_MAX_PARAMS
+
     p = sub.add_parser(
         "models",
         help="list registry entries (and timm architectures) under the parameter limit",
@@ -72,7 +89,7 @@ def _add_scoring_commands(sub: Any) -> None:
         "timm architectures under the limit, largest first.",
     )
     p.add_argument("--timm", metavar="PATTERN", help="list timm architectures matching PATTERN (e.g. 'convnext*')")
-    p.add_argument("--max-params", type=int, default=200_000_000, help="the limit (default: 200000000)")
+    p.add_argument("--max-params", type=int, default=DEFAULT_MAX_PARAMS, help="the limit (default: %(default)s)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser(
@@ -84,15 +101,20 @@ def _add_scoring_commands(sub: Any) -> None:
     )
     p.add_argument("paths", nargs="+", help="image files and/or folders")
     _add_model(p)
-    p.add_argument("--out", "-o", metavar="CSV", help="write img_name,y_pred,verdict here instead of a table")
+    p.add_argument(
+        "--out",
+        "-o",
+        metavar="CSV",
+        help=f"write img_name,y_pred,verdict ({', '.join(VERDICTS)}) here instead of a table",
+    )
     p.add_argument(
         "--scores-only", action="store_true", help="with --out: only img_name,y_pred (the challenge's two columns)"
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=_default(Detector.predict, "batch_size"))
     p.add_argument(
         "--errors",
-        choices=("raise", "skip"),
-        default="raise",
+        choices=ERROR_MODES,
+        default=_default(Detector.predict, "errors"),
         help="skip: list unreadable images on stderr and leave them out of the output",
     )
     p.add_argument("--crop-faces", action="store_true", help="crop the largest face first (extra 'face')")
@@ -101,8 +123,8 @@ def _add_scoring_commands(sub: Any) -> None:
     _add_backend(p)
     p.add_argument(
         "--precision",
-        choices=("fp32", "int8", "fp16", "bf16"),
-        default="fp32",
+        choices=PRECISIONS,
+        default=_default(Detector.predict, "precision"),
         help="fp32 (default); int8: a quantised ONNX Runtime graph calibrated on --calibration images "
         "(scores move); fp16/bf16: CUDA only",
     )
@@ -117,13 +139,15 @@ def _add_scoring_commands(sub: Any) -> None:
 
 def _add_max_pixels(p: argparse.ArgumentParser) -> None:
     """``--max-pixels N`` (predict, serve): the decompression-bomb guard of the library's image reader."""
+    from .data.images import MAX_IMAGE_PIXELS
+
     p.add_argument(
         "--max-pixels",
         type=int,
         default=None,
         metavar="N",
         help="largest image in pixels (width x height) accepted; larger ones are refused before decoding "
-        "(default: the library's limit, 64,000,000)",
+        f"(default: the library's limit, {MAX_IMAGE_PIXELS:,})",
     )
 
 
@@ -140,10 +164,13 @@ def _max_pixels(args: argparse.Namespace) -> int:
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
+    from . import load_detector
+    from .backends import BACKENDS
+
     p.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnxruntime", "openvino"),
-        default="auto",
+        choices=BACKENDS,
+        default=_default(load_detector, "backend"),
         help="what runs the model: auto (default: on CPU OpenVINO or ONNX Runtime when installed and the "
         "job is large enough or its graph is cached, else torch), torch, onnxruntime (extra 'onnx') or "
         "openvino (extra 'openvino')",
@@ -152,6 +179,11 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
 
 def _add_training_commands(sub: Any) -> None:
     """finetune, evaluate"""
+    from .augment import PRESETS
+    from .data.images import ERROR_MODES
+    from .evaluate import evaluate
+    from .training import TrainConfig
+
     p = sub.add_parser(
         "finetune",
         help="fine-tune a detector on labelled images",
@@ -168,13 +200,26 @@ def _add_training_commands(sub: Any) -> None:
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--out", required=True, metavar="FOLDER", help="checkpoint folder (load it with --model FOLDER)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per recipe)")
-    p.add_argument("--augment", default="auto", help="auto, default, crossdomain, camp or none")
-    p.add_argument("--synth-fakes", type=float, default=0.0, help="self-blended fakes per real image per epoch")
+    p.add_argument("--batch-size", type=int, default=_default(TrainConfig, "batch_size"))
+    p.add_argument(
+        "--lr", type=float, default=_default(TrainConfig, "lr"), help="peak learning rate (default: per recipe)"
+    )
+    augment = _default(TrainConfig, "augment")  # "auto"
+    p.add_argument(
+        "--augment",
+        choices=(augment, *PRESETS),
+        default=augment,
+        help=f"an augmentation preset, or {augment} (default): none with a frozen backbone, else default",
+    )
+    p.add_argument(
+        "--synth-fakes",
+        type=float,
+        default=_default(TrainConfig, "synth_fakes"),
+        help="self-blended fakes per real image per epoch",
+    )
     p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--backbone-weights", metavar="FILE", help="local ImageNet weights for the backbone")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"))
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_finetune)
 
@@ -189,8 +234,8 @@ def _add_training_commands(sub: Any) -> None:
     )
     p.add_argument("--images", metavar="DIR", help="image folder of the label file")
     p.add_argument("--plot", metavar="PNG", help="write the ROC curve here")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--errors", choices=("raise", "skip"), default="raise")
+    p.add_argument("--batch-size", type=int, default=_default(evaluate, "batch_size"))
+    p.add_argument("--errors", choices=ERROR_MODES, default=_default(evaluate, "errors"))
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--no-progress", action="store_true")
     _add_backend(p)
@@ -199,6 +244,9 @@ def _add_training_commands(sub: Any) -> None:
 
 def _add_analysis_commands(sub: Any) -> None:
     """info, explain, robustness"""
+    from .explain import METHODS, explain
+    from .robustness import PERTURBATIONS
+
     p = sub.add_parser(
         "info",
         help="a detector's config, parameter count, preprocessing and weight source",
@@ -217,7 +265,7 @@ def _add_analysis_commands(sub: Any) -> None:
     p.add_argument("image")
     _add_model(p)
     p.add_argument("--out", "-o", required=True, metavar="PNG")
-    p.add_argument("--method", choices=("auto", "gradcam", "saliency", "residual"), default="auto")
+    p.add_argument("--method", choices=METHODS, default=_default(explain, "method"))
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
@@ -228,7 +276,13 @@ def _add_analysis_commands(sub: Any) -> None:
     _add_model(p)
     p.add_argument("--labels", required=True, metavar="LABELS|FOLDER")
     p.add_argument("--images", metavar="DIR")
-    p.add_argument("--perturbations", nargs="*", metavar="NAME", help="subset (default: all)")
+    p.add_argument(
+        "--perturbations",
+        nargs="*",
+        choices=tuple(PERTURBATIONS),
+        metavar="NAME",
+        help=f"subset of {', '.join(PERTURBATIONS)} (default: all)",
+    )
     p.add_argument("--limit", type=int, default=None, help="use at most N images (stratified)")
     p.add_argument("--plot", metavar="PNG")
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
@@ -237,17 +291,26 @@ def _add_analysis_commands(sub: Any) -> None:
 
 def _add_export_command(sub: Any) -> None:
     """export"""
+    from .backends import PARITY_ATOL
+    from .export import export_onnx
+
     p = sub.add_parser(
         "export",
         help="write the detector as an ONNX graph that outputs P(fake) (extra 'onnx')",
         description="Export a detector to ONNX: input 'input', the normalised (N, 3, H, W) float32 batch; "
         "output 'p_fake', P(fake) (N,); the preprocessing in the file's metadata (see deepfake_detect.export). "
         "Then run the graph in ONNX Runtime on a random batch of 3 and compare it with the torch model "
-        "(max |P(fake) difference| at most 1e-4), unless --no-check.",
+        f"(max |P(fake) difference| at most {PARITY_ATOL:g}), unless --no-check.",
     )
     _add_model(p)
     p.add_argument("--out", "-o", required=True, metavar="ONNX", help="the .onnx file to write (folders are created)")
-    p.add_argument("--opset", type=int, default=17, metavar="N", help="the ONNX opset version (default: 17)")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=_default(export_onnx, "opset"),
+        metavar="N",
+        help="the ONNX opset version (default: %(default)s)",
+    )
     p.add_argument(
         "--no-check", action="store_true", help="skip the parity check against the torch model (needs onnxruntime)"
     )
@@ -481,12 +544,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "architecture": cfg.architecture,
         "parameters": detector.num_params,
         "input_size": list(cfg.input_size),
-        "preprocessing": {
-            "resize": cfg.resize,
-            "crop_pct": cfg.crop_pct,
-            "interpolation": cfg.interpolation,
-            "mean": list(cfg.mean),
-            "std": list(cfg.std),
+        "preprocessing": {  # the rest of DetectorConfig.preprocessing (the input size is the line above)
+            k: list(v) if isinstance(v, tuple) else v for k, v in cfg.preprocessing.items() if k != "input_size"
         },
         "output": cfg.output,
         "threshold": cfg.threshold,

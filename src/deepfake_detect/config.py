@@ -14,7 +14,15 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["DetectorConfig", "IMAGENET_MEAN", "IMAGENET_STD", "CONFIG_FORMAT_VERSION"]
+__all__ = [
+    "DetectorConfig",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CONFIG_FORMAT_VERSION",
+    "PREPROCESSING_FIELDS",
+    "OUTPUT_KINDS",
+    "VERDICTS",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,10 +31,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CONFIG_FORMAT_VERSION = 1
 
 RESIZE_MODES = ("squash", "crop")
+#: ``DetectorConfig.output`` values.
 OUTPUT_KINDS = ("softmax", "sigmoid")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 #: What :meth:`DetectorConfig.verdict` says, from least to most alarming.
 VERDICTS = ("real", "suspicious", "fake")
+#: The :class:`DetectorConfig` fields that decide the pixels the model sees (the tensor
+#: :class:`~deepfake_detect.data.Preprocessor` makes of an image): :attr:`DetectorConfig.preprocessing`.
+#: ``face_crop`` is not among them: it applies only to ``crop_faces=True`` calls.
+PREPROCESSING_FIELDS = ("input_size", "resize", "crop_pct", "interpolation", "mean", "std")
 
 
 @dataclass
@@ -108,6 +121,15 @@ class DetectorConfig:
 
     def replace(self, **changes: Any) -> DetectorConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The fields that decide the pixels the model sees, ``{name: value}`` in the order of
+        :data:`PREPROCESSING_FIELDS` (input size, resize policy, crop fraction, interpolation,
+        mean, std). Two configs with equal ``preprocessing`` turn an image into the same
+        tensor; ``config.replace(**other.preprocessing)`` gives a config ``other``'s
+        preprocessing."""
+        return {name: getattr(self, name) for name in PREPROCESSING_FIELDS}
 
     def verdict(self, p_fake: float) -> str:
         """What to tell a user about one score: ``"fake"`` at or above ``threshold``,

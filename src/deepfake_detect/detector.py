@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,10 @@ from .backends import BackendChoice, Runtime, check_backend, check_precision
 from .config import DetectorConfig
 from .data.images import MAX_IMAGE_PIXELS, describe, iter_paths
 from .data.preprocess import Preprocessor
-from .errors import ConfigError, DeepfakeDetectError, ImageLoadError, UnknownDetectorError, WeightsError
+from .errors import ConfigError, DeepfakeDetectError, ImageLoadError, UnknownDetectorError
 from .guard import DEFAULT_MAX_PARAMS, check_parameter_limit
 from .heads import p_fake
+from .loading import CONFIG_NAME, WEIGHTS_NAME, Resolved, local_folder, resolve, weights_file
 from .registry import DetectorEntry, WeightsEntry, default_weights, get_entry, get_weights
 from .weights import atomic_path, load_weights, read_state_dict, save_weights
 
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Detector", "load_detector", "SkippedImagesWarning", "CONFIG_NAME", "WEIGHTS_NAME"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-#: The explicit prefix of a local folder (beside ``hf-hub:`` for Hub repos).
-LOCAL_PREFIX = "local-dir:"
 #: Below this many images, ``predict`` skips building the optimised model (its set-up costs
 #: more than it saves on a few images).
 FAST_PATH_MIN_IMAGES = 32
@@ -612,9 +608,6 @@ def _progress(total: int, enabled: bool | None, desc: str) -> Any:
 
 
 # -- loading -----------------------------------------------------------------------------
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
 def check_batch_size(batch_size: Any) -> None:
     """Raise :class:`DeepfakeDetectError` unless ``batch_size`` is an int of at least 1."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
@@ -642,8 +635,14 @@ def load_detector(
             (:func:`list_detectors(pretrained=True) <list_detectors>`); an architecture with
             fresh weights: a registry name (:func:`list_detectors`) or
             ``"timm:<architecture>"``; a folder written by :meth:`Detector.save_pretrained`
-            or a finetune ``output_dir`` (``"local-dir:PATH"`` says so explicitly); or a
-            Hugging Face Hub repo id (``"org/name"`` or ``"hf-hub:org/name"``).
+            or a finetune ``output_dir`` (``"local-dir:PATH"`` says so explicitly; a
+            ``pathlib.Path`` is always a local path); or a Hugging Face Hub repo id
+            (``"hf-hub:owner/name"``, or ``"owner/name"`` when it cannot be a local path).
+            Which one a name is, is decided first, in that order (registered, then an
+            existing file or folder, then a Hub id), by
+            :func:`deepfake_detect.loading.resolve`: a path that does not exist (``runs/exp1/best``,
+            ``./x``, ``model.safetensors``, or ``runs/exp1`` when a folder ``runs`` exists)
+            is an error, never a Hub request.
         weights: a ``.safetensors`` file, or a state-dict ``.pt``/``.pth`` (read with
             ``torch.load(weights_only=True)``), loaded strictly into the architecture.
         device: where to put the model (default ``"cpu"``).
@@ -661,7 +660,9 @@ def load_detector(
             cache) or ``backbone_weights=PATH`` (local ImageNet weights).
 
     Raises:
-        UnknownDetectorError: a name that is nothing of the above (with close matches).
+        UnknownDetectorError: a name that is nothing of the above; the message names the
+            three possibilities (registered, existing file or folder, Hub id) and close
+            registered names.
         ParameterLimitError: the architecture is over ``max_params``.
         DeepfakeDetectError: an unknown ``backend``, or a ``device`` torch cannot use here.
         WeightsError, ConfigError, HubError: unreadable or mismatched weights or config.
@@ -672,12 +673,7 @@ def load_detector(
     if device is not None:
         check_device(device)  # before the model is built
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-    if name_or_path is None:
-        detector = _load_weights_entry(
-            default_weights(), max_params, model_kwargs, hub, source="built-in default detector"
-        )
-    else:
-        detector = _load_named(os.fspath(name_or_path), max_params, model_kwargs, hub)
+    detector = _load_resolved(resolve(name_or_path), max_params, model_kwargs, hub)
     if weights is not None:
         load_weights(detector.model, read_state_dict(weights), source=str(weights))
         detector.source = str(weights)
@@ -700,27 +696,25 @@ def build_detector(
     return Detector(model, config, source=name)
 
 
-def _load_named(name: str, max_params: int | None, model_kwargs: dict[str, Any], hub: dict[str, Any]) -> Detector:
-    """A detector from a name that is not ``None``: a folder, a Hub repo, named weights or an
-    architecture, in that order."""
-    if name.startswith(LOCAL_PREFIX):
-        path = Path(name[len(LOCAL_PREFIX) :]).expanduser()
-        folder = _as_local_folder(str(path))
-        if folder is None:
-            raise ConfigError(f"{name}: {path} is not a folder written by save_pretrained or finetune")
+def _load_resolved(
+    where: Resolved, max_params: int | None, model_kwargs: dict[str, Any], hub: dict[str, Any]
+) -> Detector:
+    """One branch per kind of name (see :func:`deepfake_detect.loading.resolve`)."""
+    if where.kind == "default":
+        return _load_weights_entry(default_weights(), max_params, model_kwargs, hub, source="built-in default detector")
+    if where.kind == "weights":
+        entry = get_weights(where.target)
+        assert entry is not None  # resolve found it
+        return _load_weights_entry(entry, max_params, model_kwargs, hub)
+    if where.kind == "architecture":
+        return build_detector(where.target, max_params=max_params, **model_kwargs)
+    if where.kind == "local":
+        folder = local_folder(where)
         return _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
-    folder = _as_local_folder(name)
-    if folder is not None:
-        return _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
-    if name.startswith("hf-hub:") or (_REPO_ID.match(name) and not _looks_local(name)):
-        from .hub import download_detector
+    from .hub import download_detector
 
-        repo_folder = download_detector(name, **hub)
-        return _load_folder(repo_folder, max_params=max_params, model_kwargs=model_kwargs, source=name)
-    tagged = get_weights(name)
-    if tagged is not None:
-        return _load_weights_entry(tagged, max_params, model_kwargs, hub)
-    return build_detector(name, max_params=max_params, **model_kwargs)
+    repo_folder = download_detector(where.target, **hub)
+    return _load_folder(repo_folder, max_params=max_params, model_kwargs=model_kwargs, source=where.name)
 
 
 def _load_weights_entry(
@@ -743,36 +737,9 @@ def _load_weights_entry(
     return detector
 
 
-def _as_local_folder(name: str) -> Path | None:
-    """The folder to load for a local path: a save_pretrained folder, or the checkpoint of a
-    finetune ``output_dir`` (see :class:`~deepfake_detect.training.CheckpointDir`); None
-    for a name that is not a local path."""
-    from .training.checkpoint import CheckpointDir
-
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if (path / CONFIG_NAME).is_file():
-            return path
-        found = CheckpointDir(path).model_folder()
-        if found is not None:
-            return found
-        raise ConfigError(f"folder {path} has no {CONFIG_NAME}; it was not written by save_pretrained or finetune")
-    if not path.exists():
-        return CheckpointDir.loadable(path) if CheckpointDir.moved_aside(path).is_dir() else None
-    return None
-
-
-def _looks_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep + os.sep in name or Path(name).exists()
-
-
 def _load_folder(folder: Path, *, max_params: int | None, model_kwargs: dict[str, Any], source: str) -> Detector:
     config = DetectorConfig.load(folder / CONFIG_NAME)
-    weights_path = folder / WEIGHTS_NAME
-    if not weights_path.is_file():
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        extra = f" (found {pickles}; only safetensors weights are read from folders)" if pickles else ""
-        raise WeightsError(f"folder {folder} has no {WEIGHTS_NAME}{extra}")
+    weights_path = weights_file(folder)
     try:
         get_entry(config.architecture)
     except UnknownDetectorError as e:

@@ -47,12 +47,10 @@ def onnx_metadata(detector: Detector) -> dict[str, str]:
     cfg = detector.config
     return {
         "architecture": cfg.architecture,
-        "input_size": json.dumps(list(cfg.input_size)),  # [height, width]
-        "resize": cfg.resize,  # "squash": whole image to input_size; "crop": shorter side to size/crop_pct, centre crop
-        "crop_pct": json.dumps(float(cfg.crop_pct)),
-        "interpolation": cfg.interpolation,  # PIL filter name
-        "mean": json.dumps(list(cfg.mean)),
-        "std": json.dumps(list(cfg.std)),
+        # DetectorConfig.preprocessing: input_size [height, width]; resize "squash" (whole image to
+        # input_size) or "crop" (shorter side to size / crop_pct, centre crop); crop_pct;
+        # interpolation (PIL filter name); mean, std
+        **{name: _metadata_value(value) for name, value in cfg.preprocessing.items()},
         "pixel_scale": json.dumps(1 / 255),  # x = (pixel * pixel_scale - mean) / std
         "channel_order": "RGB",
         "layout": "NCHW",
@@ -62,6 +60,13 @@ def onnx_metadata(detector: Detector) -> dict[str, str]:
         "library_version": cfg.library_version or __version__,
         "exported_by": f"deepfake-detect {__version__}",
     }
+
+
+def _metadata_value(value: Any) -> str:
+    """A config value as an ONNX metadata string: names as they are, numbers and lists as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(list(value) if isinstance(value, (tuple, list)) else float(value))
 
 
 def export_onnx(

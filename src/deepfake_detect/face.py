@@ -1,12 +1,14 @@
 """Face detection and cropping with OpenCV's Haar cascade (the ``face`` extra).
 
 Detectors are trained on face crops; scoring a whole photo or video frame, where the face is a
-small part, gives less reliable scores. ``crop_face`` cuts out the largest frontal face as a
+small part, gives less reliable scores. :func:`cut_face` cuts out the largest frontal face as a
 :class:`CropPolicy` says (margin, square). The policy travels with a detector's config
-(``DetectorConfig.face_crop``), and every crop is made by this module with it:
-:meth:`Detector.predict(..., crop_faces=True) <deepfake_detect.Detector.predict>`,
-``Detector.finetune(..., crop_faces=True)`` and :func:`deepfake_detect.video.predict_video`;
-self-blending (:mod:`deepfake_detect.synth`) finds faces with the same detector.
+(``DetectorConfig.face_crop``), and every crop is made by that one function with it:
+:meth:`Detector.predict(..., crop_faces=True) <deepfake_detect.Detector.predict>` and
+``Detector.finetune(..., crop_faces=True)`` (through :class:`FaceCropPreprocessor`),
+:func:`deepfake_detect.video.predict_video` and the service (``deepfake-detect serve
+--crop-faces``); :func:`crop_face` and :func:`crop_face_box` are views of it.
+Self-blending (:mod:`deepfake_detect.synth`) finds faces with the same detector.
 
 The Haar cascade (``haarcascade_frontalface_default.xml``, shipped with OpenCV) is fast and
 needs no weights download, but finds mainly frontal, upright faces at least 24x24 pixels;
@@ -30,6 +32,8 @@ from .errors import DeepfakeDetectError, MissingDependencyError
 
 __all__ = [
     "detect_largest_face",
+    "cut_face",
+    "FaceCrop",
     "crop_face",
     "crop_face_box",
     "load_cascade",
@@ -172,10 +176,62 @@ def detect_largest_face(
     return (x, y, x + w, y + h)
 
 
+@dataclass(frozen=True)
+class FaceCrop:
+    """What :func:`cut_face` made of an image.
+
+    Attributes:
+        image: what is scored: the face crop, or the whole RGB image when no face was found.
+        box: the face found, ``(x0, y0, x1, y1)`` in the image's pixels before the policy's
+            margin; ``None``: no face.
+        region: where ``image`` lies in the image, ``policy.crop_box(box, size)``; ``None``:
+            no face (``image`` is the whole image).
+    """
+
+    image: Image.Image
+    box: tuple[int, int, int, int] | None = None
+    region: tuple[int, int, int, int] | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.box is not None
+
+
+def cut_face(
+    image: Any, policy: CropPolicy | None = None, *, margin: float | None = None, cascade: Any = None
+) -> FaceCrop:
+    """Cut the largest face out of ``image`` as ``policy`` says: the one face crop of the library
+    (prediction, fine-tuning, videos and the service all make theirs here).
+
+    Args:
+        image: a PIL image (or anything :func:`~deepfake_detect.data.load_image` reads).
+        policy: margin and squareness (default :class:`CropPolicy()`: square, margin 0.2);
+            a detector's is ``CropPolicy.from_config(detector.config.face_crop)``.
+        margin: overrides the policy's margin (kept for older calls).
+        cascade: a classifier from :func:`load_cascade` to reuse (default: this thread's).
+
+    Returns:
+        A :class:`FaceCrop`: the crop ``image.crop(policy.crop_box(box, image.size))``, the
+        face box and the crop's region; the whole RGB image (``box`` and ``region`` ``None``)
+        when no face is found.
+    """
+    policy = policy or CropPolicy()
+    if margin is not None:
+        if margin < 0:
+            raise DeepfakeDetectError(f"margin={margin}: must be >= 0")
+        policy = CropPolicy(margin=margin, square=policy.square)
+    img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
+    box = detect_largest_face(img, cascade=cascade)
+    if box is None:
+        return FaceCrop(img)
+    region = policy.crop_box(box, img.size)
+    return FaceCrop(img.crop(region), box, region)
+
+
 def crop_face(
     image: Any, policy: CropPolicy | None = None, *, margin: float | None = None, cascade: Any = None
 ) -> tuple[Image.Image, bool]:
-    """Crop the largest face as ``policy`` says, or return the whole image.
+    """Crop the largest face as ``policy`` says, or return the whole image (:func:`cut_face`).
 
     Args:
         image: a PIL image (or anything :func:`~deepfake_detect.data.load_image` reads).
@@ -186,8 +242,8 @@ def crop_face(
     Returns:
         ``(crop, True)`` when a face was found, ``(the whole RGB image, False)`` otherwise.
     """
-    crop, box = crop_face_box(image, policy, margin=margin, cascade=cascade)
-    return crop, box is not None
+    face = cut_face(image, policy, margin=margin, cascade=cascade)
+    return face.image, face.found
 
 
 def crop_face_box(
@@ -196,23 +252,15 @@ def crop_face_box(
     """As :func:`crop_face`, but returns the face box found (``(x0, y0, x1, y1)`` in the
     image's pixels, before the policy's margin) instead of a flag: ``(crop, box)``, or
     ``(the whole RGB image, None)`` when no face is found. The crop is
-    ``image.crop(policy.crop_box(box, image.size))``."""
-    policy = policy or CropPolicy()
-    if margin is not None:
-        if margin < 0:
-            raise DeepfakeDetectError(f"margin={margin}: must be >= 0")
-        policy = CropPolicy(margin=margin, square=policy.square)
-    img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
-    box = detect_largest_face(img, cascade=cascade)
-    if box is None:
-        return img, None
-    return img.crop(policy.crop_box(box, img.size)), box
+    ``image.crop(policy.crop_box(box, image.size))`` (:func:`cut_face`)."""
+    face = cut_face(image, policy, margin=margin, cascade=cascade)
+    return face.image, face.box
 
 
 class FaceCropPreprocessor:
     """A :class:`~deepfake_detect.data.Preprocessor` that crops the largest face first.
 
-    ``prepare(item)`` loads the image, crops its largest face (:func:`crop_face` with
+    ``prepare(item)`` loads the image, crops its largest face (:func:`cut_face` with
     ``policy``) and then prepares the crop as the wrapped preprocessor would; items without
     a face are prepared
     whole and their names collected in ``not_found`` (in no particular order; safe to call
@@ -235,10 +283,10 @@ class FaceCropPreprocessor:
         img = (
             tensor_to_pil(item) if isinstance(item, torch.Tensor) else load_image(item, max_pixels=self.prep.max_pixels)
         )
-        crop, box = crop_face_box(img, self.policy)
-        if box is None:
+        face = cut_face(img, self.policy)
+        if not face.found:
             self.not_found.append(item)
-        return self.prep.prepare(crop), box
+        return self.prep.prepare(face.image), face.box
 
     @property
     def height(self) -> int:

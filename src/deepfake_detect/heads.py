@@ -14,10 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["OUTPUT_KINDS", "logits_of", "p_fake", "fake_log_odds", "output_part", "PFakeModel"]
+from .config import OUTPUT_KINDS  # ``DetectorConfig.output`` values, defined with the config
 
-#: ``DetectorConfig.output`` values.
-OUTPUT_KINDS = ("softmax", "sigmoid")
+__all__ = ["OUTPUT_KINDS", "logits_of", "p_fake", "fake_log_odds", "output_part", "PFakeModel"]
 
 
 def logits_of(output: Any) -> torch.Tensor:

@@ -26,22 +26,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from .errors import HubError
+from .loading import CONFIG_NAME, DETECTOR_FILES, HUB_PREFIX, PICKLE_SUFFIXES, WEIGHTS_NAME
+from .loading import strip_hub_prefix as strip_prefix
 
 if TYPE_CHECKING:
     from .detector import Detector
 
 __all__ = ["HUB_PREFIX", "DETECTOR_FILES", "download_detector", "download_file", "push_to_hub", "strip_prefix"]
 
-HUB_PREFIX = "hf-hub:"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 3.0
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-#: What a detector repo holds that a load reads; nothing else is downloaded.
-DETECTOR_FILES = ("config.json", "model.safetensors", "README.md")
-
-
-def strip_prefix(name: str) -> str:
-    return name[len(HUB_PREFIX) :] if name.startswith(HUB_PREFIX) else name
 
 
 def _endpoint() -> str:
@@ -196,24 +190,24 @@ def download_detector(
             )
         )
     where = f"Hub repo {repo_id!r} (revision {revision or 'main'}, commit {folder.name})"
-    for needed in ("config.json", "model.safetensors"):
+    for needed in (CONFIG_NAME, WEIGHTS_NAME):
         if (folder / needed).is_file():
             continue
         if offline:
             raise HubError(f"{needed} of {where} is not in the local cache and {why}; {_how_to_get(repo_id, revision)}")
-        if needed == "config.json":
-            raise HubError(f"{where} has no config.json; it was not written by deepfake-detect's push_to_hub")
+        if needed == CONFIG_NAME:
+            raise HubError(f"{where} has no {CONFIG_NAME}; it was not written by deepfake-detect's push_to_hub")
         pickles = [f for f in _list_files(repo_id, folder.name, token) if f.endswith(PICKLE_SUFFIXES)]
         hint = (
             (
                 f" It holds {pickles}: pickled weights are not read, since loading them can run code. "
                 "Convert them with `safetensors.torch.save_file(torch.load(path, weights_only=True), "
-                "'model.safetensors')` and push again"
+                f"'{WEIGHTS_NAME}')` and push again"
             )
             if pickles
             else ""
         )
-        raise HubError(f"{where} has no model.safetensors.{hint}")
+        raise HubError(f"{where} has no {WEIGHTS_NAME}.{hint}")
     return folder
 
 

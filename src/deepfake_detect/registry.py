@@ -31,8 +31,9 @@ from typing import Any, Union
 
 from torch import nn
 
-from .config import DetectorConfig
+from .config import PREPROCESSING_FIELDS, DetectorConfig
 from .errors import ConfigError, DeepfakeDetectError, UnknownDetectorError
+from .loading import CONFIG_NAME, HUB_PREFIX
 from .losses import LossFn, check_loss
 
 __all__ = [
@@ -125,7 +126,7 @@ class WeightsEntry:
 
     @property
     def is_local(self) -> bool:
-        return not self.source.startswith("hf-hub:")
+        return not self.source.startswith(HUB_PREFIX)
 
     def metadata(self) -> dict[str, Any]:
         """The ``metadata`` of the weights' own ``config.json`` (training data, metrics per
@@ -133,7 +134,7 @@ class WeightsEntry:
         if not self.is_local:
             return {}
         try:
-            data = json.loads((Path(self.source) / "config.json").read_text(encoding="utf-8"))
+            data = json.loads((Path(self.source) / CONFIG_NAME).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         meta = data.get("metadata") if isinstance(data, dict) else None
@@ -212,7 +213,7 @@ class _Registry:
 _REGISTRY = _Registry()
 
 
-_CONFIG_FIELDS = ("input_size", "resize", "crop_pct", "interpolation", "mean", "std", "output", "threshold")
+_CONFIG_FIELDS = (*PREPROCESSING_FIELDS, "output", "threshold")
 
 
 def register_detector(

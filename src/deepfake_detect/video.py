@@ -56,7 +56,7 @@ def predict_video(
         path: a video file (anything FFmpeg reads: mp4, avi, mov, webm, ...).
         num_frames: frames sampled evenly from first to last (fewer if the video is shorter).
         aggregate: ``"mean"``, ``"median"`` or ``"max"`` of the frame scores.
-        crop_faces: score the largest face of each frame (:func:`deepfake_detect.face.crop_face`);
+        crop_faces: score the largest face of each frame (:func:`deepfake_detect.face.cut_face`);
             frames without a face are scored whole, and one
             :class:`~deepfake_detect.face.NoFaceWarning` says how many.
         margin: overrides the face-crop margin of the detector's crop policy
@@ -78,13 +78,13 @@ def predict_video(
     indexed = _read_indexed(path, num_frames)
     frames = [img for _, img in indexed]
     if crop_faces:
-        from .face import CropPolicy, NoFaceWarning, crop_face, load_cascade
+        from .face import CropPolicy, NoFaceWarning, cut_face, load_cascade
 
         cascade = load_cascade()
-        policy = CropPolicy.from_config(detector.config.face_crop)
-        crops, found = zip(*(crop_face(f, policy, margin=margin, cascade=cascade) for f in frames), strict=False)
-        frames = list(crops)
-        missed = [f"frame {i}" for (i, _), ok in zip(indexed, found, strict=True) if not ok]
+        policy = CropPolicy.from_config(detector.config.face_crop)  # the crop predict makes
+        faces = [cut_face(f, policy, margin=margin, cascade=cascade) for f in frames]
+        frames = [face.image for face in faces]
+        missed = [f"frame {i}" for (i, _), face in zip(indexed, faces, strict=True) if not face.found]
         if missed:
             warnings.warn(NoFaceWarning(missed, total=len(frames), what=f"sampled frames of {path}"), stacklevel=3)
     scores = detector.predict(frames, batch_size=batch_size, progress=False)

@@ -14,11 +14,10 @@ import torch
 from torch import nn
 
 from .errors import WeightsError
+from .loading import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
 
 __all__ = ["read_state_dict", "load_weights", "load_matching_weights", "save_weights", "atomic_path"]
 
-SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module")
 
 

@@ -9,10 +9,11 @@ from .datasets import (
     read_label_file,
     stratified_split,
 )
-from .images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, list_images, load_image
+from .images import ERROR_MODES, IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, list_images, load_image
 from .preprocess import Preprocessor
 
 __all__ = [
+    "ERROR_MODES",
     "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS",
     "list_images",

@@ -19,6 +19,7 @@ __all__ = [
     "ImageInput",
     "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS",
+    "ERROR_MODES",
     "REFUSED_FORMATS",
     "list_images",
     "load_image",
@@ -32,6 +33,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", 
 #: files are refused before decoding so a decompression bomb cannot exhaust memory.
 #: Override per call with ``max_pixels=`` (``Detector.predict(..., max_pixels=...)``).
 MAX_IMAGE_PIXELS = 64_000_000
+
+#: ``errors=`` values of ``Detector.predict`` and ``evaluate``: what an image that cannot be read
+#: does: ``"raise"`` its :class:`~deepfake_detect.errors.ImageLoadError`, or ``"skip"`` it (NaN score).
+ERROR_MODES = ("raise", "skip")
 
 #: PIL formats never opened, whatever the file is called: PIL has EPS files rendered by the
 #: Ghostscript interpreter (a PostScript program from the file would run) and WMF/EMF files

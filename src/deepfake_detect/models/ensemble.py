@@ -30,9 +30,6 @@ __all__ = ["Ensemble", "ensemble_of"]
 #: ``load_detector("ensemble")`` without members: two fresh EfficientNet-Lite0 (the default's architecture).
 DEFAULT_MEMBERS = ({"architecture": "efficientnet-lite0"}, {"architecture": "efficientnet-lite0"})
 
-#: Config fields the members must agree on: they see the same input tensor.
-_SHARED_PREPROCESSING = ("input_size", "resize", "crop_pct", "interpolation", "mean", "std")
-
 
 class Ensemble(nn.Module):
     """Members' fake log-odds averaged: (N, 3, H, W) normalised RGB -> (N, 1) logits.
@@ -100,7 +97,7 @@ def ensemble_of(
     """One detector that averages the fake log-odds of ``detectors`` (trained weights kept).
 
     Args:
-        detectors: detectors with the same preprocessing (input size, resize, crop, mean, std).
+        detectors: detectors with the same preprocessing (``DetectorConfig.preprocessing``).
         weights: one weight per detector; default equal.
         threshold: the ensemble's decision threshold on P(fake); default the members' mean.
             Set it on held-out data: the members' thresholds need not carry over.
@@ -117,12 +114,12 @@ def ensemble_of(
     if not detectors:
         raise ConfigError("ensemble_of: give at least one detector")
     first = detectors[0].config
-    for i, det in enumerate(detectors[1:], start=1):
-        for name in _SHARED_PREPROCESSING:
-            if getattr(det.config, name) != getattr(first, name):
+    for i, det in enumerate(detectors[1:], start=1):  # the members see the same input tensor
+        for name, value in det.config.preprocessing.items():
+            if value != first.preprocessing[name]:
                 raise ConfigError(
-                    f"ensemble_of: detector {i} has {name}={getattr(det.config, name)!r}, detector 0 "
-                    f"{getattr(first, name)!r}; members must share their preprocessing"
+                    f"ensemble_of: detector {i} has {name}={value!r}, detector 0 "
+                    f"{first.preprocessing[name]!r}; members must share their preprocessing"
                 )
     specs = [
         {"architecture": d.config.architecture, "model_kwargs": dict(d.config.model_kwargs), "output": d.config.output}

@@ -170,14 +170,12 @@ class DetectionService:
     def prepare(self, data: bytes, *, keep_image: bool = False) -> _Prepared:
         """Decode and prepare one upload (raises ImageLoadError)."""
         img = load_image(data, max_pixels=self.config.max_pixels)
-        box = region = None
-        scored = img
+        scored, box, region = img, None, None
         if self.config.crop_faces:
-            from ..face import CropPolicy, crop_face_box
+            from ..face import CropPolicy, cut_face
 
-            policy = CropPolicy.from_config(self.detector.config.face_crop)  # the crop predict makes
-            scored, box = crop_face_box(img, policy)
-            region = policy.crop_box(box, img.size) if box is not None else None
+            face = cut_face(img, CropPolicy.from_config(self.detector.config.face_crop))  # the crop predict makes
+            scored, box, region = face.image, face.box, face.region
         array = self.prep.prepare(scored)
         assert isinstance(array, np.ndarray)  # a decoded image is prepared as an array
         return _Prepared(array, box, img if keep_image else None, region)
@@ -476,6 +474,13 @@ def create_app(detector: Detector | None = None, config: ServeConfig | None = No
         description="Deepfake face-image detection: P(fake) per image, heatmaps.",
     )
     app.state.service = service
+    _add_error_handlers(app)
+    _add_routes(app, service, page)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """A refused request answers with its status and JSON body; anything else with 500."""
 
     @app.exception_handler(RequestError)
     async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
@@ -487,6 +492,11 @@ def create_app(detector: Detector | None = None, config: ServeConfig | None = No
             {"detail": f"internal error: {type(exc).__name__}: {exc}", "field": None, "reason": "internal error"},
             status_code=500,
         )
+
+
+def _add_routes(app: FastAPI, service: DetectionService, page: str) -> None:
+    """The service's routes (see :func:`create_app`) on ``app``."""
+    config, detector = service.config, service.detector
 
     @app.post(f"{API_PREFIX}/predict", summary="P(fake) of one or more images")
     async def predict(request: Request) -> JSONResponse:
@@ -534,5 +544,3 @@ def create_app(detector: Detector | None = None, config: ServeConfig | None = No
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
-
-    return app

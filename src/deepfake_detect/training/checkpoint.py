@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import DeepfakeDetectError, TrainingError
+from ..loading import CONFIG_NAME
 from ..weights import atomic_path, refusal_reason
 
 __all__ = ["CheckpointDir", "CHECKPOINT_LAST", "CHECKPOINT_BEST", "STATE_NAME", "HISTORY_NAME"]
@@ -34,7 +35,6 @@ CHECKPOINT_LAST = "last"
 CHECKPOINT_BEST = "best"
 STATE_NAME = "training_state.pt"
 HISTORY_NAME = "history.jsonl"
-_CONFIG_NAME = "config.json"  # as written by Detector.save_pretrained
 _STATE_KEYS = ("epoch", "optimizer", "scheduler", "rng", "history")
 
 
@@ -70,7 +70,7 @@ class CheckpointDir:
     def loadable(cls, folder: Path) -> Path | None:
         """``folder`` or its moved-aside copy, whichever holds a ``config.json`` (None if neither)."""
         for candidate in (folder, cls.moved_aside(folder)):
-            if (candidate / _CONFIG_NAME).is_file():
+            if (candidate / CONFIG_NAME).is_file():
                 return candidate
         return None
 

@@ -31,6 +31,7 @@ from ..data.datasets import LabeledData, as_labeled_data, as_sources, concat_sou
 from ..distributed import DistContext, check_device, local_device
 from ..errors import DataError, TrainingError
 from ..evaluate import per_source_metrics, validation_scores
+from ..loading import WEIGHTS_NAME
 from ..losses import make_loss
 from ..modules import freeze_norms, in_head
 from ..weights import load_weights, read_state_dict
@@ -311,7 +312,7 @@ class Trainer:
 
     def _restore(self, ckpt: CheckpointDir) -> None:
         state = ckpt.read_state()
-        load_weights(self.model, read_state_dict(ckpt.last / "model.safetensors"), source=str(ckpt.last))
+        load_weights(self.model, read_state_dict(ckpt.last / WEIGHTS_NAME), source=str(ckpt.last))
         flags = implementation_flags(self.optimizer)  # fused or not is where we run now, not where it was saved
         self.optimizer.load_state_dict(state["optimizer"])
         restore_implementation(self.optimizer, flags)
@@ -531,7 +532,7 @@ class Trainer:
     def _finish(self) -> None:
         model, best_state = self.model, self.best_state
         if best_state is None and self.result.best is not None and self.checkpoints is not None:
-            best_state = read_state_dict(self.checkpoints.best / "model.safetensors")  # best epoch was before a resume
+            best_state = read_state_dict(self.checkpoints.best / WEIGHTS_NAME)  # best epoch was before a resume
         model.load_state_dict(best_state if best_state is not None else self.eval_model.state_dict())
         for m in model.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
