@@ -3,8 +3,8 @@
     python benchmarks/crops_video.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan \
         --celebdf ../shared/data/celebdf-faces [--detector LABEL=SOURCE ...] [--dfdc-limit 600]
 
-For each detector (default: the built-in default; ``--detector LABEL=SOURCE`` for any other
-that ``load_detector`` reads) and each of dfdc-faces val (a stratified ``--dfdc-limit``
+For each detector (``--detector LABEL=SOURCE``, repeated, for anything ``load_detector``
+reads; default: the built-in default alone) and each of dfdc-faces val (a stratified ``--dfdc-limit``
 images, seed 0) and ffhq-stylegan val, :func:`deepfake_detect.robustness.sweep` with the
 ``crop`` (side kept 0.85, 0.7, 0.6, 0.5, vertical centre at 55 %) and ``video`` (H.264 CRF 23,
 30, 37) perturbations: ROC AUC, and the share of real images at or above each detector's own
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DOCS / "crops.md")
     args = ap.parse_args()
 
-    detectors = [("default", None)] + [tuple(d.split("=", 1)) for d in args.detector]
+    detectors = [tuple(d.split("=", 1)) for d in args.detector] or [("default", None)]
     dfdc = load_split(args.dfdc, "val")
     dfdc = stratified_split(dfdc, args.dfdc_limit / len(dfdc), seed=0)[1] if args.dfdc_limit < len(dfdc) else dfdc
     sets = {"dfdc": dfdc, "ffhq": load_split(args.ffhq, "val")}
