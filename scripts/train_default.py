@@ -75,6 +75,25 @@ def false_alarms(detector, images: list, threshold: float) -> float:
     return float((detector.predict(images, progress=False) >= threshold).mean())
 
 
+def training_data_text(args: argparse.Namespace, weights: dict[str, float]) -> str:
+    """The model card's description of what the detector was trained on."""
+    parts = [
+        "dfdc-faces train (DFDC real and face-swapped video frames, research use only; 5 % of source clips held out)",
+        "ffhq-stylegan train (FFHQ photos, CC BY-NC-SA 4.0 collection, and StyleGAN faces; 10 % held out)",
+    ]
+    if args.celebdf:
+        parts.append(
+            "celebdf-faces train reals (Celeb-DF v2 interview frames, research use only; 15 % of source "
+            "videos held out)"
+        )
+    shares = "/".join(f"{w:.2f}" for w in weights.values())
+    return (
+        f"{', '.join(parts)}, sampled {shares} ({'/'.join(weights)}) per epoch, plus {args.synth_fakes} "
+        f"landmark-hull self-blended fakes per real image per epoch ({args.augment!r} augmentation). "
+        "Research-only data: the weights inherit that restriction."
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dfdc", type=Path, required=True, help="the dfdc-faces folder")
@@ -192,13 +211,7 @@ def main() -> None:
         {
             "name": f"deepfake-detect default {args.version} ({backbone}; DFDC face swaps, StyleGAN, self-blended fakes)",
             "license": "other",
-            "training_data": (
-                f"dfdc-faces train (DFDC real and face-swapped video frames, research use only; 5 % of source clips "
-                f"held out) and ffhq-stylegan train (FFHQ photos, CC BY-NC-SA 4.0 collection, and StyleGAN faces; "
-                f"10 % held out), sampled {args.dfdc_weight:.2f}/{1 - args.dfdc_weight:.2f} per epoch, plus "
-                f"{args.synth_fakes} landmark-hull self-blended fakes per real image per epoch. Research-only "
-                "data: the weights inherit that restriction."
-            ),
+            "training_data": training_data_text(args, weights),
             "weights_source": (
                 f"the detector in {args.init.as_posix()} fine-tuned further at {args.input_size}x"
                 f"{args.input_size} by scripts/train_default.py --init"
@@ -230,7 +243,9 @@ def main() -> None:
                 "lr": args.lr,
                 "synth_fakes": args.synth_fakes,
                 "dfdc_weight": args.dfdc_weight,
-                "augment": "crossdomain",
+                "augment": args.augment,
+                "source_weights": weights,
+                "crop_sides": list(crop_sides),
                 "ema": args.ema,
                 "optimizer": "adamw",
                 "scheduler": "cosine",

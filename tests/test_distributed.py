@@ -77,7 +77,7 @@ def test_cli_predict_under_torchrun_writes_the_single_process_csv(tmp_path, smal
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.reader((tmp_path / "multi.csv").read_text().splitlines()))
-    assert rows[0] == ["img_name", "y_pred"] and len(rows) == 8  # the padding of sharding adds no row
+    assert rows[0] == ["img_name", "y_pred", "verdict"] and len(rows) == 8  # the padding of sharding adds no row
     assert [r[0] for r in rows] == [r[0] for r in expected]  # file order, no duplicates
     assert len({r[0] for r in rows[1:]}) == 7
     np.testing.assert_allclose([float(r[1]) for r in rows[1:]], [float(r[1]) for r in expected[1:]], atol=1e-5)

@@ -94,8 +94,8 @@ register_weights(
     "efficientnet-lite0",
     "dfdc_ffhq_sbi",
     PRETRAINED_DIR / "efficientnet-lite0.dfdc_ffhq_sbi",
-    license="research-only (DFDC terms, FFHQ CC BY-NC-SA 4.0)",
-    description="the built-in default: fine-tuned on dfdc-faces, ffhq-stylegan and self-blended fakes "
-    "(metrics and recipe in its config.json)",
+    license="research-only (DFDC and Celeb-DF terms, FFHQ CC BY-NC-SA 4.0)",
+    description="the built-in default: fine-tuned on dfdc-faces, ffhq-stylegan, celebdf-faces reals and "
+    "self-blended fakes, crops down to half the side (metrics and recipe in its config.json)",
     default=True,
 )
