@@ -2,19 +2,26 @@
 
     python benchmarks/serve_load.py ../shared/data/ffhq-stylegan/val [--clients 1 8 32] [--seconds 30]
 
-Starts the server in a subprocess (the built-in default detector unless ``--model``), then for
-each number of clients runs that many concurrent clients for ``--seconds``, each posting one
-image per request (multipart, images taken in turn from the folder) and waiting for the
-answer before the next. Records every answer's status and latency, compares every score with
-``Detector.predict`` on the same files in this process, and samples the server's resident
-memory. Writes its section of docs/benchmarks.md and of docs/serve.md (between the
-``serve_load.py`` markers; the rest of each page is left as it is).
+First measures, in this process and on the same images (their bytes, in memory),
+``Detector.predict(backend="torch")`` and ``Detector.predict()`` (backend auto) in images per
+second: one warm-up pass each, then ``--predict-repeats`` timed passes of each, alternating
+(median reported); again after the server has stopped, so that a change in the machine's
+other load shows (the ratios use the mean of the two). In between, it starts the server in a
+subprocess (the built-in default detector unless ``--model``; ``--backend``, default auto)
+and, for each number of clients, runs that many concurrent clients for ``--seconds``, each posting one image per request (multipart,
+images taken in turn from the folder) and waiting for the answer before the next. Records
+every answer's status and latency, compares every score with ``Detector.predict`` on the same
+files in this process (on the runtime the server chose), samples the server's resident memory,
+and gives the service's images per second over ``predict(backend="torch")``'s. Writes its
+section of docs/benchmarks.md and of docs/serve.md (between the ``serve_load.py`` markers; the
+rest of each page is left as it is).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -25,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from _common import DOCS, git_rev, machine, table  # run as a script: its folder is on sys.path
 
-from deepfake_detect import load_detector
+from deepfake_detect import Detector, load_detector
+from deepfake_detect.backends import BACKENDS
 from deepfake_detect.data import list_images
 
 BEGIN = "<!-- serve_load.py: begin (written by benchmarks/serve_load.py; edits here are replaced) -->"
@@ -64,6 +72,8 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
         str(args.max_batch),
         "--max-wait-ms",
         str(args.max_wait_ms),
+        "--backend",
+        args.backend,
     ]
     if args.model:
         cmd.insert(4, args.model)
@@ -142,6 +152,42 @@ def load(url: str, files: list[tuple[str, bytes]], clients: int, seconds: float,
     }
 
 
+def predict_rates(detector: Detector, data: list[bytes], repeats: int) -> dict[str, float]:
+    """Median images per second of ``predict(backend="torch")`` and ``predict()`` (auto) on
+    ``data``, decoding included: a warm-up pass each, then ``repeats`` timed passes of each,
+    alternating so both see the same load on a shared machine."""
+    runs: dict[str, list[float]] = {"torch": [], "auto": []}
+    for backend in runs:
+        detector.predict(data, backend=backend)  # builds the optimised model / the graph session
+    for _ in range(repeats):
+        for backend in runs:
+            t0 = time.perf_counter()
+            detector.predict(data, backend=backend)
+            runs[backend].append(len(data) / (time.perf_counter() - t0))
+    return {backend: float(np.median(rates)) for backend, rates in runs.items()}
+
+
+def command(args: argparse.Namespace) -> str:
+    """The command line of this run (without --note and --no-write), as the docs show it."""
+    parts = ["python", "benchmarks/serve_load.py", str(args.images)]
+    if args.model:
+        parts += ["--model", args.model]
+    parts += ["--clients", *map(str, args.clients), "--seconds", f"{args.seconds:g}"]
+    defaults = {
+        "warmup": 5.0,
+        "max_batch": 32,
+        "max_wait_ms": 10.0,
+        "limit": 200,
+        "predict_repeats": 3,
+        "backend": "auto",
+    }
+    for name, default in defaults.items():
+        value = getattr(args, name)
+        if value != default:
+            parts += [f"--{name.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(parts)
+
+
 def write_section(path: Path, section: str) -> None:
     """Put ``section`` between the markers in ``path`` (appended at the end the first time)."""
     text = path.read_text() if path.is_file() else ""
@@ -163,6 +209,10 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=10.0)
     ap.add_argument("--limit", type=int, default=200, help="use at most this many images")
+    ap.add_argument(
+        "--predict-repeats", type=int, default=3, help="timed passes of each predict over the images (default: 3)"
+    )
+    ap.add_argument("--backend", choices=BACKENDS, default="auto", help="the server's --backend (default: auto)")
     ap.add_argument("--note", default="", help="a sentence about the machine's other load, for the docs")
     ap.add_argument("--no-write", action="store_true", help="print the section, leave the docs alone")
     args = ap.parse_args()
@@ -172,10 +222,20 @@ def main() -> None:
         raise SystemExit(f"no images in {args.images}")
     files = [(p.name, p.read_bytes()) for p in paths]
     detector = load_detector(args.model)
-    expected = detector.predict(paths)
+    before = predict_rates(detector, [d for _, d in files], args.predict_repeats)
+    auto_backend = detector.last_backend  # what predict() (auto) ran on
+    print(
+        f"predict before the server: torch {before['torch']:.1f} img/s, auto ({auto_backend}) {before['auto']:.1f} img/s",
+        file=sys.stderr,
+    )
     proc, url = start_server(args)
     rows, worst_diff, total_errors = [], 0.0, 0
     try:
+        import httpx
+
+        served = httpx.get(url + "/v1/models").json()["backend"]  # e.g. "openvino (fp32)"
+        runtime = served.split(" ", 1)[0]
+        expected = detector.predict(paths, backend=runtime)  # the server's scores come from this runtime
         load(url, files, max(args.clients), args.warmup, proc.pid)  # warm-up, not reported
         for clients in args.clients:
             r = load(url, files, clients, args.seconds, proc.pid)
@@ -206,11 +266,21 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # predict again once the server is gone: a change in the machine's other load during the
+    # run shows as a difference between the two; the ratios use their mean
+    after = predict_rates(detector, [d for _, d in files], args.predict_repeats)
+    print(
+        f"predict after the server: torch {after['torch']:.1f} img/s, auto {after['auto']:.1f} img/s", file=sys.stderr
+    )
+    rates = {k: (before[k] + after[k]) / 2 for k in before}
+    for row in rows:
+        row.insert(4, f"{row[3] / rates['torch']:.2f}x")
     headers = [
         "clients",
         "requests",
         "seconds",
         "req/s (= img/s)",
+        "vs predict torch",
         "p50 ms",
         "p99 ms",
         "errors",
@@ -221,15 +291,29 @@ def main() -> None:
     ]
     model = args.model or "the built-in default detector (efficientnet-lite0, 256x256)"
     note = f" {args.note}" if args.note else ""
+    auto_name = f"{auto_backend.backend} {auto_backend.precision}" if auto_backend is not None else "?"
+    per_clients = {row[0]: row[3] for row in rows}
+    at8 = (
+        f" With 8 clients the service gave {per_clients[8]:.1f} img/s, {per_clients[8] / rates['torch']:.2f}x "
+        f'`predict(backend="torch")` and {per_clients[8] / rates["auto"]:.2f}x `predict()`.'
+        if 8 in per_clients
+        else ""
+    )
     section = "\n".join(
         [
             "## Detection service under load (`deepfake-detect serve`)",
             "",
-            f"Measured by `python benchmarks/serve_load.py {args.images} --clients {' '.join(map(str, args.clients))} "
-            f"--seconds {args.seconds:g}` (commit {git_rev()}): the server in a subprocess on loopback serving {model} "
-            f"with `--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g}`; each client posts one "
-            f"{len(files)}-image-folder JPEG per request and waits for the answer; {args.warmup:g} s of warm-up first.",
+            f"Measured by `{command(args)}` (commit {git_rev()}): the server in a subprocess on loopback serving "
+            f"{model} with `--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} --backend {args.backend}` "
+            f"(it scored with {served}); each client posts one {len(files)}-image-folder JPEG per request and waits "
+            f"for the answer; {args.warmup:g} s of warm-up first.",
             f"Machine: {machine()}.{note}",
+            "",
+            f"In the same run, in this process, on the same {len(files)} images (their bytes, in memory; decoding "
+            f'included), before the server started and after it stopped: `predict(backend="torch")` '
+            f"{before['torch']:.1f} and {after['torch']:.1f} img/s (mean {rates['torch']:.1f}), `predict()` "
+            f"(auto: {auto_name}) {before['auto']:.1f} and {after['auto']:.1f} img/s (mean {rates['auto']:.1f}); "
+            f"each the median of {args.predict_repeats} passes after a warm-up pass. The ratios use the means.{at8}",
             "",
             table(headers, rows),
             "",
@@ -238,8 +322,8 @@ def main() -> None:
                 if total_errors == 0
                 else f"ERRORS: {total_errors} requests failed or got a status other than 200 (see the table)."
             )
-            + f" Largest difference between a score from the server and `Detector.predict` on the same file: "
-            f"{worst_diff:.1e}.",
+            + f" Largest difference between a score from the server and `Detector.predict(backend={runtime!r})` "
+            f"on the same file: {worst_diff:.1e}.",
         ]
     )
     print(section)

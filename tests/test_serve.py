@@ -141,7 +141,7 @@ def test_predict_multipart_and_json_equal_detector_predict(tiny, images):
 
 
 def test_labels_follow_the_detectors_threshold(tiny, images):
-    scores = tiny.predict([d for _, d in images])
+    scores = tiny.predict([d for _, d in images], backend=served_backend())  # what the service will score with
     tiny.config = tiny.config.replace(threshold=float(np.median(scores)))
     with TestClient(create_app(tiny)) as client:
         results = client.post("/v1/predict", files=multipart(images)).json()["results"]
@@ -174,6 +174,87 @@ def test_crop_faces_reports_the_box_and_scores_as_predict():
         r = client.post("/v1/explain?format=json", files=multipart([(files[0].name, files[0].read_bytes())]))
         assert r.status_code == 200, r.text
         assert r.json()["shape"] == [256, 256] and r.json()["face_box"] == results[0]["face_box"]
+
+
+# -- the runtime: the one predict chooses ------------------------------------------------------
+def served_backend() -> str:
+    """What ``backend="auto"`` scores a large job of a detector that exports with, here."""
+    from deepfake_detect.backends import GRAPH_BACKENDS, runtime_available
+
+    return next((b for b in GRAPH_BACKENDS if runtime_available(b)), "torch")
+
+
+def test_the_service_scores_with_predicts_runtime_and_says_which(tiny, images, caplog):
+    app = create_app(tiny, max_batch=4, max_wait_ms=5)
+    with caplog.at_level("INFO", logger="deepfake_detect.serve"), TestClient(app) as client:
+        m = client.get("/v1/models").json()
+        results = client.post("/v1/predict", files=multipart(images)).json()["results"]
+    chosen = served_backend()
+    assert m["backend"] == f"{chosen} (fp32)" == app.state.service.backend and m["backend_reason"]
+    assert m["server"]["backend"] == "auto"
+    assert any(f"with {chosen} (fp32)" in r.getMessage() for r in caplog.records), caplog.text  # the startup line
+    # predict on the same runtime gives the same scores; torch's are within the graph's parity check
+    got = [x["p_fake"] for x in results]
+    np.testing.assert_allclose(got, tiny.predict([d for _, d in images], backend=chosen), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got, tiny.predict([d for _, d in images], backend="torch"), rtol=0, atol=1e-4)
+
+
+def test_backend_torch_scores_as_predict_torch(tiny, images):
+    with TestClient(create_app(tiny, backend="torch", max_batch=4, max_wait_ms=5)) as client:
+        m = client.get("/v1/models").json()
+        results = client.post("/v1/predict", files=multipart(images)).json()["results"]
+    assert m["backend"] == "torch (fp32)" and m["server"]["backend"] == "torch"
+    expected = tiny.predict([d for _, d in images], backend="torch")
+    np.testing.assert_allclose([x["p_fake"] for x in results], expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["auto", "onnxruntime", "openvino"])
+def test_a_graph_runtime_scores_as_predict_on_it(tiny, images, backend):
+    pytest.importorskip("onnx", reason="exporting a graph needs onnx")
+    if backend == "auto":
+        if served_backend() == "torch":
+            pytest.skip("neither onnxruntime nor openvino is installed")
+    else:
+        pytest.importorskip(backend, reason=f"{backend} is not installed")
+    with TestClient(create_app(tiny, backend=backend, max_batch=4, max_wait_ms=5)) as client:
+        m = client.get("/v1/models").json()
+        results = client.post("/v1/predict", files=multipart(images)).json()["results"]
+    runtime = served_backend() if backend == "auto" else backend
+    assert m["backend"] == f"{runtime} (fp32)"
+    got = [x["p_fake"] for x in results]
+    np.testing.assert_allclose(got, tiny.predict([d for _, d in images], backend=runtime), rtol=0, atol=1e-4)
+    assert len(set(np.round(got, 6))) > 1  # the comparison is not between constants
+
+
+def test_auto_falls_back_to_torch_as_predict_does(tiny, images, monkeypatch):
+    import torch
+
+    import deepfake_detect.backends as backends
+
+    # no graph runtime installed
+    monkeypatch.setattr(backends, "runtime_available", lambda backend: False)
+    with TestClient(create_app(tiny)) as client:
+        m = client.get("/v1/models").json()
+    assert m["backend"] == "torch (fp32)" and "no graph runtime" in m["backend_reason"]
+    monkeypatch.undo()
+    if served_backend() == "torch":
+        return
+    pytest.importorskip("onnx", reason="exporting a graph needs onnx")
+
+    # a model whose export fails (other weights than the other tests', so no graph is cached for them)
+    def fail(*args, **kwargs):
+        raise DeepfakeDetectError("cannot export this one")
+
+    with torch.no_grad():
+        next(tiny.model.parameters()).add_(0.125)
+    monkeypatch.setattr(backends, "_export_checked", fail)
+    with TestClient(create_app(tiny, max_batch=4, max_wait_ms=5)) as client:
+        m = client.get("/v1/models").json()
+        results = client.post("/v1/predict", files=multipart(images)).json()["results"]
+    assert m["backend"] == "torch (fp32)" and "cannot export this one" in m["backend_reason"]
+    expected = tiny.predict([d for _, d in images])  # predict too scores these weights with torch now
+    assert tiny.last_backend is not None and tiny.last_backend.backend == "torch"
+    np.testing.assert_allclose([x["p_fake"] for x in results], expected, rtol=0, atol=1e-6)
 
 
 # -- batching --------------------------------------------------------------------------------
@@ -377,19 +458,20 @@ def test_uploads_are_not_written_to_disk(tiny, monkeypatch):
 def test_a_request_that_times_out_gets_503(tiny, images, monkeypatch):
     app = create_app(tiny, timeout_s=0.3)
     with TestClient(app) as client:
-        real = tiny.predict_tensor
+        service = app.state.service
+        real = service.scorer
 
-        def slow(batch, **kw):
+        def slow(batch):
             time.sleep(1.0)
-            return real(batch, **kw)
+            return real(batch)
 
-        monkeypatch.setattr(tiny, "predict_tensor", slow)
+        monkeypatch.setattr(service, "scorer", slow)
         t0 = time.perf_counter()
         r = client.post("/v1/predict", files=multipart(images[:1]))
         assert r.status_code == 503 and r.json()["field"] == "request" and "retry" in r.json()["reason"]
         assert r.headers["retry-after"] == "1"
         assert time.perf_counter() - t0 < 0.9  # answered at the timeout, not after the slow batch
-        monkeypatch.setattr(tiny, "predict_tensor", real)
+        monkeypatch.setattr(service, "scorer", real)
         time.sleep(1.0)
         assert client.post("/v1/predict", files=multipart(images[:1])).status_code == 200
 
@@ -397,8 +479,8 @@ def test_a_request_that_times_out_gets_503(tiny, images, monkeypatch):
 def test_a_full_queue_gets_503_at_once(tiny, images, monkeypatch):
     app = create_app(tiny, max_batch=1, max_queue=1, max_wait_ms=0)
     with TestClient(app) as client:
-        real = tiny.predict_tensor
-        monkeypatch.setattr(tiny, "predict_tensor", lambda b, **kw: (time.sleep(0.5), real(b, **kw))[1])
+        real = app.state.service.scorer
+        monkeypatch.setattr(app.state.service, "scorer", lambda b: (time.sleep(0.5), real(b))[1])
         codes: list[int] = []
         threads = [
             threading.Thread(
@@ -461,6 +543,8 @@ def test_settings_are_checked():
         ServeConfig(max_wait_ms=-1)
     with pytest.raises(DeepfakeDetectError, match="max_queue"):
         ServeConfig(max_batch=64, max_queue=8)
+    with pytest.raises(DeepfakeDetectError, match="backend"):
+        ServeConfig(backend="tensorrt")
     with pytest.raises(DeepfakeDetectError, match="not both"):
         create_app(None, ServeConfig(), max_batch=2)
 
@@ -482,8 +566,13 @@ def test_cli_serve_warns_when_exposed(monkeypatch, capsys):
     assert "no authentication" in err and "reverse proxy" in err and "docs/serve.md" in err
     assert seen["host"] == "0.0.0.0" and seen["port"] == 8123
     assert seen["config"].max_batch == 8 and seen["config"].max_wait_ms == 5 and seen["malloc"]
-    assert main(["serve", "--port", "8124"]) == 0
+    assert seen["config"].backend == "auto"
+    assert main(["serve", "--port", "8124", "--backend", "torch"]) == 0
     assert "no authentication" not in capsys.readouterr().err
+    assert seen["config"].backend == "torch"
+    with pytest.raises(SystemExit):
+        main(["serve", "--backend", "tensorrt"])
+    capsys.readouterr()
     assert main(["serve", "--max-batch", "0"]) == 1
     assert "max_batch" in capsys.readouterr().err
 

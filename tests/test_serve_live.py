@@ -136,7 +136,8 @@ def test_load_on_loopback(server):
 
     url, proc = server
     images = [(f"load_{i}.png", png(face_like(i, size=64, fake=bool(i % 2)))) for i in range(8)]
-    expected = dd.load_detector().predict([d for _, d in images])
+    runtime = httpx.get(url + "/v1/models").json()["backend"].split(" ", 1)[0]  # "openvino (fp32)" -> "openvino"
+    expected = dd.load_detector().predict([d for _, d in images], backend=runtime)  # what the server scores with
     samples: list[float] = []
     stop = threading.Event()
 

@@ -174,6 +174,7 @@ def _body(detector: Detector) -> str:
         "",
         "```python",
         "from deepfake_detect import load_detector",
+        "",
         'detector = load_detector("<this repo id or folder>")',
         'scores = detector.predict(["face.jpg"])  # P(fake) per image',
         "```",

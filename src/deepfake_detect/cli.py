@@ -319,6 +319,8 @@ def _add_export_command(sub: Any) -> None:
 
 def _add_serve_command(sub: Any) -> None:
     """serve"""
+    from .backends import BACKENDS
+
     p = sub.add_parser(
         "serve",
         help="an HTTP detection service with request batching and a web page (extra 'serve')",
@@ -352,6 +354,14 @@ def _add_serve_command(sub: Any) -> None:
         type=int,
         default=256,
         help="most images waiting for the model before requests get 503 (default: 256)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="what scores the batches, chosen at startup as predict chooses for a large job: auto (default: "
+        "on CPU OpenVINO or ONNX Runtime when installed and the model exports, else torch), torch, "
+        "onnxruntime (extra 'onnx') or openvino (extra 'openvino')",
     )
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=cmd_serve)
@@ -628,6 +638,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_pixels=_max_pixels(args),
         timeout_s=args.timeout,
         max_queue=args.max_queue,
+        backend=args.backend,
     )
     if not 0 <= args.port <= 65535:
         raise DeepfakeDetectError(f"--port {args.port}: expected 0 to 65535")

@@ -121,7 +121,7 @@ class Preprocessor:
             batch = torch.stack([to_unit_tensor(x) for x in items])
         return self.normalize(batch)
 
-    def to_array(self, items: list[np.ndarray | torch.Tensor]) -> np.ndarray:
+    def to_array(self, items: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
         """Stack prepared images into a normalised (N, 3, H, W) float32 C-contiguous array,
         the input of an exported graph (ONNX Runtime, OpenVINO).
 

@@ -94,4 +94,19 @@ def serve(
     import uvicorn
 
     app = create_app(detector, config, **settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, access_log=access_log, log_config=_log_config(log_level)
+    )
+
+
+def _log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging config, plus the service's own logger (its startup line says what
+    scores the batches) on uvicorn's handler at ``log_level``."""
+    import copy
+
+    from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    level = LOG_LEVELS.get(log_level.lower(), 20)
+    config["loggers"][__name__] = {"handlers": ["default"], "level": level, "propagate": False}
+    return config

@@ -2,7 +2,9 @@
 
 Uploads are read into memory (never written to disk), decoded by the library's own image
 loader in a thread pool, and scored by a :class:`~deepfake_detect.serve.batching.MicroBatcher`
-that merges the images of concurrent requests into one forward pass.
+that merges the images of concurrent requests into one forward pass, on the runtime
+``Detector.predict`` chooses for a large job (:func:`deepfake_detect.backends.select`, once at
+startup: OpenVINO or ONNX Runtime on CPU when installed, else torch).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import math
 import os
 from collections.abc import AsyncIterator
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..backends import AUTO_EXPORT_MIN_IMAGES, BackendChoice, Scorer, check_backend, select
 from ..data.images import MAX_IMAGE_PIXELS, load_image
 from ..errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
 from .batching import MicroBatcher, QueueFullError
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
     from ..detector import Detector
 
 __all__ = ["ServeConfig", "RequestError", "DetectionService", "create_app"]
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
 EXPLAIN_FORMATS = ("png", "json")
@@ -64,6 +70,10 @@ class ServeConfig:
         max_queue: most images waiting for the model; beyond it requests get 503 at once.
         explain_max_side: the PNG of ``/v1/explain`` is shrunk to at most this many pixels
             on its longer side.
+        backend: what scores the batches, one of :data:`~deepfake_detect.backends.BACKENDS`:
+            ``"auto"`` (default) chooses at startup as ``Detector.predict`` does for a large
+            job (on CPU OpenVINO, else ONNX Runtime, when installed and the detector's graph
+            exports; else torch); ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` ask for one.
     """
 
     max_batch: int = 32
@@ -75,8 +85,10 @@ class ServeConfig:
     timeout_s: float = 30.0
     max_queue: int = 256
     explain_max_side: int = 1024
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
+        check_backend(self.backend)
         for name in ("max_batch", "max_upload_bytes", "max_files", "max_queue", "explain_max_side"):
             if int(getattr(self, name)) < 1:
                 raise DeepfakeDetectError(f"{name}={getattr(self, name)!r}: must be at least 1")
@@ -133,6 +145,9 @@ class DetectionService:
         self.config = config
         self.prep = detector.preprocessor(max_pixels=config.max_pixels)
         self.threshold = float(detector.config.threshold)
+        #: what scores the batches and the scorer itself: chosen by :meth:`start`
+        self.choice: BackendChoice | None = None
+        self.scorer: Scorer | None = None
         self._model_pool: ThreadPoolExecutor | None = None
         self._decode_pool: ThreadPoolExecutor | None = None
         self.batcher: MicroBatcher | None = None
@@ -149,10 +164,11 @@ class DetectionService:
             max_queue=self.config.max_queue,
         )
         h, w = self.prep.height, self.prep.width
-        # build the inference-optimised model now, so the first request does not wait for it
-        await asyncio.get_running_loop().run_in_executor(
-            self._model_pool, self.run_batch, [np.zeros((h, w, 3), np.uint8)]
-        )
+        loop = asyncio.get_running_loop()
+        # choose the runtime and build it now (export a graph, or the inference-optimised torch
+        # model), so the first request does not wait for it
+        await loop.run_in_executor(self._model_pool, self.choose_backend)
+        await loop.run_in_executor(self._model_pool, self.run_batch, [np.zeros((h, w, 3), np.uint8)])
         await self.batcher.start()
 
     async def stop(self) -> None:
@@ -163,9 +179,43 @@ class DetectionService:
                 pool.shutdown(wait=True, cancel_futures=True)
 
     # -- the work (in threads) -------------------------------------------------------
+    def choose_backend(self) -> BackendChoice:
+        """Choose what scores the batches, as ``Detector.predict`` chooses for a large job
+        (:func:`~deepfake_detect.backends.select` with ``config.backend``, float32): a graph
+        runtime's session (exported, checked against torch and cached if need be), or the
+        torch forward, to which ``"auto"`` falls back when no runtime is installed or the
+        export fails. Called once by :meth:`start`; logs the choice.
+
+        Raises:
+            MissingDependencyError: an explicit graph backend that is not installed.
+            DeepfakeDetectError: an explicit graph backend that cannot run this model.
+        """
+        from ..detector import FAST_PATH_MIN_IMAGES
+
+        large = max(AUTO_EXPORT_MIN_IMAGES, FAST_PATH_MIN_IMAGES)
+        self.choice, self.scorer = select(self.detector, self.config.backend, "fp32", num_images=large)
+        log.info(
+            "deepfake-detect serve: scoring %s with %s, as predict chooses for a large job (%s)",
+            self.detector.source,
+            self.backend,
+            self.choice.reason,
+        )
+        return self.choice
+
+    @property
+    def backend(self) -> str:
+        """What scores the batches, e.g. ``"openvino (fp32)"`` (``""`` before :meth:`start`)."""
+        return f"{self.choice.backend} ({self.choice.precision})" if self.choice is not None else ""
+
     def run_batch(self, arrays: list[np.ndarray]) -> np.ndarray:
-        """P(fake) of prepared images: one forward pass, as ``Detector.predict`` runs it."""
-        return self.detector.predict_tensor(self.prep.to_tensor(arrays)).cpu().numpy()
+        """P(fake) of prepared images: one forward pass on the chosen runtime, as
+        ``Detector.predict`` runs each of its batches (a C-contiguous NCHW float32 array for a
+        graph runtime, a tensor for torch)."""
+        if self.scorer is None or self.choice is None:
+            self.choose_backend()
+        assert self.scorer is not None and self.choice is not None
+        graph = self.choice.backend != "torch"
+        return self.scorer(self.prep.to_array(arrays) if graph else self.prep.to_tensor(arrays))
 
     def prepare(self, data: bytes, *, keep_image: bool = False) -> _Prepared:
         """Decode and prepare one upload (raises ImageLoadError)."""
@@ -293,6 +343,8 @@ class DetectionService:
             "config": cfg,
             "metadata": d.config.metadata,
             "card": model_card(d),
+            "backend": self.backend,
+            "backend_reason": self.choice.reason if self.choice is not None else "",
             "server": asdict(self.config),
         }
 
