@@ -5,7 +5,7 @@
 >>> detector.predict(["face.jpg"])             # P(fake) per image
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .config import DetectorConfig
 from .detector import Detector, SkippedImagesWarning, build_detector, load_detector
