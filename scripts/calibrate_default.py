@@ -23,11 +23,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import cropped_view, default_splits, real_score_quantiles
+from deepfake_detect.crossdata import default_splits, real_score_quantiles, real_views
 
 CROP_SIDES = (0.85, 0.7, 0.6, 0.5)
 
@@ -35,21 +34,13 @@ CROP_SIDES = (0.85, 0.7, 0.6, 0.5)
 def val_false_alarms(detector, val: dict, crop_sides: tuple[float, ...]) -> dict[str, dict[str, float]]:
     """``{source[@cropSIDE]: {"fake": share, "suspicious_or_fake": share}}`` over val reals."""
     out = {}
-    for name, data in val.items():
-        reals = data.subset(np.flatnonzero(data.labels == 0).tolist())
-        for side in (1.0, *crop_sides):
-            images = (
-                [reals.image(i) for i in range(len(reals))]
-                if side == 1.0
-                else [im for im, _ in cropped_view(reals, side)]
-            )
-            scores = detector.predict(images, progress=False)
-            key = name if side == 1.0 else f"{name}@crop{side:g}"
-            out[key] = {
-                "fake": float((scores >= detector.config.threshold).mean()),
-                "suspicious_or_fake": float((scores >= detector.config.suspicious_threshold).mean()),
-                "n": len(images),
-            }
+    for key, images in real_views(val, crop_sides=crop_sides):
+        scores = detector.predict(images, progress=False)
+        out[key] = {
+            "fake": float((scores >= detector.config.threshold).mean()),
+            "suspicious_or_fake": float((scores >= detector.config.suspicious_threshold).mean()),
+            "n": len(images),
+        }
     return out
 
 

@@ -35,7 +35,14 @@ import numpy as np
 import torch
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import cropped_view, default_splits, selection_set, self_blended_set, two_class_sources
+from deepfake_detect.crossdata import (
+    cropped_view,
+    default_splits,
+    real_score_quantiles,
+    selection_set,
+    self_blended_set,
+    two_class_sources,
+)
 from deepfake_detect.data import list_images
 from deepfake_detect.registry import get_entry
 
@@ -57,17 +64,9 @@ def pick_threshold(
     """The smallest threshold that labels at most ``false_alarms`` of each hold-out source's
     real images fake, as shipped and at each of ``crop_sides`` (the maximum over sources and
     crops of their real scores' quantile)."""
-    per_source = {}
-    for name, data in holdout.items():
-        reals = data.subset(np.flatnonzero(data.labels == 0).tolist())
-        for side in (1.0, *crop_sides):
-            images = (
-                [reals.image(i) for i in range(len(reals))]
-                if side == 1.0
-                else [im for im, _ in cropped_view(reals, side)]
-            )
-            scores = detector.predict(images, progress=False)
-            per_source[name if side == 1.0 else f"{name}@crop{side:g}"] = float(np.quantile(scores, 1 - false_alarms))
+    per_source = real_score_quantiles(
+        lambda images: detector.predict(images, progress=False), holdout, false_alarms, crop_sides=crop_sides
+    )
     return max(per_source.values()), per_source
 
 

@@ -16,6 +16,7 @@ from deepfake_detect.crossdata import (
     cropped_view,
     default_splits,
     group_split,
+    real_score_quantiles,
     selection_set,
     self_blended_set,
     source_splits,
@@ -190,6 +191,24 @@ def test_center_crop_keeps_the_inner_box_and_the_size():
         center_crop(Image.fromarray(grid), 0.0)
     views = cropped_view([(Image.fromarray(grid), 1)], 0.5)
     assert views[0][1] == 1 and np.asarray(views[0][0])[5:-5, 5:-5].min() == 255
+
+
+def test_real_score_quantiles_cover_every_source_and_crop_side():
+    """Thresholds come from real images alone, as given and cropped; a source without reals
+    is skipped; the quantile is that of the scorer's outputs."""
+    pairs = [(face_like(i, size=32), 0) for i in range(10)] + [(face_like(50, size=32, fake=True), 1)]
+    only_fakes = [(face_like(60, size=32, fake=True), 1)]
+    seen: list[int] = []
+
+    def score(images):
+        seen.append(len(images))
+        return np.linspace(0.0, 0.9, len(images))  # reals get 0.0, 0.1, ..., 0.9
+
+    q = real_score_quantiles(score, {"a": pairs, "b": only_fakes}, 0.1, crop_sides=(0.5,))
+    assert list(q) == ["a", "a@crop0.5"] and seen == [10, 10]  # the fake and source b are never scored
+    assert q["a"] == pytest.approx(np.quantile(np.linspace(0.0, 0.9, 10), 0.9))
+    with pytest.raises(DataError, match="false_alarms"):
+        real_score_quantiles(score, {"a": pairs}, 1.5)
 
 
 def test_crossscale_reaches_half_side_crops():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "two_class_sources",
     "cropped_view",
     "real_score_quantiles",
+    "real_views",
     "SOURCES_CSV",
 ]
 
@@ -209,6 +210,20 @@ def selection_set(
     return out
 
 
+def real_views(sources: Mapping[str, Any], *, crop_sides: Sequence[float] = ()) -> Iterator[tuple[str, list[Any]]]:
+    """The real images of each source, as given (``"<source>"``) and cut to each of
+    ``crop_sides`` (``"<source>@crop<side>"``, :func:`cropped_view`), as ``(key, images)``;
+    sources without real images are skipped."""
+    for name, part in sources.items():
+        data = as_labeled_data(part)
+        reals = data.subset(np.flatnonzero(data.labels == 0).tolist())
+        if not len(reals):
+            continue
+        yield name, [reals.image(i) for i in range(len(reals))]
+        for side in crop_sides:
+            yield f"{name}@crop{side:g}", [im for im, _ in cropped_view(reals, side)]
+
+
 def real_score_quantiles(
     score: Callable[[list[Any]], np.ndarray],
     sources: Mapping[str, Any],
@@ -222,17 +237,7 @@ def real_score_quantiles(
     side, fake. ``score`` maps a list of images to P(fake) (e.g. ``detector.predict``)."""
     if not 0.0 < false_alarms < 1.0:
         raise DataError(f"false_alarms={false_alarms!r}: expected a rate between 0 and 1")
-    out: dict[str, float] = {}
-    for name, part in sources.items():
-        data = as_labeled_data(part)
-        reals = data.subset(np.flatnonzero(data.labels == 0).tolist())
-        if not len(reals):
-            continue
-        for side in (1.0, *crop_sides):
-            if side == 1.0:
-                images = [reals.image(i) for i in range(len(reals))]
-            else:
-                images = [im for im, _ in cropped_view(reals, side)]
-            key = name if side == 1.0 else f"{name}@crop{side:g}"
-            out[key] = float(np.quantile(np.asarray(score(images), dtype=np.float64), 1.0 - false_alarms))
-    return out
+    return {
+        key: float(np.quantile(np.asarray(score(images), dtype=np.float64), 1.0 - false_alarms))
+        for key, images in real_views(sources, crop_sides=crop_sides)
+    }
