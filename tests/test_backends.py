@@ -21,7 +21,6 @@ from torch import nn
 
 import deepfake_detect as dd
 from deepfake_detect import backends
-from deepfake_detect import detector as detector_module
 from deepfake_detect.errors import DeepfakeDetectError, MissingDependencyError
 
 pytest.importorskip("onnxruntime")
@@ -408,8 +407,10 @@ def test_int8_prepares_unchanged_calibration_files_once(cache: Path, tmp_path: P
     d.predict(files, precision="int8", calibration=[Image.open(f) for f in files])  # in-memory: always prepared
     assert len(prepared) == 3
     listed = []
-    flatten = detector_module._flatten_inputs
-    monkeypatch.setattr(detector_module, "_flatten_inputs", lambda x: listed.append(x) or flatten(x))
+    import deepfake_detect.data.images as images_module
+
+    flatten = images_module.flatten_inputs
+    monkeypatch.setattr(images_module, "flatten_inputs", lambda x: listed.append(x) or flatten(x))
     os.utime(files[1], ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
     d.predict(files[:1], precision="int8", calibration=tmp_path)  # a folder with a changed file: listed once
     assert listed.count(tmp_path) == 1 and len(prepared) == 4

@@ -743,10 +743,10 @@ def _int8_session(detector: Detector, calibration: Any, backend: str) -> GraphSe
     """The ``backend`` session of the int8 graph of the detector's current weights and this
     calibration set: from memory, from the disk cache, or quantised now (from the float32
     graph, itself cached). Calibration files unchanged since the last call are not prepared again."""
-    from .detector import _flatten_inputs
+    from .data.images import flatten_inputs
 
     runtime, model = _runtime(detector), detector.model
-    items = _flatten_inputs(calibration)  # a folder is listed once
+    items = flatten_inputs(calibration)  # a folder is listed once
     files = _calibration_files(items)
     files_key = (files, repr(detector.config.preprocessing)) if files is not None else None
     known = runtime.calibration_digest(files_key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from torch import nn
 from . import __version__
 from .backends import BackendChoice, Runtime, check_backend, check_precision
 from .config import DetectorConfig
-from .data.images import MAX_IMAGE_PIXELS, describe, iter_paths
+from .data.images import MAX_IMAGE_PIXELS, describe, flatten_inputs
 from .data.preprocess import Preprocessor
 from .errors import ConfigError, DeepfakeDetectError, ImageLoadError, UnknownDetectorError
 from .guard import DEFAULT_MAX_PARAMS, check_parameter_limit
@@ -278,7 +278,7 @@ class Detector:
             )
         if device is not None:
             self.to(device)
-        items = _flatten_inputs(inputs)
+        items = flatten_inputs(inputs)
         choice, score = select(self, backend, precision, num_images=len(items), calibration=calibration)
         self.last_backend = choice
         graph = choice.backend != "torch"  # a graph runtime takes a C-contiguous NCHW array
@@ -419,26 +419,6 @@ class Detector:
         return push_to_hub(self, repo_id, **kwargs)
 
 
-def _flatten_inputs(inputs: Any) -> list[Any]:
-    if isinstance(inputs, (str, os.PathLike)):
-        if Path(inputs).is_dir():
-            return iter_paths([inputs])
-        return [inputs]
-    if isinstance(inputs, torch.Tensor):
-        return list(inputs) if inputs.ndim == 4 else [inputs]
-    if isinstance(inputs, (np.ndarray, bytes, bytearray, memoryview)) or hasattr(inputs, "getpixel"):
-        return [inputs]
-    if not isinstance(inputs, Iterable):
-        raise ImageLoadError(describe(inputs), "unsupported input; pass a path, folder, image, or a list of them")
-    out: list[Any] = []
-    for item in inputs:
-        if isinstance(item, torch.Tensor) and item.ndim == 4:
-            out.extend(item)
-        else:
-            out.append(item)
-    return iter_paths(out)
-
-
 def _prepare_or_error(prep: Preprocessor, item: Any) -> np.ndarray | torch.Tensor | ImageLoadError:
     try:
         return prep.prepare(item)
@@ -510,7 +490,7 @@ def _score_shards(
     items: list[Any] = []
     error: Exception | None = None
     try:
-        items = _flatten_inputs(inputs)
+        items = flatten_inputs(inputs)
         detector.to(dev)
         # decide the backend once, for all the inputs, as single-process predict would: this
         # builds what scores them (the optimised torch model, or the graph session the

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageLoadError
@@ -24,6 +25,7 @@ __all__ = [
     "list_images",
     "load_image",
     "describe",
+    "flatten_inputs",
 ]
 
 #: File suffixes treated as images when a folder is scanned (lower case).
@@ -260,3 +262,30 @@ def iter_paths(items: Iterable[Any]) -> list[Any]:
         else:
             out.append(item)
     return out
+
+
+def flatten_inputs(inputs: Any) -> list[Any]:
+    """What ``Detector.predict`` takes, as a flat list of single images: a path or a folder
+    (its sorted image files), one image (PIL, HWC array, bytes, CHW tensor), an NCHW tensor
+    (one item per image), or an iterable of these.
+
+    Raises:
+        ImageLoadError: ``inputs`` is none of these (the message says what is accepted).
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        if Path(inputs).is_dir():
+            return iter_paths([inputs])
+        return [inputs]
+    if isinstance(inputs, torch.Tensor):
+        return list(inputs) if inputs.ndim == 4 else [inputs]
+    if isinstance(inputs, (np.ndarray, bytes, bytearray, memoryview)) or hasattr(inputs, "getpixel"):
+        return [inputs]
+    if not isinstance(inputs, Iterable):
+        raise ImageLoadError(describe(inputs), "unsupported input; pass a path, folder, image, or a list of them")
+    out: list[Any] = []
+    for item in inputs:
+        if isinstance(item, torch.Tensor) and item.ndim == 4:
+            out.extend(item)
+        else:
+            out.append(item)
+    return iter_paths(out)
