@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import default_splits, real_score_quantiles, real_views
+from deepfake_detect.crossdata import default_splits, real_score_quantiles, real_scores, real_views
 
 CROP_SIDES = (0.85, 0.7, 0.6, 0.5)
 
@@ -61,8 +61,9 @@ def main() -> None:
     _, holdout, val = default_splits(args.dfdc, args.ffhq, celebdf=args.celebdf, seed=0, limit=args.limit)
     sides = tuple(args.crop_sides)
     score = lambda images: detector.predict(images, progress=False)  # noqa: E731
-    strict = real_score_quantiles(score, holdout, args.strict, crop_sides=sides)
-    sensitive = real_score_quantiles(score, holdout, args.sensitive, crop_sides=sides)
+    holdout_reals = real_scores(score, holdout, crop_sides=sides)  # scored once for both operating points
+    strict = real_score_quantiles(holdout_reals, args.strict)
+    sensitive = real_score_quantiles(holdout_reals, args.sensitive)
     threshold, suspicious = round(max(strict.values()), 4), round(max(sensitive.values()), 4)
     detector.config = detector.config.replace(threshold=threshold, suspicious_threshold=min(suspicious, threshold))
     alarms = val_false_alarms(detector, val, sides)

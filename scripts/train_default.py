@@ -39,6 +39,7 @@ from deepfake_detect.crossdata import (
     cropped_view,
     default_splits,
     real_score_quantiles,
+    real_scores,
     selection_set,
     self_blended_set,
     two_class_sources,
@@ -59,14 +60,12 @@ BACKBONE_NAMES = {
 
 
 def pick_threshold(
-    detector, holdout: dict, crop_sides: tuple[float, ...] = (), false_alarms: float = HOLDOUT_FALSE_ALARMS
+    scores: dict[str, np.ndarray], false_alarms: float = HOLDOUT_FALSE_ALARMS
 ) -> tuple[float, dict[str, float]]:
-    """The smallest threshold that labels at most ``false_alarms`` of each hold-out source's
-    real images fake, as shipped and at each of ``crop_sides`` (the maximum over sources and
-    crops of their real scores' quantile)."""
-    per_source = real_score_quantiles(
-        lambda images: detector.predict(images, progress=False), holdout, false_alarms, crop_sides=crop_sides
-    )
+    """The smallest threshold that labels at most ``false_alarms`` of each hold-out view's real
+    images fake (``scores``: :func:`~deepfake_detect.crossdata.real_scores` of the hold-out,
+    as shipped and at each crop side): the maximum over views of their real scores' quantile."""
+    per_source = real_score_quantiles(scores, false_alarms)
     return max(per_source.values()), per_source
 
 
@@ -183,8 +182,9 @@ def main() -> None:
         resume=args.resume,
     )
     minutes = (time.perf_counter() - t0) / 60
-    threshold, per_source = pick_threshold(detector, holdout, crop_sides)
-    sensitive, sensitive_per_source = pick_threshold(detector, holdout, crop_sides, SENSITIVE_FALSE_ALARMS)
+    holdout_reals = real_scores(lambda images: detector.predict(images, progress=False), holdout, crop_sides=crop_sides)
+    threshold, per_source = pick_threshold(holdout_reals)
+    sensitive, sensitive_per_source = pick_threshold(holdout_reals, SENSITIVE_FALSE_ALARMS)
     detector.config = detector.config.replace(threshold=round(threshold, 4))
 
     # scored once: the val splits, self-blended fakes of val reals (dfdc and ffhq, as for v4),

@@ -17,6 +17,7 @@ from deepfake_detect.crossdata import (
     default_splits,
     group_split,
     real_score_quantiles,
+    real_scores,
     selection_set,
     self_blended_set,
     source_splits,
@@ -204,11 +205,13 @@ def test_real_score_quantiles_cover_every_source_and_crop_side():
         seen.append(len(images))
         return np.linspace(0.0, 0.9, len(images))  # reals get 0.0, 0.1, ..., 0.9
 
-    q = real_score_quantiles(score, {"a": pairs, "b": only_fakes}, 0.1, crop_sides=(0.5,))
+    scores = real_scores(score, {"a": pairs, "b": only_fakes}, crop_sides=(0.5,))
+    q = real_score_quantiles(scores, 0.1)
     assert list(q) == ["a", "a@crop0.5"] and seen == [10, 10]  # the fake and source b are never scored
     assert q["a"] == pytest.approx(np.quantile(np.linspace(0.0, 0.9, 10), 0.9))
+    assert real_score_quantiles(scores, 0.5)["a"] < q["a"] and seen == [10, 10]  # another rate scores nothing again
     with pytest.raises(DataError, match="false_alarms"):
-        real_score_quantiles(score, {"a": pairs}, 1.5)
+        real_score_quantiles(scores, 1.5)
 
 
 def test_crossscale_reaches_half_side_crops():

@@ -144,17 +144,12 @@ def _threshold_section(detector: Detector, meta: dict[str, Any]) -> list[str]:
     if rule:
         lines += ["", f"How it was set: {rule}"]
     if alarms:
-        lines += [
-            "",
-            "Real images labelled fake at this threshold:",
-            "",
-            "| real images | false-alarm rate |",
-            "|---|---|",
-        ]
+        lines += ["", "Real images labelled fake at this threshold:", ""]
         if sensitive_alarms:
-            lines[-2:] = ["| real images | labelled fake | labelled suspicious or fake |", "|---|---|---|"]
+            lines += ["| real images | labelled fake | labelled suspicious or fake |", "|---|---|---|"]
             lines += [f"| {k} | {_rate(v)} | {_rate(sensitive_alarms.get(k, '-'))} |" for k, v in alarms.items()]
         else:
+            lines += ["| real images | false-alarm rate |", "|---|---|"]
             lines += [f"| {k} | {_rate(v)} |" for k, v in alarms.items()]
     return lines + [""]
 

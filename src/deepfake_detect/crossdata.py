@@ -40,6 +40,7 @@ __all__ = [
     "two_class_sources",
     "cropped_view",
     "real_score_quantiles",
+    "real_scores",
     "real_views",
     "SOURCES_CSV",
 ]
@@ -224,20 +225,21 @@ def real_views(sources: Mapping[str, Any], *, crop_sides: Sequence[float] = ()) 
             yield f"{name}@crop{side:g}", [im for im, _ in cropped_view(reals, side)]
 
 
-def real_score_quantiles(
-    score: Callable[[list[Any]], np.ndarray],
-    sources: Mapping[str, Any],
-    false_alarms: float,
-    *,
-    crop_sides: Sequence[float] = (),
-) -> dict[str, float]:
-    """For each source (and each of ``crop_sides``, as ``"<source>@crop<side>"``), the
-    ``1 - false_alarms`` quantile of ``score`` over its real images: a threshold at the
-    largest of them labels at most ``false_alarms`` of every source's reals, at every crop
-    side, fake. ``score`` maps a list of images to P(fake) (e.g. ``detector.predict``)."""
+def real_scores(
+    score: Callable[[list[Any]], np.ndarray], sources: Mapping[str, Any], *, crop_sides: Sequence[float] = ()
+) -> dict[str, np.ndarray]:
+    """``score`` (a list of images -> P(fake), e.g. ``detector.predict``) of the real images of
+    each source, as given and at each of ``crop_sides`` (keys of :func:`real_views`): score
+    once, then take :func:`real_score_quantiles` at as many false-alarm rates as needed."""
+    return {
+        key: np.asarray(score(images), dtype=np.float64) for key, images in real_views(sources, crop_sides=crop_sides)
+    }
+
+
+def real_score_quantiles(scores: Mapping[str, np.ndarray], false_alarms: float) -> dict[str, float]:
+    """The ``1 - false_alarms`` quantile of each view's real scores (from :func:`real_scores`):
+    a threshold at the largest of them labels at most ``false_alarms`` of every source's
+    reals, at every crop side, fake."""
     if not 0.0 < false_alarms < 1.0:
         raise DataError(f"false_alarms={false_alarms!r}: expected a rate between 0 and 1")
-    return {
-        key: float(np.quantile(np.asarray(score(images), dtype=np.float64), 1.0 - false_alarms))
-        for key, images in real_views(sources, crop_sides=crop_sides)
-    }
+    return {key: float(np.quantile(values, 1.0 - false_alarms)) for key, values in scores.items()}
