@@ -43,6 +43,7 @@ from deepfake_detect.crossdata import (
     selection_set,
     self_blended_set,
     two_class_sources,
+    video_view,
 )
 from deepfake_detect.data import list_images
 from deepfake_detect.registry import get_entry
@@ -140,6 +141,14 @@ def main() -> None:
         "threshold on hold-out reals at these sides too",
     )
     ap.add_argument(
+        "--video-crfs",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also select epochs on hold-out views re-encoded as H.264 at these CRFs (e.g. 37); val is scored "
+        "at them too",
+    )
+    ap.add_argument(
         "--ema",
         type=float,
         help="keep, select and ship an exponential moving average of the weights with this decay (e.g. 0.999)",
@@ -152,7 +161,10 @@ def main() -> None:
 
     train, holdout, val = default_splits(args.dfdc, args.ffhq, seed=args.seed, limit=args.limit, celebdf=args.celebdf)
     crop_sides = tuple(args.crop_sides)
-    select = selection_set(holdout, seed=args.seed, crop_sides=crop_sides, scored=("dfdc", "ffhq"))
+    video_crfs = tuple(args.video_crfs)
+    select = selection_set(
+        holdout, seed=args.seed, crop_sides=crop_sides, video_crfs=video_crfs, scored=("dfdc", "ffhq")
+    )
     weights = {"dfdc": args.dfdc_weight, "ffhq": 1 - args.dfdc_weight}
     if args.celebdf:
         weights = {**weights, "ffhq": 1 - args.dfdc_weight - args.celebdf_weight, "celebdf": args.celebdf_weight}
@@ -193,6 +205,8 @@ def main() -> None:
     test = {**scored, "sbi": self_blended_set(scored, per_source=300, seed=12345)}
     for side in crop_sides:
         test.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in scored.items()})
+    for crf in video_crfs:
+        test.update({f"{name}@crf{crf:d}": video_view(data, crf) for name, data in scored.items()})
     metrics = detector.evaluate(test)
     examples = [
         p
@@ -245,6 +259,7 @@ def main() -> None:
                 "augment": args.augment,
                 "source_weights": weights,
                 "crop_sides": list(crop_sides),
+                "video_crfs": list(video_crfs),
                 "ema": args.ema,
                 "optimizer": "adamw",
                 "scheduler": "cosine",

@@ -10,7 +10,7 @@ from conftest import TINY, face_like
 from PIL import Image
 
 from deepfake_detect import face, load_detector
-from deepfake_detect.augment import center_crop, crossscale_augment
+from deepfake_detect.augment import center_crop, crossscale_augment, crossvideo_augment, get_augment
 from deepfake_detect.config import DetectorConfig
 from deepfake_detect.crossdata import (
     cropped_view,
@@ -21,9 +21,11 @@ from deepfake_detect.crossdata import (
     selection_set,
     self_blended_set,
     source_splits,
+    video_view,
 )
 from deepfake_detect.errors import ConfigError, DataError, TrainingError
 from deepfake_detect.face import CropPolicy
+from deepfake_detect.video import h264_available
 
 
 def _pairs(n: int, seed: int) -> list[tuple[Image.Image, int]]:
@@ -224,6 +226,20 @@ def test_crossscale_reaches_half_side_crops():
         np.asarray(crossscale_augment(img, np.random.default_rng(s)))[8:-8, 8:-8].min() > 100 for s in range(200)
     )
     assert tight > 0
+
+
+@pytest.mark.skipif(not h264_available(), reason="PyAV with libx264 not installed")
+def test_crossvideo_codes_some_images_as_h264_and_keeps_the_size():
+    """crossvideo keeps the size and mode; video_view is a lossy round trip that keeps labels
+    and odd sizes."""
+    img = face_like(3, size=48)
+    assert get_augment("crossvideo") is crossvideo_augment
+    outs = [crossvideo_augment(img, np.random.default_rng(s)) for s in range(40)]
+    assert all(o.size == (48, 48) and o.mode == "RGB" for o in outs)
+    views = video_view([(img, 1), (face_like(4, size=47), 0)], 37)
+    assert [label for _, label in views] == [1, 0] and views[1][0].size == (47, 47)
+    diff = np.abs(np.asarray(views[0][0], float) - np.asarray(img, float)).mean()
+    assert 0.0 < diff < 30.0
 
 
 # -- the crop policy ---------------------------------------------------------------------------

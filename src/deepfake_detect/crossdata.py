@@ -39,6 +39,7 @@ __all__ = [
     "selection_set",
     "two_class_sources",
     "cropped_view",
+    "video_view",
     "real_score_quantiles",
     "real_scores",
     "real_views",
@@ -190,24 +191,43 @@ def cropped_view(data: Any, side: float) -> list[tuple[Any, int]]:
     return [(center_crop(load_image(data.image(i)), side), int(data.labels[i])) for i in range(len(data))]
 
 
+def video_view(data: Any, crf: int) -> list[tuple[Any, int]]:
+    """Every image of ``data`` after an H.264 round trip at constant rate factor ``crf``
+    (:func:`deepfake_detect.video.reencode_h264`, libx264 preset "medium"), as ``(RGB PIL
+    image, label)`` pairs: the same faces as cut from a compressed video.
+
+    Raises:
+        MissingDependencyError: PyAV with libx264 is not installed (extra ``video``).
+    """
+    from .data.images import load_image
+    from .video import reencode_h264
+
+    data = as_labeled_data(data)
+    return [(reencode_h264(load_image(data.image(i)), crf), int(data.labels[i])) for i in range(len(data))]
+
+
 def selection_set(
     holdout: Mapping[str, Any],
     *,
     seed: int = 0,
     per_source: int = 150,
     crop_sides: Sequence[float] = (),
+    video_crfs: Sequence[int] = (),
     scored: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """What the default's epochs and recipe are chosen on (its threshold, on the hold-out's
     real images alone): the hold-out sources that have both classes, ``"sbi"`` (one
     self-blended fake of each of up to ``per_source`` real images of every hold-out source,
     :func:`self_blended_set`), and for each of ``crop_sides`` a ``"<source>@crop<side>"``
-    view of each two-class source (:func:`cropped_view`). ``scored``: only these sources'
-    AUCs count (their crops too); the others give their real images to ``"sbi"`` alone."""
+    view of each two-class source (:func:`cropped_view`), and for each of ``video_crfs`` a
+    ``"<source>@crf<crf>"`` view (:func:`video_view`). ``scored``: only these sources'
+    AUCs count (their views too); the others give their real images to ``"sbi"`` alone."""
     counted = {k: v for k, v in two_class_sources(holdout).items() if scored is None or k in scored}
     out: dict[str, Any] = {**counted, "sbi": self_blended_set(holdout, per_source=per_source, seed=seed)}
     for side in crop_sides:
         out.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in counted.items()})
+    for crf in video_crfs:
+        out.update({f"{name}@crf{crf:d}": video_view(data, crf) for name, data in counted.items()})
     return out
 
 
