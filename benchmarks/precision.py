@@ -31,7 +31,7 @@ import torch
 from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
-from deepfake_detect.backends import GRAPH_BACKENDS, runtime_available, select
+from deepfake_detect.backends import GRAPH_BACKENDS, runtime_available
 from deepfake_detect.data import LabelFile
 from deepfake_detect.metrics import compute_metrics
 
@@ -94,7 +94,7 @@ def speed_rows(name: str, det, calibration: list[Path], rounds: int, seconds: fl
     runs = {"torch": lambda: det.predict_tensor(x_cl)}
     for backend in RUNTIMES:
         for precision in ("fp32", "int8"):
-            session = select(det, backend, precision, num_images=1000, calibration=calibration)[1]
+            session = det.engine.select(backend, precision, num_images=1000, calibration=calibration)[1]
             runs[f"{backend} {precision}"] = lambda s=session: s(x_np)
     rates: dict[str, list[float]] = {k: [] for k in runs}
     for run in runs.values():

@@ -34,7 +34,7 @@ from PIL import Image
 from torch import nn
 
 from deepfake_detect import load_detector
-from deepfake_detect.backends import GRAPH_BACKENDS, runtime_available, select
+from deepfake_detect.backends import GRAPH_BACKENDS, runtime_available
 from deepfake_detect.data import LabelFile
 
 
@@ -83,14 +83,14 @@ RUNTIMES = [b for b in GRAPH_BACKENDS if runtime_available(b)]
 def bare_forward(det, n: int, batch: int) -> dict[str, float]:
     """img/s of the plain and the optimised torch forward, and of each graph runtime's
     session (the limit of ``predict(backend=...)``), on the same ready random batch."""
-    fast_model = det._inference_model()  # noqa: SLF001 - the same optimised module predict uses
+    fast_model = det.engine.inference_model()  # the same optimised module predict uses
     plain = det.model.eval()
     h, w = det.config.input_size
     x = torch.randn(batch, 3, h, w).contiguous(memory_format=torch.channels_last)
     x_nchw = x.contiguous().numpy()
     runs = {"plain": lambda: plain(x), "optimised": lambda: fast_model(x)}
     for backend in RUNTIMES:  # the sessions predict runs
-        session = select(det, backend, "fp32", num_images=n)[1]
+        session = det.engine.select(backend, "fp32", num_images=n)[1]
         runs[backend] = lambda s=session: s(x_nchw)
     best = {}
     for name, run in runs.items():

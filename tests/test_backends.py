@@ -120,7 +120,7 @@ def test_predict_onnxruntime_equals_torch_and_says_so(cache: Path) -> None:
     got = d.predict(imgs, backend="onnxruntime", batch_size=3)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert d.last_backend.backend == "onnxruntime" and d.last_backend.precision == "fp32"
-    session = d._runtime.session(d.model, d.config, "onnxruntime")
+    session = d.engine.runtime.session(d.model, d.config, "onnxruntime")
     assert session is not None and session.threads == backends.available_cores()
 
 
@@ -240,7 +240,7 @@ def test_deepcopy_gives_a_detector_without_the_session() -> None:
     d = tiny()
     d.predict(images(2), backend="onnxruntime")
     twin = copy.deepcopy(d)
-    assert twin._runtime.session(twin.model, twin.config, "onnxruntime") is None
+    assert twin.engine.runtime.session(twin.model, twin.config, "onnxruntime") is None
     np.testing.assert_allclose(twin.predict(images(2), backend="onnxruntime"), d.predict(images(2)), atol=1e-6)
 
 

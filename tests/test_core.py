@@ -310,7 +310,7 @@ def test_predict_batches_and_single_calls_agree(jpeg_files):
 
 def test_fast_path_matches_the_plain_float32_forward(jpeg_files):
     many = jpeg_files * 7  # enough images for predict to take the optimised path
-    assert len(many) >= dd.detector.FAST_PATH_MIN_IMAGES
+    assert len(many) >= dd.backends.FAST_PATH_MIN_IMAGES
     for name in ("resnet18-baseline", "resnet18-finetune", "efficientnet-lite0"):
         det = load_detector(name)
         _perturb_batchnorm(det.model, 4)

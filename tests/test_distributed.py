@@ -116,7 +116,7 @@ PREDICT_SCRIPT = textwrap.dedent("""
         many = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs) * 6  # 42: past the fast-path size
         out["graph"] = graph.predict(many, backend="onnxruntime", distributed=True).tolist()
         out["graph_ran"] = graph.last_backend.backend
-        out["graph_built_torch"] = graph._fast is not None  # the optimised torch copy: not needed
+        out["graph_built_torch"] = graph.engine._fast is not None  # the optimised torch copy: not needed
     except ImportError:
         pass
     with open(os.path.join(results, "rank" + os.environ["RANK"] + ".json"), "w") as f:

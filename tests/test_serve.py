@@ -199,6 +199,24 @@ def test_the_service_scores_with_predicts_runtime_and_says_which(tiny, images, c
     np.testing.assert_allclose(got, tiny.predict([d for _, d in images], backend="torch"), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_the_service_scores_on_the_detectors_own_engine(tiny, images, backend):
+    app = create_app(tiny, backend=backend, max_batch=4, max_wait_ms=5)
+    with TestClient(app) as client:
+        service = app.state.service
+        assert service.engine is tiny.engine  # one engine: one runtime, one optimised model, one session cache
+        results = client.post("/v1/predict", files=multipart(images)).json()["results"]
+        chosen = service.choice.backend
+        one = tiny.predict([images[0][1]])  # a single image: predict finds what the service built at startup
+    assert chosen == (served_backend() if backend == "auto" else "torch")
+    if chosen == "torch":
+        assert tiny.engine.inference_model(optimize=False) is not tiny.model  # the service's optimised copy
+    else:
+        assert tiny.engine.runtime.session(tiny.model, tiny.config, chosen) is not None
+        assert tiny.last_backend.backend == chosen and tiny.last_backend.reason.startswith("session in memory")
+    np.testing.assert_allclose(one, [results[0]["p_fake"]], rtol=0, atol=1e-6)
+
+
 def test_backend_torch_scores_as_predict_torch(tiny, images):
     with TestClient(create_app(tiny, backend="torch", max_batch=4, max_wait_ms=5)) as client:
         m = client.get("/v1/models").json()

@@ -5,10 +5,10 @@
 >>> detector.predict(["face.jpg"])             # P(fake) per image
 """
 
-__version__ = "0.2.0"
-
+from . import models  # noqa: F401  (the built-in architectures register themselves in the registry)
 from .config import DetectorConfig
-from .detector import Detector, SkippedImagesWarning, build_detector, load_detector
+from .detector import Detector, build_detector, load_detector
+from .engine import SkippedImagesWarning
 from .errors import (
     ConfigError,
     DataError,
@@ -24,6 +24,7 @@ from .errors import (
 from .guard import DEFAULT_MAX_PARAMS, count_parameters, list_timm_models
 from .registry import get_entry, list_detectors, list_weights, register_detector, register_weights
 from .training import TrainConfig
+from .version import __version__
 
 __all__ = [
     "__version__",

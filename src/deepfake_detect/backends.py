@@ -5,12 +5,13 @@ exported graph; and lower precisions, only when asked for.
 ``precision``; this module decides and runs them:
 
 * ``backend="torch"``: the model's own forward (BatchNorm folded and channels_last from
-  :data:`~deepfake_detect.detector.FAST_PATH_MIN_IMAGES` images on).
+  :data:`FAST_PATH_MIN_IMAGES` images on).
 * ``backend="onnxruntime"`` (extra ``onnx``) or ``"openvino"`` (extra ``openvino``): the
   graph :func:`~deepfake_detect.export.export_onnx` writes, run on the CPU with one thread
   per available core. The graph is exported once per version of the weights and checked
-  against the torch forward before use (P(fake) within :data:`PARITY_ATOL`); the detector
-  keeps the session in memory, and the graph is cached on disk under :func:`graph_dir`,
+  against the torch forward before use (P(fake) within :data:`PARITY_ATOL`); the detector's
+  :class:`~deepfake_detect.engine.InferenceEngine` keeps the session in memory (its
+  :class:`Runtime`), and the graph is cached on disk under :func:`graph_dir`,
   named by :func:`weights_digest` (a SHA-256 of the weights' content, the config and the
   library versions), so a later process with the same weights loads it in a fraction of a
   second, and changed weights never meet a stale graph. Both runtimes read the same file.
@@ -51,29 +52,35 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Protocol, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from .config import DetectorConfig
+from .data.preprocess import Preprocessor
 from .distributed import available_cores, cores_per_process
 from .errors import DeepfakeDetectError, MissingDependencyError
 from .fast import weights_fingerprint
-
-if TYPE_CHECKING:
-    from .detector import Detector
+from .heads import p_fake
+from .protocols import ModelWithConfig
+from .version import __version__
 
 __all__ = [
     "BACKENDS",
     "PRECISIONS",
     "AUTO_EXPORT_MIN_IMAGES",
     "AUTO_CACHED_MIN_IMAGES",
+    "FAST_PATH_MIN_IMAGES",
     "PARITY_ATOL",
     "MAX_CACHE_BYTES",
     "CACHE_ENV",
     "GRAPH_BACKENDS",
     "BackendChoice",
+    "Runtime",
+    "RuntimeOwner",
+    "Scorer",
     "GraphSession",
     "OrtSession",
     "OpenVINOSession",
@@ -88,6 +95,7 @@ __all__ = [
     "check_backend",
     "check_precision",
     "select",
+    "torch_scores",
 ]
 
 log = logging.getLogger(__name__)
@@ -105,6 +113,9 @@ PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 AUTO_EXPORT_MIN_IMAGES = 128
 #: ``backend="auto"`` loads a graph already cached on disk for jobs of at least this many images.
 AUTO_CACHED_MIN_IMAGES = 16
+#: Below this many images, the torch backend runs the model itself rather than its
+#: inference-optimised copy (building that costs more than it saves on a few images).
+FAST_PATH_MIN_IMAGES = 32
 #: Largest |P(fake) difference| allowed between a float32 graph and the torch forward.
 PARITY_ATOL = 1e-4
 #: The ONNX cache keeps at most this many bytes of graphs (least recently used removed first).
@@ -233,8 +244,6 @@ def weights_digest(model: nn.Module, config: Any, *extra: str) -> str:
 
     Reads every weight once (tens of milliseconds for 10M parameters).
     """
-    from . import __version__
-
     h = hashlib.sha256()
 
     def add(text: str) -> None:
@@ -377,12 +386,12 @@ class OpenVINOSession(GraphSession):
 _SESSIONS: dict[str, type[GraphSession]] = {"onnxruntime": OrtSession, "openvino": OpenVINOSession}
 
 
-# -- per-detector state -------------------------------------------------------------------
+# -- per-model state ----------------------------------------------------------------------
 class Runtime:
-    """A detector's graph-runtime state: its sessions (one per backend, precision and
-    calibration set, for the current weights), the SHA-256 of its current weights, and the
-    reason its current weights could not be exported. Not copied with the detector
-    (``copy.deepcopy`` and pickling give an empty one)."""
+    """The graph-runtime state of one :class:`~deepfake_detect.engine.InferenceEngine` (one per
+    detector): its sessions (one per backend, precision and calibration set, for the current
+    weights), the SHA-256 of its current weights, and the reason its current weights could not
+    be exported. Not copied with the engine (``copy.deepcopy`` and pickling give an empty one)."""
 
     def __init__(self) -> None:
         self._sessions: dict[tuple[str, str, str], tuple[_WeightsVersion, GraphSession]] = {}
@@ -427,24 +436,51 @@ class Runtime:
         if key is not None:
             self._calibrations[key] = digest
 
+    def remember_failure(self, version: _WeightsVersion, reason: str) -> None:
+        """These weights could not be exported (``auto`` does not try them again)."""
+        self._failed = (version, reason)
+
     def failure(self, model: nn.Module, config: Any) -> str | None:
         return self._failed[1] if self._failed is not None and self._failed[0].matches(model, config) else None
 
 
-def _runtime(detector: Detector) -> Runtime:
-    return detector._runtime  # noqa: SLF001 - the detector's own state, kept here
+class RuntimeOwner(Protocol):
+    """What the functions here take: the owner of a model's inference state, an
+    :class:`~deepfake_detect.engine.InferenceEngine`. Its model, config and device; the
+    :class:`Runtime` that keeps its graph sessions; and its model as the torch backend runs it
+    (:meth:`~deepfake_detect.engine.InferenceEngine.inference_model`)."""
+
+    @property
+    def model(self) -> nn.Module: ...
+
+    @property
+    def config(self) -> DetectorConfig: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    def inference_model(self, optimize: bool = True) -> nn.Module: ...
 
 
 # -- choosing and running -----------------------------------------------------------------
+#: What :func:`select` returns to score a batch: a normalised (N, 3, H, W) float32 batch (a
+#: tensor for torch, a C-contiguous array for a graph runtime) -> P(fake), a float32 array (N,).
 Scorer = Callable[[Union[torch.Tensor, np.ndarray]], np.ndarray]
 
 
 def select(
-    detector: Detector, backend: str, precision: str, *, num_images: int, calibration: Any = None
+    owner: RuntimeOwner, backend: str, precision: str, *, num_images: int, calibration: Any = None
 ) -> tuple[BackendChoice, Scorer]:
-    """Decide what scores ``num_images`` images and return it: ``(choice, scorer)``, where
+    """Decide what scores ``num_images`` images of ``owner`` (a detector's
+    :attr:`~deepfake_detect.Detector.engine`) and return it: ``(choice, scorer)``, where
     ``scorer(batch)`` maps a normalised (N, 3, H, W) float32 batch to P(fake), a float32
-    array (N,) (for a graph backend the scorer is its :class:`GraphSession`).
+    array (N,) (for a graph backend the scorer is its :class:`GraphSession`). Builds what it
+    chooses (the optimised torch model on first use, a graph session, exporting if need be)
+    and keeps it in ``owner.runtime``. :meth:`InferenceEngine.select
+    <deepfake_detect.engine.InferenceEngine.select>` calls it.
 
     Raises:
         DeepfakeDetectError: a bad ``backend``/``precision``, a precision this device or
@@ -454,9 +490,9 @@ def select(
     """
     check_backend(backend)
     check_precision(precision)
-    device = detector.device
+    device = owner.device
     if precision in _AUTOCAST_DTYPES:
-        return _select_autocast(detector, backend, precision, device, num_images)
+        return _select_autocast(owner, backend, precision, device, num_images)
     if precision == "int8":
         if backend == "torch":
             raise DeepfakeDetectError(
@@ -471,19 +507,19 @@ def select(
                 "precision='int8' needs calibration images to set the activation ranges: "
                 "predict(..., precision='int8', calibration=[a few dozen of your images, paths or PIL images])"
             )
-        session = _int8_session(detector, calibration, backend)
+        session = _int8_session(owner, calibration, backend)
         return BackendChoice(backend, "int8", f"static int8 graph {session.path.name}"), session
     if backend == "torch":
-        return BackendChoice("torch", "fp32", "backend='torch'"), _torch_scorer(detector, num_images, "fp32")
+        return BackendChoice("torch", "fp32", "backend='torch'"), _torch_scorer(owner, num_images, "fp32")
     if backend != "auto":
         _require(backend, f"backend={backend!r}")
-        session = _graph_session(detector, backend)
+        session = _graph_session(owner, backend)
         return BackendChoice(backend, "fp32", f"graph {session.path.name}"), session
-    return _select_auto(detector, device, num_images)
+    return _select_auto(owner, device, num_images)
 
 
 def _select_autocast(
-    detector: Detector, backend: str, precision: str, device: torch.device, num_images: int
+    owner: RuntimeOwner, backend: str, precision: str, device: torch.device, num_images: int
 ) -> tuple[BackendChoice, Scorer]:
     if backend in GRAPH_BACKENDS:
         raise DeepfakeDetectError(
@@ -501,14 +537,14 @@ def _select_autocast(
     )
     return (
         BackendChoice("torch", precision, f"torch autocast {precision} on {device}"),
-        _torch_scorer(detector, num_images, precision),
+        _torch_scorer(owner, num_images, precision),
     )
 
 
-def _select_auto(detector: Detector, device: torch.device, num_images: int) -> tuple[BackendChoice, Scorer]:
+def _select_auto(owner: RuntimeOwner, device: torch.device, num_images: int) -> tuple[BackendChoice, Scorer]:
     def torch_choice(reason: str) -> tuple[BackendChoice, Scorer]:
         log.info("backend='auto' chose torch: %s", reason)
-        return BackendChoice("torch", "fp32", reason), _torch_scorer(detector, num_images, "fp32")
+        return BackendChoice("torch", "fp32", reason), _torch_scorer(owner, num_images, "fp32")
 
     if device.type != "cpu":
         return torch_choice(f"the model is on {device}")
@@ -517,76 +553,75 @@ def _select_auto(detector: Detector, device: torch.device, num_images: int) -> t
         return torch_choice(
             "no graph runtime is installed (pip install 'deepfake-detect[onnx]' or 'deepfake-detect[openvino]')"
         )
-    runtime, model = _runtime(detector), detector.model
-    failed = runtime.failure(model, detector.config)
+    runtime, model = owner.runtime, owner.model
+    failed = runtime.failure(model, owner.config)
     if failed is not None:
         return torch_choice(f"these weights could not be exported: {failed}")
-    session = runtime.session(model, detector.config, backend)
+    session = runtime.session(model, owner.config, backend)
     if session is not None:
         return BackendChoice(backend, "fp32", f"session in memory ({session.path.name})"), session
     if num_images < AUTO_CACHED_MIN_IMAGES:
         return torch_choice(f"{num_images} image(s), fewer than {AUTO_CACHED_MIN_IMAGES}")
-    cached = (graph_dir() / f"{_fp32_digest(detector)}.onnx").is_file()
+    cached = (graph_dir() / f"{_fp32_digest(owner)}.onnx").is_file()
     if not cached and num_images < AUTO_EXPORT_MIN_IMAGES:
         return torch_choice(f"{num_images} images, fewer than {AUTO_EXPORT_MIN_IMAGES}, and no cached graph")
     try:
-        session = _graph_session(detector, backend)
+        session = _graph_session(owner, backend)
     except (DeepfakeDetectError, OSError) as e:
         # OSError: the graph could not be written (disk full, quota); unlike a failed
         # export it is not remembered against these weights, so a later job tries again
         reason = f"export failed: {e}" if isinstance(e, DeepfakeDetectError) else f"the graph could not be written: {e}"
         log.warning("backend='auto': %s; scoring with torch instead", reason)
-        return BackendChoice("torch", "fp32", reason), _torch_scorer(detector, num_images, "fp32")
+        return BackendChoice("torch", "fp32", reason), _torch_scorer(owner, num_images, "fp32")
     reason = "cached graph" if cached else f"{num_images} images, exported"
     log.info("backend='auto' chose %s: %s (%s)", backend, reason, session.path)
     return BackendChoice(backend, "fp32", f"{reason} ({session.path.name})"), session
 
 
-def _torch_scorer(detector: Detector, num_images: int, precision: str) -> Scorer:
-    from .detector import FAST_PATH_MIN_IMAGES
-
+def _torch_scorer(owner: RuntimeOwner, num_images: int, precision: str) -> Scorer:
     optimize = num_images >= FAST_PATH_MIN_IMAGES
 
     def score(batch: torch.Tensor | np.ndarray) -> np.ndarray:
         assert isinstance(batch, torch.Tensor)  # the torch path is given tensors
-        return torch_scores(detector, batch, optimize=optimize, precision=precision).float().cpu().numpy()
+        return torch_scores(owner, batch, optimize=optimize, precision=precision).float().cpu().numpy()
 
     return score
 
 
-def torch_scores(detector: Detector, batch: torch.Tensor, *, optimize: bool, precision: str) -> torch.Tensor:
-    """P(fake) (N,) of the torch forward on ``batch`` (moved to the detector's device), in
-    ``precision`` (``"fp32"``, or ``"fp16"``/``"bf16"`` under CUDA autocast)."""
-    model = detector._inference_model(optimize)  # noqa: SLF001
-    x = batch.to(detector.device)
+def torch_scores(owner: RuntimeOwner, batch: torch.Tensor, *, optimize: bool, precision: str) -> torch.Tensor:
+    """P(fake) (N,) of the torch forward on ``batch`` (moved to the owner's device), in
+    ``precision`` (``"fp32"``, or ``"fp16"``/``"bf16"`` under CUDA autocast); ``optimize``: the
+    owner's inference-optimised model (:meth:`~deepfake_detect.engine.InferenceEngine.inference_model`)."""
+    model = owner.inference_model(optimize)
+    x = batch.to(owner.device)
     with torch.inference_mode():
         if precision == "fp32":
-            return detector.scores_from_output(model(x))
+            return p_fake(model(x), owner.config.output)
         with torch.autocast(device_type=x.device.type, dtype=_AUTOCAST_DTYPES[precision]):
             out = model(x)
-        return detector.scores_from_output(out)
+        return p_fake(out, owner.config.output)
 
 
 # -- building and caching graphs ----------------------------------------------------------
-def _fp32_digest(detector: Detector) -> str:
-    return _runtime(detector).digest(detector.model, detector.config, "fp32")
+def _fp32_digest(owner: RuntimeOwner) -> str:
+    return owner.runtime.digest(owner.model, owner.config, "fp32")
 
 
-def _graph_session(detector: Detector, backend: str) -> GraphSession:
-    """The float32 session of ``backend`` for the detector's current weights: from memory,
+def _graph_session(owner: RuntimeOwner, backend: str) -> GraphSession:
+    """The float32 session of ``backend`` for the owner's current weights: from memory,
     on the graph cached on disk, or on a graph exported (and checked against torch) now."""
-    runtime, model = _runtime(detector), detector.model
-    session = runtime.session(model, detector.config, backend)
+    runtime, model = owner.runtime, owner.model
+    session = runtime.session(model, owner.config, backend)
     if session is not None:
         return session
-    version = _WeightsVersion(model, detector.config)
-    digest = _fp32_digest(detector)
+    version = _WeightsVersion(model, owner.config)
+    digest = _fp32_digest(owner)
     session = _cached_session(graph_dir() / f"{digest}.onnx", backend, "fp32")
     if session is None:
         try:
-            session = _build_cached(digest, lambda tmp: _export_checked(detector, tmp, backend), backend, "fp32")
+            session = _build_cached(digest, lambda tmp: _export_checked(owner, tmp, backend), backend, "fp32")
         except DeepfakeDetectError as e:
-            runtime._failed = (version, str(e))  # noqa: SLF001 - auto does not try again for these weights
+            runtime.remember_failure(version, str(e))  # auto does not try again for these weights
             raise
     runtime.keep(version, session)
     return session
@@ -664,8 +699,8 @@ def _prune(folder: Path, keep: Path) -> None:
             total -= size
 
 
-def _export_checked(detector: Detector, path: Path, backend: str) -> None:
-    """Export the detector's graph to ``path`` and check it, run by ``backend``, against the
+def _export_checked(owner: ModelWithConfig, path: Path, backend: str) -> None:
+    """Export the owner's graph to ``path`` and check it, run by ``backend``, against the
     torch forward on a random batch of 3 (another batch size than the exporter traced with).
 
     Raises:
@@ -675,23 +710,24 @@ def _export_checked(detector: Detector, path: Path, backend: str) -> None:
     """
     from .export import export_onnx
 
-    export_onnx(detector, path, opset=OPSET)
-    diff = graph_parity(detector, path, backend)
+    export_onnx(owner, path, opset=OPSET)
+    diff = graph_parity(owner, path, backend)
     if not diff <= PARITY_ATOL:
         raise DeepfakeDetectError(
-            f"the exported graph of {detector.config.architecture} disagrees with the torch model "
+            f"the exported graph of {owner.config.architecture} disagrees with the torch model "
             f"(max |P(fake) difference| {diff:.2g} > {PARITY_ATOL:g} on a batch of 3, inf: another output shape); "
             "the model probably has data-dependent control flow. Use backend='torch'"
         )
 
 
-def graph_parity(detector: Detector, path: str | os.PathLike[str], backend: str = "onnxruntime") -> float:
+def graph_parity(detector: ModelWithConfig, path: str | os.PathLike[str], backend: str = "onnxruntime") -> float:
     """The largest |P(fake) difference| between an exported graph of ``detector`` (run by
-    ``backend`` on the CPU) and the detector's torch forward, on a seeded random normalised
-    batch of 3 (another batch size than the exporter traced with).
+    ``backend`` on the CPU) and the detector's torch forward (its model, in eval mode), on a
+    seeded random normalised batch of 3 (another batch size than the exporter traced with).
 
     Args:
-        detector: the detector the graph was exported from.
+        detector: the detector the graph was exported from (anything with ``model`` and
+            ``config``: a :class:`~deepfake_detect.Detector` or its engine).
         path: the ``.onnx`` file (:func:`~deepfake_detect.export.export_onnx`).
         backend: ``"onnxruntime"`` (extra ``onnx``) or ``"openvino"`` (extra ``openvino``).
 
@@ -714,16 +750,20 @@ def graph_parity(detector: Detector, path: str | os.PathLike[str], backend: str 
         raise DeepfakeDetectError(
             f"{backend} cannot run the exported graph {path} of {detector.config.architecture}: {type(e).__name__}: {e}"
         ) from e
-    want = torch_scores(detector, probe, optimize=False, precision="fp32").float().cpu().numpy()
+    model = detector.model.eval()
+    p = next(model.parameters(), None)
+    with torch.inference_mode():
+        out = model(probe.to(p.device if p is not None else "cpu"))
+        want = p_fake(out, detector.config.output).float().cpu().numpy()
     return float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
 
 
 # -- int8 ---------------------------------------------------------------------------------
-def _calibration_batch(detector: Detector, items: list[Any]) -> np.ndarray:
+def _calibration_batch(owner: ModelWithConfig, items: list[Any]) -> np.ndarray:
     """The calibration images (a flat list), preprocessed as predict does: (N, 3, H, W) float32."""
     if not items:
         raise DeepfakeDetectError("calibration: no images given")
-    prep = detector.preprocessor()
+    prep = Preprocessor(owner.config)
     arrays = [prep.prepare(x) for x in items]
     return prep.to_tensor(arrays).contiguous().numpy()
 
@@ -739,35 +779,33 @@ def _calibration_files(items: list[Any]) -> tuple[tuple[str, int, int], ...] | N
         return None  # _calibration_batch names the file
 
 
-def _int8_session(detector: Detector, calibration: Any, backend: str) -> GraphSession:
-    """The ``backend`` session of the int8 graph of the detector's current weights and this
+def _int8_session(owner: RuntimeOwner, calibration: Any, backend: str) -> GraphSession:
+    """The ``backend`` session of the int8 graph of the owner's current weights and this
     calibration set: from memory, from the disk cache, or quantised now (from the float32
     graph, itself cached). Calibration files unchanged since the last call are not prepared again."""
     from .data.images import flatten_inputs
 
-    runtime, model = _runtime(detector), detector.model
+    runtime, model, config = owner.runtime, owner.model, owner.config
     items = flatten_inputs(calibration)  # a folder is listed once
     files = _calibration_files(items)
-    files_key = (files, repr(detector.config.preprocessing)) if files is not None else None
+    files_key = (files, repr(config.preprocessing)) if files is not None else None
     known = runtime.calibration_digest(files_key)
     if known is not None:
-        session = runtime.session(model, detector.config, backend, "int8", known)
+        session = runtime.session(model, config, backend, "int8", known)
         if session is not None:
             return session
-    calib = _calibration_batch(detector, items)
+    calib = _calibration_batch(owner, items)
     calib_digest = hashlib.sha256(calib.tobytes()).hexdigest()
     runtime.remember_calibration(files_key, calib_digest)
-    session = runtime.session(model, detector.config, backend, "int8", calib_digest)
+    session = runtime.session(model, config, backend, "int8", calib_digest)
     if session is not None:
         return session
-    version = _WeightsVersion(model, detector.config)
-    digest = runtime.digest(
-        model, detector.config, "int8", _INT8_RECIPE, calib_digest, f"onnxruntime={_version('onnxruntime')}"
-    )
+    version = _WeightsVersion(model, config)
+    digest = runtime.digest(model, config, "int8", _INT8_RECIPE, calib_digest, f"onnxruntime={_version('onnxruntime')}")
     session = _cached_session(graph_dir() / f"{digest}.onnx", backend, "int8")
     if session is None:  # quantise the float32 graph (exported and checked against torch first, if need be)
-        fp32 = _graph_session(detector, backend)
-        session = _build_cached(digest, lambda tmp: _quantize_from(detector, fp32.path, tmp, calib), backend, "int8")
+        fp32 = _graph_session(owner, backend)
+        session = _build_cached(digest, lambda tmp: _quantize_from(owner, fp32.path, tmp, calib), backend, "int8")
     log.warning(
         "scoring with an int8 graph on %s (static quantisation calibrated on %d image(s), %s): "
         "scores differ from float32; see docs/backends.md",
@@ -779,7 +817,7 @@ def _int8_session(detector: Detector, calibration: Any, backend: str) -> GraphSe
     return session
 
 
-def _quantize_from(detector: Detector, fp32: Path, dst: Path, calibration: np.ndarray) -> None:
+def _quantize_from(owner: ModelWithConfig, fp32: Path, dst: Path, calibration: np.ndarray) -> None:
     """:func:`quantize_int8` of the float32 graph ``fp32``; exported again into a temporary
     folder when that file is gone (kept in memory only because the cache folder is not
     writable, or removed from the cache since its session was made)."""
@@ -790,7 +828,7 @@ def _quantize_from(detector: Detector, fp32: Path, dst: Path, calibration: np.nd
 
     with tempfile.TemporaryDirectory(prefix="deepfake-detect-") as tmp_dir:
         src = Path(tmp_dir) / "fp32.onnx"
-        export_onnx(detector, src, opset=OPSET)
+        export_onnx(owner, src, opset=OPSET)
         quantize_int8(src, dst, calibration)
 
 

@@ -11,12 +11,16 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import DetectorConfig
+from .formats import CARD_NAME
+from .protocols import ModelWithConfig
+from .version import __version__
+from .weights import atomic_path
+
 if TYPE_CHECKING:
     from huggingface_hub import ModelCardData
 
-    from .detector import Detector
-
-__all__ = ["model_card", "write_model_card", "card_data"]
+__all__ = ["model_card", "write_model_card", "card_data", "card_text", "write_card"]
 
 TAGS = ["deepfake-detection", "image-classification", "deepfake-detect", "safetensors"]
 INTENDED_USE = (
@@ -30,15 +34,19 @@ LIMITATIONS = (
 )
 
 
-def card_data(detector: Detector) -> ModelCardData:
+def card_data(detector: ModelWithConfig) -> ModelCardData:
     """The card's YAML metadata: library, licence, tags, pipeline and datasets.
 
     ``config.metadata["license"]`` (default ``apache-2.0``) and ``["datasets"]`` (a list of
     names) are written as given, as YAML strings.
     """
+    return _card_data(detector.config)
+
+
+def _card_data(config: DetectorConfig) -> ModelCardData:
     from huggingface_hub import ModelCardData
 
-    meta = detector.config.metadata or {}
+    meta = config.metadata or {}
     extra: dict[str, Any] = {}
     if meta.get("weights_license"):
         extra["license_name"] = str(meta["weights_license"])
@@ -53,13 +61,13 @@ def card_data(detector: Detector) -> ModelCardData:
     )
 
 
-def _model_table(detector: Detector) -> list[str]:
-    cfg, meta = detector.config, detector.config.metadata or {}
+def _model_table(cfg: DetectorConfig, num_params: int) -> list[str]:
+    meta = cfg.metadata or {}
     rows = [
         "| | |",
         "|---|---|",
         f"| architecture | `{cfg.architecture}` |",
-        f"| parameters | {detector.num_params:,} |",
+        f"| parameters | {num_params:,} |",
         f"| input | {cfg.input_size[0]}x{cfg.input_size[1]} RGB, resize `{cfg.resize}` ({cfg.interpolation}) |",
         f"| normalisation | mean {list(cfg.mean)}, std {list(cfg.std)} |",
         f"| output | {cfg.output} -> P(fake); decision threshold {cfg.threshold}"
@@ -124,12 +132,12 @@ def _metrics_section(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _threshold_section(detector: Detector, meta: dict[str, Any]) -> list[str]:
+def _threshold_section(config: DetectorConfig, meta: dict[str, Any]) -> list[str]:
     rule, alarms = meta.get("threshold_rule"), meta.get("false_alarm_rate") or {}
-    suspicious, sensitive_alarms = detector.config.suspicious_threshold, meta.get("suspicious_rate") or {}
+    suspicious, sensitive_alarms = config.suspicious_threshold, meta.get("suspicious_rate") or {}
     base = _base_model(meta)
     if not rule and base and "threshold" in base:
-        if base["threshold"] == detector.config.threshold:
+        if base["threshold"] == config.threshold:
             rule = (
                 "inherited unchanged from the base model; not re-calibrated after fine-tuning, so the "
                 "false-alarm rate of these weights at it was not measured."
@@ -138,7 +146,7 @@ def _threshold_section(detector: Detector, meta: dict[str, Any]) -> list[str]:
             rule = f"set after fine-tuning (the base model's was {base['threshold']}); how is not recorded."
     if not rule and not alarms:
         return []
-    lines = ["## Decision threshold", "", f"Images scoring at least {detector.config.threshold} are labelled fake."]
+    lines = ["## Decision threshold", "", f"Images scoring at least {config.threshold} are labelled fake."]
     if suspicious is not None:
         lines[-1] += f" From {suspicious} up to that, they are labelled suspicious; below {suspicious}, real."
     if rule:
@@ -158,10 +166,8 @@ def _rate(v: Any) -> str:
     return f"{v:.1%}" if isinstance(v, float) else str(v)
 
 
-def _body(detector: Detector) -> str:
-    from . import __version__
-
-    cfg, meta = detector.config, detector.config.metadata or {}
+def _body(cfg: DetectorConfig, num_params: int) -> str:
+    meta = cfg.metadata or {}
     lines = [f"# {meta.get('name', cfg.architecture)}", ""]
     lines += [
         f"A deepfake face-image detector for [deepfake-detect](https://pypi.org/project/deepfake-detect/) "
@@ -177,7 +183,7 @@ def _body(detector: Detector) -> str:
         *_base_model_lines(meta),
         "## Model",
         "",
-        *_model_table(detector),
+        *_model_table(cfg, num_params),
         "",
         "## Training data",
         "",
@@ -187,7 +193,7 @@ def _body(detector: Detector) -> str:
     if meta.get("recipe"):
         lines += ["## Recipe", "", "```json", json.dumps(meta["recipe"], indent=2, sort_keys=True), "```", ""]
     lines += ["## Metrics", "", *_metrics_section(meta), ""]
-    lines += _threshold_section(detector, meta)
+    lines += _threshold_section(cfg, meta)
     for title, text in (meta.get("card_sections") or {}).items():
         lines += [f"## {title}", "", str(text).strip(), ""]
     lines += ["## Intended use", "", str(meta.get("intended_use", INTENDED_USE)), ""]
@@ -195,7 +201,7 @@ def _body(detector: Detector) -> str:
     return "\n".join(lines)
 
 
-def model_card(detector: Detector) -> str:
+def model_card(detector: ModelWithConfig) -> str:
     """A Hub model card (YAML metadata + Markdown) from the detector's config and metadata.
 
     ``config.metadata`` may hold ``license``, ``datasets`` (list), ``training_data``,
@@ -208,18 +214,29 @@ def model_card(detector: Detector) -> str:
     was fine-tuned from, that the base's licence still applies and, without a
     ``threshold_rule``, whether the threshold was inherited without re-calibration).
     """
+    return card_text(detector.config, sum(p.numel() for p in detector.model.parameters()))
+
+
+def card_text(config: DetectorConfig, num_params: int) -> str:
+    """:func:`model_card` of a detector with ``config`` and ``num_params`` parameters."""
     from huggingface_hub import ModelCard
 
-    card = ModelCard(f"---\n{card_data(detector).to_yaml()}\n---\n\n{_body(detector)}")
+    card = ModelCard(f"---\n{_card_data(config).to_yaml()}\n---\n\n{_body(config, num_params)}")
     return str(card)
 
 
-def write_model_card(detector: Detector, folder: str | Path) -> Path:
+def write_model_card(detector: ModelWithConfig, folder: str | Path) -> Path:
     """Write :func:`model_card` to ``folder/README.md`` atomically; returns the path."""
-    from .loading import CARD_NAME
-    from .weights import atomic_path
+    return _write(model_card(detector), folder)
 
+
+def write_card(config: DetectorConfig, num_params: int, folder: str | Path) -> Path:
+    """Write :func:`card_text` to ``folder/README.md`` atomically; returns the path."""
+    return _write(card_text(config, num_params), folder)
+
+
+def _write(text: str, folder: str | Path) -> Path:
     path = Path(folder) / CARD_NAME
     with atomic_path(path) as tmp:
-        tmp.write_text(model_card(detector), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     return path

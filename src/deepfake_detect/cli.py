@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import __version__
+from .version import __version__
 
 if TYPE_CHECKING:
     from .data import LabelFile
@@ -427,7 +427,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _report_skipped(caught: list[warnings.WarningMessage]) -> None:
-    from .detector import SkippedImagesWarning
+    from .engine import SkippedImagesWarning
 
     for w in caught:
         if isinstance(w.message, SkippedImagesWarning):

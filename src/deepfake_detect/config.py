@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, DeepfakeDetectError
 
 __all__ = [
     "DetectorConfig",
@@ -22,6 +22,7 @@ __all__ = [
     "PREPROCESSING_FIELDS",
     "OUTPUT_KINDS",
     "VERDICTS",
+    "CropPolicy",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,6 +41,58 @@ VERDICTS = ("real", "suspicious", "fake")
 #: :class:`~deepfake_detect.data.Preprocessor` makes of an image): :attr:`DetectorConfig.preprocessing`.
 #: ``face_crop`` is not among them: it applies only to ``crop_faces=True`` calls.
 PREPROCESSING_FIELDS = ("input_size", "resize", "crop_pct", "interpolation", "mean", "std")
+
+
+@dataclass(frozen=True)
+class CropPolicy:
+    """How a face is cut out of a larger image (:func:`deepfake_detect.face.cut_face` makes every
+    crop with one); a detector's travels in its config as ``DetectorConfig.face_crop``.
+
+    Attributes:
+        margin: added on each side, as a fraction of the face box's size (the detector's box
+            runs from the brows to the chin; 0.2 keeps the forehead and jaw).
+        square: grow the shorter side of the box to the longer one before the margin, so
+            the crop keeps the face's proportions through a square resize.
+    """
+
+    margin: float = 0.2
+    square: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.margin, (int, float)) or not 0 <= self.margin <= 5:
+            raise DeepfakeDetectError(f"face crop margin={self.margin!r}: expected a number between 0 and 5")
+        if not isinstance(self.square, bool):
+            raise DeepfakeDetectError(f"face crop square={self.square!r}: expected true or false")
+
+    @classmethod
+    def from_config(cls, face_crop: dict[str, Any] | None) -> CropPolicy:
+        """The policy a ``DetectorConfig.face_crop`` dict describes (``None``: the default)."""
+        if face_crop is None:
+            return cls()
+        unknown = sorted(set(face_crop) - {"margin", "square"})
+        if unknown:
+            raise DeepfakeDetectError(f"face_crop has unknown keys {unknown}; expected 'margin' and 'square'")
+        return cls(**face_crop)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def crop_box(self, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The crop ``(x0, y0, x1, y1)`` for a face ``box`` in an image of ``size = (W, H)``,
+        clipped to the image."""
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        if self.square:
+            cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(w, h)
+            x0, x1, y0, y1 = cx - side / 2, cx + side / 2, cy - side / 2, cy + side / 2
+            w = h = side
+        W, H = size
+        return (
+            max(0, int(round(x0 - w * self.margin))),
+            max(0, int(round(y0 - h * self.margin))),
+            min(W, int(round(x1 + w * self.margin))),
+            min(H, int(round(y1 + h * self.margin))),
+        )
 
 
 @dataclass
@@ -66,7 +119,7 @@ class DetectorConfig:
             band (verdicts are ``"real"`` or ``"fake"``).
         face_crop: how faces are cut out of larger images when predicting or training with
             ``crop_faces=True`` (``{"margin": float, "square": bool}``, see
-            :class:`deepfake_detect.face.CropPolicy`); ``None``: that class's default.
+            :class:`CropPolicy`); ``None``: that class's default.
         library_version: the deepfake-detect version that wrote the config.
         metadata: free-form provenance (training data, metrics, weight source) used for
             the model card; never needed to run the model.
@@ -111,9 +164,6 @@ class DetectorConfig:
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"config std={self.std!r}: every value must be positive")
         if self.face_crop is not None:
-            from .errors import DeepfakeDetectError
-            from .face import CropPolicy
-
             try:
                 CropPolicy.from_config(self.face_crop)
             except (DeepfakeDetectError, TypeError, AttributeError) as e:

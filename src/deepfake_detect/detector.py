@@ -1,12 +1,15 @@
-"""``Detector``: a model plus the config that says how to feed it, and ``load_detector``."""
+"""``Detector``: the façade. A model plus the config that says how to feed it, the operations on
+them (predict, finetune, evaluate, explain, export, save, push), and ``load_detector``.
+
+What runs the model for inference is the detector's :class:`~deepfake_detect.engine.InferenceEngine`
+(:attr:`Detector.engine`), which owns the model and config; the modules below this one
+(evaluation, training, cards, export, the Hub, explanations, videos, ensembles) take what they
+need of a detector (:mod:`deepfake_detect.protocols`) and never build one.
+"""
 
 from __future__ import annotations
 
-import numbers
 import os
-import warnings
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,37 +17,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .backends import BackendChoice, Runtime, check_backend, check_precision
+from .backends import BackendChoice, check_backend
 from .config import DetectorConfig
-from .data.images import MAX_IMAGE_PIXELS, describe, flatten_inputs
+from .data.images import MAX_IMAGE_PIXELS
 from .data.preprocess import Preprocessor
-from .errors import ConfigError, DeepfakeDetectError, ImageLoadError, UnknownDetectorError
+from .distributed import check_device
+from .engine import InferenceEngine
+from .errors import ConfigError, UnknownDetectorError
 from .guard import DEFAULT_MAX_PARAMS, check_parameter_limit
-from .heads import p_fake
-from .loading import CONFIG_NAME, WEIGHTS_NAME, Resolved, local_folder, resolve, weights_file
+from .loading import CONFIG_NAME, Resolved, local_folder, resolve, save_folder, weights_file
 from .registry import DetectorEntry, WeightsEntry, default_weights, get_entry, get_weights
-from .weights import atomic_path, load_weights, read_state_dict, save_weights
+from .version import __version__
+from .weights import load_weights, read_state_dict
 
 if TYPE_CHECKING:
-    from .distributed import DistContext
+    from .face import FaceCropPreprocessor
     from .training import TrainConfig, TrainResult
 
-__all__ = ["Detector", "load_detector", "SkippedImagesWarning", "CONFIG_NAME", "WEIGHTS_NAME"]
-
-#: Below this many images, ``predict`` skips building the optimised model (its set-up costs
-#: more than it saves on a few images).
-FAST_PATH_MIN_IMAGES = 32
-
-
-class SkippedImagesWarning(UserWarning):
-    """Issued by ``predict(..., errors="skip")``; ``.errors`` holds one ImageLoadError per skipped input."""
-
-    def __init__(self, errors: list[ImageLoadError]) -> None:
-        self.errors = errors
-        shown = "; ".join(str(e) for e in errors[:5])
-        more = f"; ... ({len(errors) - 5} more)" if len(errors) > 5 else ""
-        super().__init__(f"skipped {len(errors)} unreadable image(s), scored NaN: {shown}{more}")
+__all__ = ["Detector", "load_detector", "build_detector"]
 
 
 class Detector:
@@ -55,22 +45,44 @@ class Detector:
     that :func:`load_detector` (and the Hub) reads back.
 
     Attributes:
+        engine: the :class:`~deepfake_detect.engine.InferenceEngine` that holds ``model`` and
+            ``config`` and runs the model for :meth:`predict` and :meth:`predict_tensor` (and for
+            the detection service): the chosen runtime, the optimised torch model, the graph
+            sessions and cache, int8, sharded prediction.
+        source: where the detector came from (a registry name, folder, Hub id or file).
         backend: what ``predict`` runs on by default: ``"auto"``, ``"torch"``,
             ``"onnxruntime"`` or ``"openvino"`` (see :mod:`deepfake_detect.backends`).
-        last_backend: what scored the last ``predict`` call (backend, precision, reason),
-            ``None`` before the first.
     """
 
     def __init__(self, model: nn.Module, config: DetectorConfig, *, source: str = "", backend: str = "auto") -> None:
-        self.model = model
-        self.config = config
+        self.engine = InferenceEngine(model, config)
         self.source = source or config.architecture
         self.backend = check_backend(backend)
-        self.last_backend: BackendChoice | None = None
-        self._fast: tuple[Any, nn.Module] | None = None
-        self._runtime = Runtime()
 
     # -- description -----------------------------------------------------------------
+    @property
+    def model(self) -> nn.Module:
+        """The ``nn.Module`` (held by :attr:`engine`); replace it or change its weights at any time."""
+        return self.engine.model
+
+    @model.setter
+    def model(self, model: nn.Module) -> None:
+        self.engine.model = model
+
+    @property
+    def config(self) -> DetectorConfig:
+        """The :class:`DetectorConfig` (held by :attr:`engine`); replace it at any time."""
+        return self.engine.config
+
+    @config.setter
+    def config(self, config: DetectorConfig) -> None:
+        self.engine.config = config
+
+    @property
+    def last_backend(self) -> BackendChoice | None:
+        """What scored the last ``predict`` call (backend, precision, reason), ``None`` before the first."""
+        return self.engine.last_choice
+
     @property
     def num_params(self) -> int:
         """Number of parameters of the model (trainable or not)."""
@@ -78,8 +90,8 @@ class Detector:
 
     @property
     def device(self) -> torch.device:
-        p = next(self.model.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+        """Where the model is."""
+        return self.engine.device
 
     @property
     def entry(self) -> DetectorEntry:
@@ -96,9 +108,7 @@ class Detector:
     def to(self, device: str | torch.device) -> Detector:
         """Move the model to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...); a device
         torch cannot use here raises :class:`DeepfakeDetectError` before anything moves."""
-        from .distributed import check_device
-
-        self.model.to(check_device(device))
+        self.engine.to(device)
         return self
 
     def preprocessor(self, *, max_pixels: int | None = MAX_IMAGE_PIXELS, draft: bool = False) -> Preprocessor:
@@ -106,19 +116,17 @@ class Detector:
 
         ``draft``: decode large JPEGs at a reduced scale (faster, slightly different pixels).
         """
-        return Preprocessor(self.config, max_pixels=max_pixels, draft=draft)
+        return self.engine.preprocessor(max_pixels=max_pixels, draft=draft)
 
     # -- inference -------------------------------------------------------------------
-    def face_crop_preprocessor(self, prep: Preprocessor | None = None) -> Any:
+    def face_crop_preprocessor(self, prep: Preprocessor | None = None) -> FaceCropPreprocessor:
         """A :class:`~deepfake_detect.face.FaceCropPreprocessor` with this detector's crop
         policy (``config.face_crop``) around ``prep`` (default: :meth:`preprocessor`)."""
-        from .face import CropPolicy, FaceCropPreprocessor
-
-        return FaceCropPreprocessor(prep or self.preprocessor(), policy=CropPolicy.from_config(self.config.face_crop))
+        return self.engine.face_crop_preprocessor(prep)
 
     def scores_from_output(self, output: Any) -> torch.Tensor:
         """Model output (logits, or a tuple whose first element is the logits) -> P(fake), shape (N,)."""
-        return p_fake(output, self.config.output)
+        return self.engine.scores_from_output(output)
 
     def predict_tensor(
         self,
@@ -148,31 +156,9 @@ class Detector:
         Raises:
             DeepfakeDetectError: ``batch`` is not a float (N, 3, H, W) tensor.
         """
-        from .backends import select, torch_scores
-
-        if (
-            not isinstance(batch, torch.Tensor)
-            or batch.ndim != 4
-            or batch.shape[1] != 3
-            or not batch.is_floating_point()
-        ):
-            what = (
-                f"a {batch.dtype} tensor of shape {tuple(batch.shape)}"
-                if isinstance(batch, torch.Tensor)
-                else type(batch).__name__
-            )
-            raise DeepfakeDetectError(
-                f"predict_tensor needs a preprocessed float (N, 3, H, W) batch, got {what}; "
-                "use predict() for images, or add a batch dimension with batch[None]"
-            )
-
-        if backend == "torch" and precision == "fp32":
-            return torch_scores(self, batch, optimize=optimize, precision="fp32")
-        if backend == "torch":
-            select(self, backend, precision, num_images=len(batch))  # checks the device
-            return torch_scores(self, batch, optimize=optimize, precision=precision)
-        _, score = select(self, backend, precision, num_images=len(batch), calibration=calibration)
-        return torch.from_numpy(score(batch))
+        return self.engine.predict_tensor(
+            batch, optimize=optimize, backend=backend, precision=precision, calibration=calibration
+        )
 
     def predict(
         self,
@@ -251,76 +237,21 @@ class Detector:
             DeepfakeDetectError: bad arguments; a precision the device cannot run; a
                 graph backend asked for on a model that cannot be exported.
         """
-        from .backends import select
-
-        if errors not in ("raise", "skip"):
-            raise DeepfakeDetectError(f"errors={errors!r}: expected 'raise' or 'skip'")
-        check_batch_size(batch_size)
-        backend = check_backend(self.backend if backend is None else backend)
-        check_precision(precision)
-        if distributed:
-            return _predict_distributed(
-                self,
-                inputs,
-                dict(
-                    batch_size=batch_size,
-                    device=device,
-                    progress=progress,
-                    num_workers=num_workers,
-                    errors=errors,
-                    max_pixels=max_pixels,
-                    crop_faces=crop_faces,
-                    fast_decode=fast_decode,
-                    backend=backend,
-                    precision=precision,
-                    calibration=calibration,
-                ),
-            )
-        if device is not None:
-            self.to(device)
-        items = flatten_inputs(inputs)
-        choice, score = select(self, backend, precision, num_images=len(items), calibration=calibration)
-        self.last_backend = choice
-        graph = choice.backend != "torch"  # a graph runtime takes a C-contiguous NCHW array
-        scores = np.full(len(items), np.nan, dtype=np.float32)
-        skipped: list[ImageLoadError] = []
-        prep = self.preprocessor(max_pixels=max_pixels, draft=fast_decode)
-        if crop_faces:
-            prep = self.face_crop_preprocessor(prep)  # load, crop the face, then prepare
-        bar = _progress(len(items), progress, desc="predict")
-        for start, prepared in _prefetch_batches(items, prep, batch_size, num_workers):
-            ok = [i for i, p in enumerate(prepared) if not isinstance(p, ImageLoadError)]
-            for p in prepared:
-                if isinstance(p, ImageLoadError):
-                    if errors == "raise":
-                        bar.close()
-                        raise p
-                    skipped.append(p)
-            if ok:
-                ready = [prepared[i] for i in ok]
-                batch = prep.to_array(ready) if graph else prep.to_tensor(ready)
-                scores[[start + i for i in ok]] = score(batch)
-            bar.update(len(prepared))
-        bar.close()
-        if crop_faces:
-            prep.warn_not_found(items, stacklevel=3)  # type: ignore[attr-defined]
-        if skipped:
-            warnings.warn(SkippedImagesWarning(skipped), stacklevel=2)
-        return scores
-
-    def _inference_model(self, optimize: bool = True) -> nn.Module:
-        """The model in eval mode, BatchNorm folded and channels_last when ``optimize``;
-        rebuilt when any weight changes. Without ``optimize`` an up-to-date optimised copy
-        is still used if there is one, else the model itself."""
-        from .fast import optimize_for_inference, weights_fingerprint
-
-        key = weights_fingerprint(self.model)
-        if not optimize and (self._fast is None or self._fast[0] != key):
-            return self.model.eval()
-        if self._fast is None or self._fast[0] != key:
-            self.model.eval()
-            self._fast = (key, optimize_for_inference(self.model))
-        return self._fast[1]
+        return self.engine.predict(
+            inputs,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            num_workers=num_workers,
+            errors=errors,
+            max_pixels=max_pixels,
+            crop_faces=crop_faces,
+            fast_decode=fast_decode,
+            backend=self.backend if backend is None else backend,
+            precision=precision,
+            calibration=calibration,
+            distributed=distributed,
+        )
 
     # -- training and evaluation -----------------------------------------------------
     def finetune(
@@ -395,22 +326,14 @@ class Detector:
 
     # -- persistence -----------------------------------------------------------------
     def save_pretrained(self, folder: str | os.PathLike[str], *, dtype: torch.dtype | None = None) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md``.
+        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md``
+        (:func:`deepfake_detect.loading.save_folder`).
 
         Args:
             dtype: store floating-point weights in this dtype (``torch.float16`` halves the
                 file; they load back into float32).
         """
-        from .card import write_model_card
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = self.config.replace(library_version=__version__)
-        save_weights(self.model, folder / WEIGHTS_NAME, dtype=dtype)
-        with atomic_path(folder / CONFIG_NAME) as tmp:
-            config.save(tmp)
-        write_model_card(self, folder)
-        return folder
+        return save_folder(self.model, self.config, folder, dtype=dtype)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload to the Hugging Face Hub; see :func:`deepfake_detect.hub.push_to_hub`."""
@@ -419,181 +342,7 @@ class Detector:
         return push_to_hub(self, repo_id, **kwargs)
 
 
-def _prepare_or_error(prep: Preprocessor, item: Any) -> np.ndarray | torch.Tensor | ImageLoadError:
-    try:
-        return prep.prepare(item)
-    except ImageLoadError as e:
-        return e
-
-
-def _prefetch_batches(
-    items: Sequence[Any], prep: Preprocessor, batch_size: int, num_workers: int | None
-) -> Iterator[tuple[int, list[Any]]]:
-    """Yield ``(start index, prepared items)`` per batch; a thread pool decodes the next
-    batch while the caller runs the current one. At most two batches are held at a time,
-    so memory does not grow with the number of inputs."""
-    workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
-    if workers <= 0 or len(items) <= 1:
-        for start in range(0, len(items), batch_size):
-            yield start, [_prepare_or_error(prep, x) for x in items[start : start + batch_size]]
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deepfake-detect-load") as pool:
-        starts = list(range(0, len(items), batch_size))
-        submit = lambda s: [pool.submit(_prepare_or_error, prep, x) for x in items[s : s + batch_size]]  # noqa: E731
-        pending = submit(starts[0]) if starts else []
-        for i, start in enumerate(starts):
-            current = pending
-            pending = submit(starts[i + 1]) if i + 1 < len(starts) else []
-            yield start, [f.result() for f in current]
-
-
-#: Under ``torchrun``, each process scores this many batches between two checks that no
-#: process has failed, so a failure stops the others soon (long before a collective timeout).
-DIST_CHECK_BATCHES = 8
-
-
-def _predict_distributed(detector: Detector, inputs: Any, options: dict[str, Any]) -> np.ndarray:
-    """``detector.predict(inputs, **options)`` with the inputs split over the ``torchrun``
-    processes (every ``world_size``-th from ``rank``, no padding) and the scores gathered
-    on every rank; the warnings of ``errors="skip"`` and ``crop_faces`` are merged into one
-    each, issued on every rank."""
-    from .distributed import DistContext, cores_per_process, local_device, threads_per_process
-
-    device = options.pop("device")
-    dev = local_device(device if device is not None else "cuda" if detector.device.type == "cuda" else detector.device)
-    ctx = DistContext.from_env(dev)
-    if not ctx.enabled:
-        return detector.predict(inputs, device=device, **options)
-    threads, before = threads_per_process(), torch.get_num_threads()
-    try:
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-        if threads is not None:
-            torch.set_num_threads(threads)
-        if options["num_workers"] is None:
-            options["num_workers"] = min(4, cores_per_process())
-        return _score_shards(detector, inputs, options, ctx, dev)
-    finally:
-        if threads is not None:
-            torch.set_num_threads(before)
-        ctx.close()
-
-
-def _score_shards(
-    detector: Detector, inputs: Any, options: dict[str, Any], ctx: DistContext, dev: torch.device
-) -> np.ndarray:
-    """Score this rank's part in steps of ``DIST_CHECK_BATCHES`` batches, all ranks checking
-    for a failure after each step; then gather the scores and warnings."""
-    from .backends import select
-    from .face import NoFaceWarning
-
-    items: list[Any] = []
-    error: Exception | None = None
-    try:
-        items = flatten_inputs(inputs)
-        detector.to(dev)
-        # decide the backend once, for all the inputs, as single-process predict would: this
-        # builds what scores them (the optimised torch model, or the graph session the
-        # per-step calls below then find held) and nothing else
-        select(
-            detector,
-            options["backend"],
-            options["precision"],
-            num_images=len(items),
-            calibration=options["calibration"],
-        )
-    except Exception as e:
-        error = e
-    ctx.raise_if_any(error)
-    sizes = ctx.gather(len(items))
-    if len(set(sizes)) > 1:
-        raise DeepfakeDetectError(
-            f"predict(distributed=True): the processes were given different inputs "
-            f"({', '.join(map(str, sizes))} images by rank); give each the same list"
-        )
-    n, mine = len(items), ctx.shard(list(range(len(items))), pad=False)
-    chunk = options["batch_size"] * DIST_CHECK_BATCHES
-    per_rank = -(-n // ctx.world_size)  # the most any rank has
-    steps = -(-per_rank // chunk)  # the same on every rank
-    scores = np.full(len(mine), np.nan, dtype=np.float32)
-    skipped: list[tuple[int, ImageLoadError]] = []
-    no_face: list[int] = []
-    others: list[warnings.WarningMessage] = []
-    progress = options.pop("progress")
-    bar = _progress(n, progress if ctx.is_main else False, desc="predict")
-    for step in range(steps):
-        part = mine[step * chunk : (step + 1) * chunk]
-        try:
-            if part:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    out = detector.predict([items[i] for i in part], progress=False, **options)
-                scores[step * chunk : step * chunk + len(part)] = out
-                for w in caught:
-                    if isinstance(w.message, SkippedImagesWarning):
-                        skipped += _skipped_at(part, out, w.message.errors)
-                    elif isinstance(w.message, NoFaceWarning):
-                        no_face += _in_order(part, [describe(items[i]) for i in part], w.message.inputs)
-                    else:
-                        others.append(w)
-        except Exception as e:
-            error = e
-        ctx.raise_if_any(error)
-        bar.update(_done(n, ctx.world_size, chunk, step) - bar.n)
-    bar.close()
-    result = np.full(n, np.nan, dtype=np.float32)
-    all_skipped: list[tuple[int, ImageLoadError]] = []
-    all_no_face: list[int] = []
-    for part_idx, part_scores, part_skipped, part_no_face in ctx.gather((mine, scores, skipped, no_face)):
-        result[part_idx] = part_scores
-        all_skipped += part_skipped
-        all_no_face += part_no_face
-    for w in others:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if all_no_face:
-        warnings.warn(NoFaceWarning([describe(items[i]) for i in sorted(all_no_face)], total=n), stacklevel=4)
-    if all_skipped:
-        warnings.warn(SkippedImagesWarning([e for _, e in sorted(all_skipped, key=lambda t: t[0])]), stacklevel=4)
-    return result
-
-
-def _done(n: int, world: int, chunk: int, step: int) -> int:
-    """Images scored by all the ranks together after ``step`` + 1 steps."""
-    return sum(min(len(range(r, n, world)), (step + 1) * chunk) for r in range(world))
-
-
-def _skipped_at(part: list[int], scores: np.ndarray, errors: list[ImageLoadError]) -> list[tuple[int, ImageLoadError]]:
-    """The input index of each skipped image: the NaN scores, in order (when a model also
-    gave NaN for a readable image and they do not pair up, the part's first index)."""
-    nan = [part[j] for j in np.flatnonzero(np.isnan(scores))]
-    return list(zip(nan, errors, strict=True)) if len(nan) == len(errors) else [(part[0], e) for e in errors]
-
-
-def _in_order(part: list[int], names: list[str], wanted: list[str]) -> list[int]:
-    """The indices in ``part`` of ``wanted``, a subsequence of ``names`` (greedily)."""
-    out, k = [], 0
-    for i, name in zip(part, names, strict=False):
-        if k < len(wanted) and name == wanted[k]:
-            out.append(i)
-            k += 1
-    return out
-
-
-def _progress(total: int, enabled: bool | None, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    if enabled is None:
-        enabled = total > 1000
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True, leave=False)
-
-
 # -- loading -----------------------------------------------------------------------------
-def check_batch_size(batch_size: Any) -> None:
-    """Raise :class:`DeepfakeDetectError` unless ``batch_size`` is an int of at least 1."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise DeepfakeDetectError(f"batch_size={batch_size!r}: expected an int of at least 1")
-
-
 def load_detector(
     name_or_path: str | os.PathLike[str] | None = None,
     *,
@@ -647,8 +396,6 @@ def load_detector(
         DeepfakeDetectError: an unknown ``backend``, or a ``device`` torch cannot use here.
         WeightsError, ConfigError, HubError: unreadable or mismatched weights or config.
     """
-    from .distributed import check_device
-
     check_backend(backend)
     if device is not None:
         check_device(device)  # before the model is built

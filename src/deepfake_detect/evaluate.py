@@ -1,8 +1,10 @@
 """Evaluation: the challenge's metrics of a detector on labelled data, without side effects.
 
-``evaluate`` only reads the detector; to show its metrics in the model card of a later
+``evaluate`` only reads the detector (anything with ``config`` and ``predict``,
+:class:`~deepfake_detect.protocols.Predictor`); to show its metrics in the model card of a later
 ``save_pretrained``/``push_to_hub``, pass them to :meth:`Detector.record_metrics
-<deepfake_detect.Detector.record_metrics>`.
+<deepfake_detect.Detector.record_metrics>`. :func:`validation_scores` scores a model being
+trained through an :class:`~deepfake_detect.engine.InferenceEngine` of its own.
 """
 
 from __future__ import annotations
@@ -10,23 +12,23 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from torch import nn
 
+from .config import DetectorConfig
 from .data.datasets import LabeledData, as_labeled_data, as_sources, concat_sources
 from .distributed import DistContext
+from .engine import InferenceEngine
 from .metrics import compute_metrics
-
-if TYPE_CHECKING:
-    from .detector import Detector
+from .protocols import Predictor
 
 __all__ = ["evaluate", "per_source_metrics", "validation_scores", "describe_data"]
 
 
 def evaluate(
-    detector: Detector,
+    detector: Predictor,
     data: Any,
     *,
     batch_size: int = 32,
@@ -107,27 +109,27 @@ def per_source_metrics(
 
 
 def validation_scores(
-    detector: Detector,
     model: nn.Module,
+    config: DetectorConfig,
     data: LabeledData,
     dist: DistContext,
     batch_size: int,
     *,
     crop_faces: bool = False,
 ) -> np.ndarray:
-    """P(fake) of ``model`` (run with ``detector``'s config) on ``data``, each process scoring
-    its shard and the scores gathered; shape (len(data),). ``crop_faces`` scores each
-    image's face as ``predict(..., crop_faces=True)`` does (without its warning)."""
-    from .detector import Detector
-
+    """P(fake) of ``model`` (fed as ``config`` says) on ``data``, each process scoring its
+    shard and the scores gathered; shape (len(data),). Scored by an
+    :class:`~deepfake_detect.engine.InferenceEngine` on the torch backend, as ``predict(...,
+    backend="torch")`` scores. ``crop_faces`` scores each image's face as ``predict(...,
+    crop_faces=True)`` does (without its warning)."""
     # torch: the weights change every epoch, so an exported graph would be used once and
     # then left in the cache
-    view = Detector(model, detector.config, source=detector.source, backend="torch")
+    engine = InferenceEngine(model, config)
     idx = dist.shard(list(range(len(data))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # images without a face are scored whole, as in predict
-        scores = view.predict(
-            [data.image(i) for i in idx], batch_size=batch_size, progress=False, crop_faces=crop_faces
+        scores = engine.predict(
+            [data.image(i) for i in idx], batch_size=batch_size, progress=False, crop_faces=crop_faces, backend="torch"
         )
     out = np.full(len(data), np.nan, dtype=np.float32)
     for part_idx, part_scores in dist.gather((idx, scores)):

@@ -27,7 +27,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,13 +36,12 @@ from PIL import Image
 from torch import nn
 
 from .data.images import load_image
-from .data.preprocess import crop_box, gaussian_blur, normalize, tensor_to_pil, to_unit_tensor
+from .data.preprocess import Preprocessor, crop_box, gaussian_blur, normalize, tensor_to_pil, to_unit_tensor
 from .errors import DeepfakeDetectError
 from .heads import fake_log_odds, output_part
 from .modules import frozen, param_dtype
-
-if TYPE_CHECKING:
-    from .detector import Detector
+from .protocols import ModelWithConfig
+from .registry import get_entry
 
 __all__ = ["METHODS", "explain", "save_overlay", "overlay", "colorize", "fake_logit"]
 
@@ -50,11 +49,12 @@ __all__ = ["METHODS", "explain", "save_overlay", "overlay", "colorize", "fake_lo
 METHODS = ("auto", "gradcam", "saliency", "residual")
 
 
-def explain(detector: Detector, image: Any, *, method: str = "auto", layer: str | None = None) -> np.ndarray:
+def explain(detector: ModelWithConfig, image: Any, *, method: str = "auto", layer: str | None = None) -> np.ndarray:
     """A heatmap of the evidence for "fake" in ``image``.
 
     Args:
-        detector: the :class:`~deepfake_detect.Detector` to explain.
+        detector: the :class:`~deepfake_detect.Detector` to explain (anything with ``model``
+            and ``config``).
         image: a file path, PIL image, HWC uint8 numpy array, or (3, H, W) float tensor in
             [0, 1] (as :meth:`Detector.predict` accepts; one image).
         method: ``"gradcam"`` (Grad-CAM on the last convolutional feature map; CNNs),
@@ -82,13 +82,14 @@ def explain(detector: Detector, image: Any, *, method: str = "auto", layer: str 
     if method not in METHODS:
         raise DeepfakeDetectError(f"method={method!r}: expected one of {METHODS}")
     img = _as_pil(image)
-    prep = detector.preprocessor(max_pixels=None)
+    prep = Preprocessor(detector.config, max_pixels=None)
     x01 = to_unit_tensor(prep.prepare(img))[None]  # (1, 3, h, w) RGB in [0, 1]
     model = detector.model
     if method == "auto":
         method = "residual" if is_reconstruction_model(detector) else "gradcam" if is_cnn(model) else "saliency"
+    p = next(model.parameters(), None)
     with frozen(model):
-        x01 = x01.to(detector.device, param_dtype(model))
+        x01 = x01.to(p.device if p is not None else torch.device("cpu"), param_dtype(model))
         if method == "residual":
             heat = _residual(detector, x01)
         elif method == "gradcam":
@@ -102,11 +103,11 @@ def explain(detector: Detector, image: Any, *, method: str = "auto", layer: str 
 
 
 # -- what kind of model ----------------------------------------------------------------------
-def is_reconstruction_model(detector: Detector) -> bool:
+def is_reconstruction_model(detector: ModelWithConfig) -> bool:
     """Whether the detector's registry entry declares a ``"reconstruction"`` output
     (``ae-classifier``, or any architecture registered with ``outputs=("logits", "reconstruction")``)."""
     try:
-        return "reconstruction" in detector.entry.outputs
+        return "reconstruction" in get_entry(detector.config.architecture).outputs
     except DeepfakeDetectError:
         return False
 
@@ -123,14 +124,14 @@ def is_cnn(model: nn.Module) -> bool:
 
 
 # -- the score explained ---------------------------------------------------------------------
-def fake_logit(detector: Detector, output: Any) -> torch.Tensor:
+def fake_logit(detector: ModelWithConfig, output: Any) -> torch.Tensor:
     """The log-odds of "fake" from a model output, shape (N,); see
     :func:`deepfake_detect.heads.fake_log_odds`."""
     return fake_log_odds(output, detector.config.output)
 
 
 # -- the three methods (each returns an (h, w) map at the model's input size) -----------------
-def _saliency(detector: Detector, x01: torch.Tensor) -> torch.Tensor:
+def _saliency(detector: ModelWithConfig, x01: torch.Tensor) -> torch.Tensor:
     x01 = x01.clone().requires_grad_(True)
     with torch.enable_grad():
         score = fake_logit(detector, detector.model(normalize(x01, detector.config))).sum()
@@ -140,7 +141,7 @@ def _saliency(detector: Detector, x01: torch.Tensor) -> torch.Tensor:
     return gaussian_blur(sal, sigma)[0, 0]
 
 
-def _gradcam(detector: Detector, x01: torch.Tensor, layer: str | None) -> torch.Tensor:
+def _gradcam(detector: ModelWithConfig, x01: torch.Tensor, layer: str | None) -> torch.Tensor:
     model = detector.model
     names = {m: n for n, m in model.named_modules()}
     if layer is not None and layer not in dict(model.named_modules()):
@@ -180,11 +181,11 @@ def _gradcam(detector: Detector, x01: torch.Tensor, layer: str | None) -> torch.
     return F.interpolate(cam, size=x01.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
 
 
-def _residual(detector: Detector, x01: torch.Tensor) -> torch.Tensor:
+def _residual(detector: ModelWithConfig, x01: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         x = normalize(x01, detector.config)
         out = detector.model(x)
-    outputs = detector.entry.outputs if is_reconstruction_model(detector) else ("logits",)
+    outputs = get_entry(detector.config.architecture).outputs if is_reconstruction_model(detector) else ("logits",)
     x_hat = output_part(out, outputs, "reconstruction")
     if not isinstance(x_hat, torch.Tensor) or x_hat.shape != x.shape:
         raise DeepfakeDetectError(
@@ -211,7 +212,7 @@ def _as_pil(image: Any) -> Image.Image:
     return tensor_to_pil(image) if isinstance(image, torch.Tensor) else load_image(image)
 
 
-def _to_original(heat: np.ndarray, size: tuple[int, int], detector: Detector) -> np.ndarray:
+def _to_original(heat: np.ndarray, size: tuple[int, int], detector: ModelWithConfig) -> np.ndarray:
     """An (h, w) map at the model's input size -> (H, W) at the original ``size = (W, H)``.
 
     Undoes the resize policy: ``"squash"`` stretches the map over the whole image; ``"crop"``

@@ -23,16 +23,15 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import DeepfakeDetectError, MissingDependencyError
 from .heads import PFakeModel
-
-if TYPE_CHECKING:
-    from .detector import Detector
+from .protocols import ModelWithConfig
+from .version import __version__
 
 __all__ = ["export_onnx", "onnx_metadata", "supported_opsets", "PFakeModel"]
 
@@ -40,10 +39,8 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "p_fake"
 
 
-def onnx_metadata(detector: Detector) -> dict[str, str]:
+def onnx_metadata(detector: ModelWithConfig) -> dict[str, str]:
     """The preprocessing and output contract of ``detector`` as ONNX metadata key/values."""
-    from . import __version__
-
     cfg = detector.config
     return {
         "architecture": cfg.architecture,
@@ -70,13 +67,15 @@ def _metadata_value(value: Any) -> str:
 
 
 def export_onnx(
-    detector: Detector, path: str | os.PathLike[str], *, dynamic_batch: bool = True, opset: int = 17
+    detector: ModelWithConfig, path: str | os.PathLike[str], *, dynamic_batch: bool = True, opset: int = 17
 ) -> Path:
     """Write ``detector`` as an ONNX model that outputs P(fake).
 
     Args:
-        detector: the detector to export (its model is not modified; it is run in eval mode
-            on its current device, and its train/eval mode is restored afterwards).
+        detector: the detector to export (anything with ``model`` and ``config``: a
+            :class:`~deepfake_detect.Detector` or its engine; the model is not modified: it is
+            run in eval mode on its current device, and its train/eval mode is restored
+            afterwards).
         path: the ``.onnx`` file to write (parent folders are created).
         dynamic_batch: a variable batch dimension; ``False`` fixes it to 1.
         opset: the ONNX opset version, one of those torch's exporter writes
@@ -107,7 +106,7 @@ def export_onnx(
     h, w = detector.config.input_size
     p = next(model.parameters(), None)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
-    dummy = torch.zeros(2 if dynamic_batch else 1, 3, h, w, dtype=dtype, device=detector.device)
+    dummy = torch.zeros(2 if dynamic_batch else 1, 3, h, w, dtype=dtype, device=p.device if p is not None else "cpu")
     was_training = model.training
     wrapper = PFakeModel(model, detector.config.output).eval()
     try:

@@ -3,11 +3,11 @@
 Detectors are trained on face crops; scoring a whole photo or video frame, where the face is a
 small part, gives less reliable scores. :func:`cut_face` cuts out the largest frontal face as a
 :class:`CropPolicy` says (margin, square). The policy travels with a detector's config
-(``DetectorConfig.face_crop``), and every crop is made by that one function with it:
-:meth:`Detector.predict(..., crop_faces=True) <deepfake_detect.Detector.predict>` and
-``Detector.finetune(..., crop_faces=True)`` (through :class:`FaceCropPreprocessor`),
-:func:`deepfake_detect.video.predict_video` and the service (``deepfake-detect serve
---crop-faces``); :func:`crop_face` and :func:`crop_face_box` are views of it.
+(``DetectorConfig.face_crop``; the class is defined in :mod:`deepfake_detect.config`), and every
+crop is made by that one function with it: :meth:`Detector.predict(..., crop_faces=True)
+<deepfake_detect.Detector.predict>` and ``Detector.finetune(..., crop_faces=True)`` (through
+:class:`FaceCropPreprocessor`), :func:`deepfake_detect.video.predict_video` and the service
+(``deepfake-detect serve --crop-faces``); :func:`crop_face` and :func:`crop_face_box` are views of it.
 Self-blending (:mod:`deepfake_detect.synth`) finds faces with the same detector.
 
 The Haar cascade (``haarcascade_frontalface_default.xml``, shipped with OpenCV) is fast and
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import threading
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .config import CropPolicy, DetectorConfig
 from .data.images import describe, load_image
 from .data.preprocess import Preprocessor, tensor_to_pil
 from .errors import DeepfakeDetectError, MissingDependencyError
@@ -54,57 +55,6 @@ class NoFaceWarning(UserWarning):
         shown = ", ".join(inputs[:5]) + (f", ... ({len(inputs) - 5} more)" if len(inputs) > 5 else "")
         of = f" of {total}" if total is not None else ""
         super().__init__(f"no face found in {len(inputs)}{of} {what}, scored the whole image instead: {shown}")
-
-
-@dataclass(frozen=True)
-class CropPolicy:
-    """How a face is cut out of a larger image.
-
-    Attributes:
-        margin: added on each side, as a fraction of the face box's size (the detector's box
-            runs from the brows to the chin; 0.2 keeps the forehead and jaw).
-        square: grow the shorter side of the box to the longer one before the margin, so
-            the crop keeps the face's proportions through a square resize.
-    """
-
-    margin: float = 0.2
-    square: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.margin, (int, float)) or not 0 <= self.margin <= 5:
-            raise DeepfakeDetectError(f"face crop margin={self.margin!r}: expected a number between 0 and 5")
-        if not isinstance(self.square, bool):
-            raise DeepfakeDetectError(f"face crop square={self.square!r}: expected true or false")
-
-    @classmethod
-    def from_config(cls, face_crop: dict[str, Any] | None) -> CropPolicy:
-        """The policy a ``DetectorConfig.face_crop`` dict describes (``None``: the default)."""
-        if face_crop is None:
-            return cls()
-        unknown = sorted(set(face_crop) - {"margin", "square"})
-        if unknown:
-            raise DeepfakeDetectError(f"face_crop has unknown keys {unknown}; expected 'margin' and 'square'")
-        return cls(**face_crop)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def crop_box(self, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
-        """The crop ``(x0, y0, x1, y1)`` for a face ``box`` in an image of ``size = (W, H)``,
-        clipped to the image."""
-        x0, y0, x1, y1 = box
-        w, h = x1 - x0, y1 - y0
-        if self.square:
-            cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(w, h)
-            x0, x1, y0, y1 = cx - side / 2, cx + side / 2, cy - side / 2, cy + side / 2
-            w = h = side
-        W, H = size
-        return (
-            max(0, int(round(x0 - w * self.margin))),
-            max(0, int(round(y0 - h * self.margin))),
-            min(W, int(round(x1 + w * self.margin))),
-            min(H, int(round(y1 + h * self.margin))),
-        )
 
 
 def _cv2() -> Any:
@@ -273,6 +223,12 @@ class FaceCropPreprocessor:
         self.prep = prep
         self.policy = policy or CropPolicy()
         self.not_found: list[Any] = []
+
+    @classmethod
+    def from_config(cls, config: DetectorConfig, prep: Preprocessor | None = None) -> FaceCropPreprocessor:
+        """The face-crop preprocessing of a detector with ``config``: its crop policy
+        (``config.face_crop``) around ``prep`` (default: ``Preprocessor(config)``)."""
+        return cls(prep or Preprocessor(config), policy=CropPolicy.from_config(config.face_crop))
 
     def prepare(self, item: Any) -> np.ndarray | torch.Tensor:
         return self.prepare_with_box(item)[0]

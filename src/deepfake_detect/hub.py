@@ -22,15 +22,13 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 from .errors import HubError
-from .loading import CONFIG_NAME, DETECTOR_FILES, HUB_PREFIX, PICKLE_SUFFIXES, WEIGHTS_NAME
-from .loading import strip_hub_prefix as strip_prefix
-
-if TYPE_CHECKING:
-    from .detector import Detector
+from .formats import CONFIG_NAME, DETECTOR_FILES, HUB_PREFIX, PICKLE_SUFFIXES, WEIGHTS_NAME
+from .formats import strip_hub_prefix as strip_prefix
+from .protocols import SavesPretrained
 
 __all__ = ["HUB_PREFIX", "DETECTOR_FILES", "download_detector", "download_file", "push_to_hub", "strip_prefix"]
 
@@ -221,7 +219,7 @@ def _list_files(repo_id: str, revision: str | None, token: str | bool | None) ->
 
 
 def push_to_hub(
-    detector: Detector,
+    detector: SavesPretrained,
     repo_id: str,
     *,
     private: bool = False,

@@ -26,8 +26,12 @@ branch for that kind. The rule, in order:
    requested from the network.
 
 The folder format (what :meth:`~deepfake_detect.Detector.save_pretrained` writes and a Hub
-repo holds) is named here too: :data:`CONFIG_NAME`, :data:`WEIGHTS_NAME`,
-:data:`CARD_NAME`; pickled weights (:data:`PICKLE_SUFFIXES`) are never read from a folder.
+repo holds) is read and written here too: :func:`local_folder` and :func:`weights_file` find
+what to load, :func:`save_folder` writes one. Its names, :data:`CONFIG_NAME`,
+:data:`WEIGHTS_NAME` and :data:`CARD_NAME` (pickled weights, :data:`PICKLE_SUFFIXES`, are never
+read from a folder), are defined in the leaf module :mod:`deepfake_detect.formats` (so that
+``weights``, ``hub``, ``registry`` and the training checkpoints read them without importing this
+module, which sits above the registry) and importable from here.
 """
 
 from __future__ import annotations
@@ -40,7 +44,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
+from torch import nn
+
+from .card import write_card
+from .config import DetectorConfig
 from .errors import ConfigError, UnknownDetectorError, WeightsError
+from .formats import (
+    CARD_NAME,
+    CONFIG_NAME,
+    DETECTOR_FILES,
+    HUB_PREFIX,
+    LOCAL_PREFIX,
+    PICKLE_SUFFIXES,
+    SAFETENSORS_SUFFIXES,
+    WEIGHTS_NAME,
+    strip_hub_prefix,
+)
+from .registry import TIMM_PREFIX, get_weights, list_detectors, list_weights
+from .version import __version__
+from .weights import atomic_path, save_weights
 
 __all__ = [
     "CONFIG_NAME",
@@ -59,25 +82,9 @@ __all__ = [
     "strip_hub_prefix",
     "local_folder",
     "weights_file",
+    "save_folder",
 ]
 
-#: The detector's config, beside its weights (:class:`~deepfake_detect.DetectorConfig`).
-CONFIG_NAME = "config.json"
-#: The detector's weights; the only weights file read from a folder or a Hub repo.
-WEIGHTS_NAME = "model.safetensors"
-#: The model card.
-CARD_NAME = "README.md"
-#: What a detector folder (or Hub repo) holds; a Hub load downloads nothing else.
-DETECTOR_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
-SAFETENSORS_SUFFIXES = (".safetensors",)
-#: Pickled state dicts: read only by ``weights=`` (``torch.load(weights_only=True)``), never
-#: from a folder or a Hub repo.
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
-#: The explicit prefix of a Hub repo id.
-HUB_PREFIX = "hf-hub:"
-#: The explicit prefix of a local folder.
-LOCAL_PREFIX = "local-dir:"
-_TIMM_PREFIX = "timm:"  # registry.TIMM_PREFIX (not imported: the registry imports this module)
 #: Suffixes that make a name a file path, never a Hub id.
 _FILE_SUFFIXES = (*SAFETENSORS_SUFFIXES, *PICKLE_SUFFIXES, ".json", ".onnx", ".xml", ".md")
 # huggingface_hub's repo id rule (validate_repo_id), with the owner required
@@ -108,11 +115,6 @@ class Resolved:
     def path(self) -> Path:
         """``target`` as a path (for ``kind == "local"``)."""
         return Path(self.target)
-
-
-def strip_hub_prefix(name: str) -> str:
-    """``"hf-hub:owner/name"`` -> ``"owner/name"``; other names unchanged."""
-    return name[len(HUB_PREFIX) :] if name.startswith(HUB_PREFIX) else name
 
 
 def is_hub_id(name: str) -> bool:
@@ -148,11 +150,9 @@ def _exists(path: Path) -> bool:
 
 
 def _registry_kind(name: str) -> Kind | None:
-    from .registry import get_weights, list_detectors
-
     if get_weights(name) is not None:
         return "weights"
-    if name.startswith(_TIMM_PREFIX) or name in list_detectors():
+    if name.startswith(TIMM_PREFIX) or name in list_detectors():
         return "architecture"
     return None
 
@@ -183,7 +183,7 @@ def resolve(name_or_path: str | os.PathLike[str] | None) -> Resolved:
     path = Path(name).expanduser() if name else None
     kind = _registry_kind(name)
     if kind is not None:
-        if path is not None and not name.startswith(_TIMM_PREFIX) and path.exists():
+        if path is not None and not name.startswith(TIMM_PREFIX) and path.exists():
             warnings.warn(
                 f"{name!r} is a registered detector and also a file or folder here; the registered "
                 f"detector is loaded (write './{name}' or '{LOCAL_PREFIX}{name}' for the folder)",
@@ -216,8 +216,6 @@ def _why_not_hub(name: str) -> str | None:
 
 
 def _unknown_message(name: str, path: Path | None, why_not_hub: str) -> str:
-    from .registry import list_detectors, list_weights
-
     detectors, weights = list_detectors(), list_weights()
     close = difflib.get_close_matches(name, detectors + weights, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -276,3 +274,24 @@ def weights_file(folder: Path) -> Path:
         extra = f" (found {pickles}; only safetensors weights are read from folders)" if pickles else ""
         raise WeightsError(f"folder {folder} has no {WEIGHTS_NAME}{extra}")
     return path
+
+
+def save_folder(
+    model: nn.Module, config: DetectorConfig, folder: str | os.PathLike[str], *, dtype: torch.dtype | None = None
+) -> Path:
+    """Write a detector folder: :data:`CONFIG_NAME` (``config`` with this library's version),
+    :data:`WEIGHTS_NAME` (``model``'s weights, floating-point ones in ``dtype`` if given) and a
+    model card, :data:`CARD_NAME`. What :meth:`Detector.save_pretrained
+    <deepfake_detect.Detector.save_pretrained>` and fine-tuning checkpoints write; each file is
+    replaced atomically.
+
+    Returns:
+        ``Path(folder)``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(model, folder / WEIGHTS_NAME, dtype=dtype)
+    with atomic_path(folder / CONFIG_NAME) as tmp:
+        config.replace(library_version=__version__).save(tmp)
+    write_card(config, sum(p.numel() for p in model.parameters()), folder)
+    return folder

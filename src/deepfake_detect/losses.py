@@ -12,15 +12,34 @@ from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .errors import DeepfakeDetectError
 from .heads import logits_of
 
-__all__ = ["LossFn", "LOSSES", "make_loss", "check_loss"]
+__all__ = ["LossFn", "LOSSES", "make_loss", "check_loss", "AELoss"]
 
 LossFn = Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]
 #: The built-in losses by name.
 LOSSES = ("cross_entropy", "bce", "ae")
+
+
+class AELoss(nn.Module):
+    """``alpha * BCEWithLogits(logits, labels) + beta * MSE(x_hat, x)``.
+
+    Args (forward): ``logits`` (N, 1) or (N,), ``x_hat`` and ``x`` (N, 3, H, W) in the
+    normalised input space, ``labels`` (N,) with 1 = fake.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0) -> None:
+        super().__init__()
+        self.alpha, self.beta = alpha, beta
+        self.bce_loss = nn.BCEWithLogitsLoss()
+        self.mse_loss = nn.MSELoss()
+
+    def forward(self, logits: torch.Tensor, x_hat: torch.Tensor, labels: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        cls_loss = self.bce_loss(logits.reshape(-1), labels.reshape(-1).to(logits.dtype))
+        return self.alpha * cls_loss + self.beta * self.mse_loss(x_hat, x)
 
 
 def _cross_entropy(label_smoothing: float) -> LossFn:
@@ -37,8 +56,6 @@ def _bce(label_smoothing: float) -> LossFn:
 
 
 def _ae(label_smoothing: float) -> LossFn:
-    from .models.recce import AELoss
-
     ae = AELoss()
     return lambda out, y, x: ae(out[0].float(), out[1].float(), y, x)
 

@@ -11,9 +11,12 @@ Two axes, as in timm's ``pretrained_cfg`` tags and torchvision's weights enums:
   weights' own config); ``load_detector("efficientnet-lite0.dfdc_ffhq_sbi")`` loads them and
   ``load_detector()`` loads the weights marked default.
 
-Built-in entries are registered when :mod:`deepfake_detect.models` is imported. Any timm
-architecture is available as ``"timm:<name>"`` with a one-logit head and timm's
-preprocessing, without being listed here.
+Built-in entries register themselves here when :mod:`deepfake_detect.models` is imported, as
+timm's models do; the package's ``__init__`` imports it, and Python runs that before any of the
+package's modules, so they are always there. This module imports no model. Any timm
+architecture is available as ``"timm:<name>"`` with a one-logit head and timm's preprocessing,
+without being listed here: :mod:`deepfake_detect.models` registers a builder for that prefix
+(:func:`register_prefix`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from torch import nn
 
 from .config import PREPROCESSING_FIELDS, DetectorConfig
 from .errors import ConfigError, DeepfakeDetectError, UnknownDetectorError
-from .loading import CONFIG_NAME, HUB_PREFIX
+from .formats import CONFIG_NAME, HUB_PREFIX
 from .losses import LossFn, check_loss
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "get_entry",
     "get_weights",
     "default_weights",
+    "register_prefix",
     "TIMM_PREFIX",
     "OUTPUTS",
 ]
@@ -155,23 +159,22 @@ class _Registry:
     def __init__(self) -> None:
         self._entries: dict[str, DetectorEntry] = {}
         self._weights: dict[str, WeightsEntry] = {}
-        self._builtins_loaded = False
-
-    def _load_builtins(self) -> None:
-        if not self._builtins_loaded:
-            self._builtins_loaded = True
-            from . import models  # noqa: F401  (registers the built-in entries)
+        self._prefixes: dict[str, Callable[[str], DetectorEntry]] = {}
 
     def add(self, entry: DetectorEntry) -> None:
-        self._load_builtins()
-        if entry.name.startswith(TIMM_PREFIX):
-            raise DeepfakeDetectError(f"detector names may not start with {TIMM_PREFIX!r}: {entry.name!r}")
+        prefix = next((p for p in (TIMM_PREFIX, *self._prefixes) if entry.name.startswith(p)), None)
+        if prefix is not None:
+            raise DeepfakeDetectError(f"detector names may not start with {prefix!r}: {entry.name!r}")
         if entry.name in self._entries:
             raise DeepfakeDetectError(f"a detector named {entry.name!r} is already registered; choose another name")
         self._entries[entry.name] = entry
 
+    def add_prefix(self, prefix: str, entry_for: Callable[[str], DetectorEntry]) -> None:
+        if not prefix.endswith(":"):
+            raise DeepfakeDetectError(f"name prefix {prefix!r}: expected a name ending in ':'")
+        self._prefixes[prefix] = entry_for
+
     def add_weights(self, w: WeightsEntry) -> None:
-        self._load_builtins()
         if w.architecture not in self._entries:
             raise DeepfakeDetectError(f"weights {w.name!r}: register the architecture {w.architecture!r} first")
         if not w.tag or "." in w.tag or "/" in w.tag:
@@ -183,19 +186,17 @@ class _Registry:
         self._weights[w.name] = w
 
     def weights(self) -> dict[str, WeightsEntry]:
-        self._load_builtins()
         return dict(self._weights)
 
     def names(self) -> list[str]:
-        self._load_builtins()
         return sorted(self._entries)
 
     def get(self, name: str) -> DetectorEntry:
-        self._load_builtins()
         if name in self._entries:
             return self._entries[name]
-        if name.startswith(TIMM_PREFIX):
-            return _timm_entry(name)
+        prefix = next((p for p in self._prefixes if name.startswith(p)), None)
+        if prefix is not None:
+            return self._prefixes[prefix](name)
         if name in self._weights:
             return self._entries[self._weights[name].architecture]
         close = difflib.get_close_matches(name, list(self._entries) + list(self._weights), n=3, cutoff=0.5)
@@ -206,7 +207,6 @@ class _Registry:
         )
 
     def __contains__(self, name: str) -> bool:
-        self._load_builtins()
         return name in self._entries
 
 
@@ -383,37 +383,14 @@ def get_entry(name: str) -> DetectorEntry:
     return _REGISTRY.get(name)
 
 
-def _timm_entry(name: str) -> DetectorEntry:
-    import timm
+def register_prefix(prefix: str, entry_for: Callable[[str], DetectorEntry]) -> None:
+    """Resolve every name that starts with ``prefix`` (e.g. ``"timm:"``) and is not registered
+    itself with ``entry_for(name)``, a :class:`DetectorEntry` built when asked for. A family of
+    architectures too large to list (every timm model) is registered this way:
+    :mod:`deepfake_detect.models` registers :data:`TIMM_PREFIX`. Registered names may not start
+    with a registered prefix.
 
-    arch = name[len(TIMM_PREFIX) :]
-    if not timm.is_model(arch):
-        close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(repr(TIMM_PREFIX + c) for c in close)}?" if close else ""
-        raise UnknownDetectorError(f"timm has no architecture {arch!r}.{hint}")
-    found = timm.models.get_pretrained_cfg(arch)
-    pcfg: dict[str, Any] = found.to_dict() if found is not None else {}
-    size = tuple(pcfg.get("input_size", (3, 224, 224))[1:])
-    classifier = pcfg.get("classifier", "fc")
-    head = (classifier,) if isinstance(classifier, str) else tuple(classifier)
-    interpolation = pcfg.get("interpolation", "bicubic")
-    config = DetectorConfig(
-        architecture=name,
-        input_size=size,
-        resize="crop",
-        crop_pct=float(pcfg.get("crop_pct", 0.875)),
-        interpolation=interpolation if interpolation in ("nearest", "bilinear", "bicubic") else "bicubic",
-        mean=tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(pcfg.get("std", (0.229, 0.224, 0.225))),
-        output="sigmoid",
-    )
-
-    def factory(*, pretrained_backbone: bool = False, backbone_weights: Any = None, **kwargs: Any) -> nn.Module:
-        from .models._backbone import create_timm
-
-        kwargs.setdefault("num_classes", 1)
-        return create_timm(arch, pretrained=pretrained_backbone, weights=backbone_weights, **kwargs)
-
-    return DetectorEntry(
-        name=name, factory=factory, config=config, head=head, loss="bce", description=f"timm {arch}, one-logit head"
-    )
+    Raises:
+        DeepfakeDetectError: a prefix that does not end in ``":"``.
+    """
+    _REGISTRY.add_prefix(prefix, entry_for)

@@ -124,7 +124,7 @@ def sweep(
         DataError: bad data, or a single class (the AUC needs both).
         ImageLoadError: an unreadable image.
     """
-    from .detector import check_batch_size
+    from .engine import check_batch_size
     from .metrics import accuracy, roc_auc
 
     plan = _plan(perturbations)
@@ -333,9 +333,10 @@ def _rng(seed: int, name: str, level_index: int, image_index: int) -> np.random.
 
 
 def _score(detector: Detector, batch01: torch.Tensor) -> np.ndarray:
-    """P(fake) for an (N, 3, H, W) batch in [0, 1], through the detector's inference path."""
+    """P(fake) for an (N, 3, H, W) batch in [0, 1], through the detector's inference engine
+    (its ``predict_tensor``: the optimised torch model, as ``predict`` runs it)."""
     x = normalize(batch01.float(), detector.config).contiguous(memory_format=torch.channels_last)
-    return detector.predict_tensor(x).float().cpu().numpy()
+    return detector.engine.predict_tensor(x).float().cpu().numpy()
 
 
 def _attack(

@@ -15,16 +15,14 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from .data.images import check_input_file
 from .errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
-
-if TYPE_CHECKING:
-    from .detector import Detector
+from .protocols import Predictor
 
 __all__ = ["predict_video", "read_frames", "reencode_h264", "h264_available", "VideoLoadError", "AGGREGATES"]
 
@@ -40,7 +38,7 @@ class VideoLoadError(ImageLoadError):
 
 
 def predict_video(
-    detector: Detector,
+    detector: Predictor,
     path: str | os.PathLike[str],
     *,
     num_frames: int = 16,
@@ -52,7 +50,7 @@ def predict_video(
     """P(fake) for a video: the aggregate of the scores of ``num_frames`` evenly spaced frames.
 
     Args:
-        detector: the image detector scoring each frame.
+        detector: the image detector scoring each frame (anything with ``config`` and ``predict``).
         path: a video file (anything FFmpeg reads: mp4, avi, mov, webm, ...).
         num_frames: frames sampled evenly from first to last (fewer if the video is shorter).
         aggregate: ``"mean"``, ``"median"`` or ``"max"`` of the frame scores.

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .errors import WeightsError
-from .loading import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
+from .formats import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
 
 __all__ = ["read_state_dict", "load_weights", "load_matching_weights", "save_weights", "atomic_path"]
 

@@ -1,4 +1,5 @@
-"""Built-in architectures. Importing this module registers them."""
+"""Built-in architectures. Importing this module registers them in :mod:`deepfake_detect.registry`
+(the package's ``__init__`` does), with the shipped weights and the ``"timm:<name>"`` prefix."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 from torch import nn
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD, DetectorConfig
-from ..registry import register_detector, register_weights
-from ._backbone import create_timm
+from ..losses import AELoss
+from ..registry import TIMM_PREFIX, register_detector, register_prefix, register_weights
+from ._backbone import create_timm, timm_entry
 from .ensemble import Ensemble, ensemble_of
-from .recce import AEClassifier, AELoss
+from .recce import AEClassifier
 from .resnet import FineTuning_Resnet18, resnet18_baseline
 
 __all__ = [
@@ -89,6 +91,8 @@ def _efficientnet_lite0(
 def _ensemble(**kwargs: Any) -> nn.Module:
     return Ensemble(**kwargs)
 
+
+register_prefix(TIMM_PREFIX, timm_entry)
 
 register_weights(
     "efficientnet-lite0",

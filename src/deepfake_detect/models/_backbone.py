@@ -1,14 +1,20 @@
-"""Building timm backbones with local or downloaded ImageNet weights, never hanging offline."""
+"""timm models: backbones with local or downloaded ImageNet weights (never hanging offline), and
+the registry entry of any timm architecture as ``"timm:<name>"`` (:func:`timm_entry`).
+
+timm is imported when a model or entry is built, not with the package (importing it takes
+seconds, and ``deepfake-detect --help`` needs none of it)."""
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Any
 
-import timm
 from torch import nn
 
-from ..errors import HubError, WeightsError
+from ..config import DetectorConfig
+from ..errors import HubError, UnknownDetectorError, WeightsError
+from ..registry import TIMM_PREFIX, DetectorEntry
 from ..weights import load_matching_weights, read_state_dict
 
 
@@ -28,6 +34,8 @@ def create_timm(
         weights: a local ``.safetensors`` or state-dict file in timm's key names; takes
             precedence over ``pretrained``. A classifier of another shape is dropped.
     """
+    import timm
+
     model = timm.create_model(architecture, pretrained=False, **timm_kwargs)
     if weights is None and not pretrained:
         _init_classifier(model)
@@ -62,6 +70,8 @@ def _head_names(model: nn.Module) -> tuple[str, ...]:
 
 
 def _fetch_pretrained(architecture: str) -> str:
+    import timm
+
     from ..hub import download_file
 
     cfg = timm.models.get_pretrained_cfg(architecture)
@@ -80,3 +90,43 @@ def _fetch_pretrained(architecture: str) -> str:
             "network, pass backbone_weights=PATH (a .safetensors or state-dict file in "
             "timm's key names), or build without pretrained_backbone"
         ) from None
+
+
+def timm_entry(name: str) -> DetectorEntry:
+    """The registry entry of ``"timm:<arch>"``: timm's architecture with a one-logit head (BCE),
+    its classifier as the head, and timm's preprocessing (centre crop, its mean and std).
+
+    Raises:
+        UnknownDetectorError: timm has no such architecture (with close names).
+    """
+    import timm
+
+    arch = name[len(TIMM_PREFIX) :]
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(TIMM_PREFIX + c) for c in close)}?" if close else ""
+        raise UnknownDetectorError(f"timm has no architecture {arch!r}.{hint}")
+    found = timm.models.get_pretrained_cfg(arch)
+    pcfg: dict[str, Any] = found.to_dict() if found is not None else {}
+    size = tuple(pcfg.get("input_size", (3, 224, 224))[1:])
+    classifier = pcfg.get("classifier", "fc")
+    head = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    interpolation = pcfg.get("interpolation", "bicubic")
+    config = DetectorConfig(
+        architecture=name,
+        input_size=size,
+        resize="crop",
+        crop_pct=float(pcfg.get("crop_pct", 0.875)),
+        interpolation=interpolation if interpolation in ("nearest", "bilinear", "bicubic") else "bicubic",
+        mean=tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(pcfg.get("std", (0.229, 0.224, 0.225))),
+        output="sigmoid",
+    )
+
+    def factory(*, pretrained_backbone: bool = False, backbone_weights: Any = None, **kwargs: Any) -> nn.Module:
+        kwargs.setdefault("num_classes", 1)
+        return create_timm(arch, pretrained=pretrained_backbone, weights=backbone_weights, **kwargs)
+
+    return DetectorEntry(
+        name=name, factory=factory, config=config, head=head, loss="bce", description=f"timm {arch}, one-logit head"
+    )

@@ -14,18 +14,20 @@ weights under ``members.<i>.``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..guard import check_parameter_limit
 from ..heads import fake_log_odds
-
-if TYPE_CHECKING:
-    from ..detector import Detector
+from ..protocols import EnsembleMember
+from ..registry import get_entry
 
 __all__ = ["Ensemble", "ensemble_of"]
+
+MemberT = TypeVar("MemberT", bound=EnsembleMember)
 
 #: ``load_detector("ensemble")`` without members: two fresh EfficientNet-Lite0 (the default's architecture).
 DEFAULT_MEMBERS = ({"architecture": "efficientnet-lite0"}, {"architecture": "efficientnet-lite0"})
@@ -52,8 +54,6 @@ class Ensemble(nn.Module):
         backbone_weights: Any = None,
     ) -> None:
         super().__init__()
-        from ..registry import get_entry
-
         if not members:
             raise ConfigError(
                 "an ensemble needs at least one member: build one with "
@@ -89,15 +89,17 @@ class Ensemble(nn.Module):
 
 
 def ensemble_of(
-    detectors: Sequence[Detector],
+    detectors: Sequence[MemberT],
     weights: Sequence[float] | None = None,
     threshold: float | None = None,
     max_params: int | None = 200_000_000,
-) -> Detector:
+) -> MemberT:
     """One detector that averages the fake log-odds of ``detectors`` (trained weights kept).
 
     Args:
-        detectors: detectors with the same preprocessing (``DetectorConfig.preprocessing``).
+        detectors: detectors with the same preprocessing (``DetectorConfig.preprocessing``);
+            the ensemble is one of their class (a :class:`~deepfake_detect.Detector` for
+            detectors), built as ``type(detectors[0])(model, config, source=...)``.
         weights: one weight per detector; default equal.
         threshold: the ensemble's decision threshold on P(fake); default the members' mean.
             Set it on held-out data: the members' thresholds need not carry over.
@@ -108,9 +110,6 @@ def ensemble_of(
         ConfigError: the detectors preprocess differently, or the weights do not fit.
         ParameterLimitError: the members together exceed ``max_params``.
     """
-    from ..detector import Detector
-    from ..guard import check_parameter_limit
-
     if not detectors:
         raise ConfigError("ensemble_of: give at least one detector")
     first = detectors[0].config
@@ -141,4 +140,5 @@ def ensemble_of(
         threshold=float(threshold),
         metadata={"members": [d.source for d in detectors]},
     )
-    return Detector(model.eval(), config, source="ensemble_of(" + ", ".join(d.source for d in detectors) + ")")
+    wrap = type(detectors[0])  # the façade's class: this module builds no detector of its own
+    return wrap(model.eval(), config, source="ensemble_of(" + ", ".join(d.source for d in detectors) + ")")

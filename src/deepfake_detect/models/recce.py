@@ -107,21 +107,3 @@ class AEClassifier(nn.Module):
         fused = fused * residual + fused
         pooled = torch.cat([self.maxpool(fused), self.avgpool(fused)], dim=1).flatten(1)
         return self.classfier(pooled), x_hat
-
-
-class AELoss(nn.Module):
-    """``alpha * BCEWithLogits(logits, labels) + beta * MSE(x_hat, x)``.
-
-    Args (forward): ``logits`` (N, 1) or (N,), ``x_hat`` and ``x`` (N, 3, H, W) in the
-    normalised input space, ``labels`` (N,) with 1 = fake.
-    """
-
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0) -> None:
-        super().__init__()
-        self.alpha, self.beta = alpha, beta
-        self.bce_loss = nn.BCEWithLogitsLoss()
-        self.mse_loss = nn.MSELoss()
-
-    def forward(self, logits: torch.Tensor, x_hat: torch.Tensor, labels: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        cls_loss = self.bce_loss(logits.reshape(-1), labels.reshape(-1).to(logits.dtype))
-        return self.alpha * cls_loss + self.beta * self.mse_loss(x_hat, x)

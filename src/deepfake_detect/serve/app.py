@@ -2,9 +2,12 @@
 
 Uploads are read into memory (never written to disk), decoded by the library's own image
 loader in a thread pool, and scored by a :class:`~deepfake_detect.serve.batching.MicroBatcher`
-that merges the images of concurrent requests into one forward pass, on the runtime
-``Detector.predict`` chooses for a large job (:func:`deepfake_detect.backends.select`, once at
-startup: OpenVINO or ONNX Runtime on CPU when installed, else torch).
+that merges the images of concurrent requests into one forward pass. The batches are scored by
+the served detector's own :class:`~deepfake_detect.engine.InferenceEngine` (``detector.engine``,
+the one ``Detector.predict`` runs on), on the runtime it chooses for a large job
+(:meth:`InferenceEngine.select <deepfake_detect.engine.InferenceEngine.select>`, once at startup:
+OpenVINO or ONNX Runtime on CPU when installed, else torch), so the service and ``predict`` share
+one graph session, one optimised torch model and one cache.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backends import AUTO_EXPORT_MIN_IMAGES, BackendChoice, Scorer, check_backend, select
+from ..backends import AUTO_EXPORT_MIN_IMAGES, FAST_PATH_MIN_IMAGES, BackendChoice, Scorer, check_backend
+from ..config import CropPolicy
 from ..data.images import MAX_IMAGE_PIXELS, load_image
 from ..errors import DeepfakeDetectError, ImageLoadError, MissingDependencyError
 from .batching import MicroBatcher, QueueFullError
@@ -133,8 +137,9 @@ class _Prepared:
 
 
 class DetectionService:
-    """What the app runs on: the detector, its preprocessing, the batcher and two thread pools
-    (one thread for the model, a few for decoding). One per app; started by the app's lifespan."""
+    """What the app runs on: the detector and its inference engine (``detector.engine``, shared
+    with ``Detector.predict``), its preprocessing, the batcher and two thread pools (one thread
+    for the model, a few for decoding). One per app; started by the app's lifespan."""
 
     def __init__(self, detector: Detector, config: ServeConfig) -> None:
         if config.crop_faces:
@@ -142,8 +147,10 @@ class DetectionService:
 
             load_cascade()  # fail now, not on the first request, when OpenCV is missing
         self.detector = detector
+        #: what scores the batches: the detector's own engine, the one ``predict`` uses
+        self.engine = detector.engine
         self.config = config
-        self.prep = detector.preprocessor(max_pixels=config.max_pixels)
+        self.prep = self.engine.preprocessor(max_pixels=config.max_pixels)
         self.threshold = float(detector.config.threshold)
         #: what scores the batches and the scorer itself: chosen by :meth:`start`
         self.choice: BackendChoice | None = None
@@ -181,19 +188,18 @@ class DetectionService:
     # -- the work (in threads) -------------------------------------------------------
     def choose_backend(self) -> BackendChoice:
         """Choose what scores the batches, as ``Detector.predict`` chooses for a large job
-        (:func:`~deepfake_detect.backends.select` with ``config.backend``, float32): a graph
-        runtime's session (exported, checked against torch and cached if need be), or the
-        torch forward, to which ``"auto"`` falls back when no runtime is installed or the
-        export fails. Called once by :meth:`start`; logs the choice.
+        (:meth:`InferenceEngine.select <deepfake_detect.engine.InferenceEngine.select>` of the
+        detector's engine with ``config.backend``, float32): a graph runtime's session
+        (exported, checked against torch and cached if need be; the engine keeps it, so
+        ``predict`` finds it too), or the torch forward, to which ``"auto"`` falls back when no
+        runtime is installed or the export fails. Called once by :meth:`start`; logs the choice.
 
         Raises:
             MissingDependencyError: an explicit graph backend that is not installed.
             DeepfakeDetectError: an explicit graph backend that cannot run this model.
         """
-        from ..detector import FAST_PATH_MIN_IMAGES
-
         large = max(AUTO_EXPORT_MIN_IMAGES, FAST_PATH_MIN_IMAGES)
-        self.choice, self.scorer = select(self.detector, self.config.backend, "fp32", num_images=large)
+        self.choice, self.scorer = self.engine.select(self.config.backend, "fp32", num_images=large)
         log.info(
             "deepfake-detect serve: scoring %s with %s, as predict chooses for a large job (%s)",
             self.detector.source,
@@ -214,15 +220,14 @@ class DetectionService:
         if self.scorer is None or self.choice is None:
             self.choose_backend()
         assert self.scorer is not None and self.choice is not None
-        graph = self.choice.backend != "torch"
-        return self.scorer(self.prep.to_array(arrays) if graph else self.prep.to_tensor(arrays))
+        return self.scorer(self.engine.stack(self.prep, list(arrays), self.choice))
 
     def prepare(self, data: bytes, *, keep_image: bool = False) -> _Prepared:
         """Decode and prepare one upload (raises ImageLoadError)."""
         img = load_image(data, max_pixels=self.config.max_pixels)
         scored, box, region = img, None, None
         if self.config.crop_faces:
-            from ..face import CropPolicy, cut_face
+            from ..face import cut_face
 
             face = cut_face(img, CropPolicy.from_config(self.detector.config.face_crop))  # the crop predict makes
             scored, box, region = face.image, face.box, face.region
@@ -517,7 +522,7 @@ def create_app(detector: Detector | None = None, config: ServeConfig | None = No
         finally:
             await service.stop()
 
-    from .. import __version__
+    from ..version import __version__
 
     app = FastAPI(
         title="deepfake-detect",

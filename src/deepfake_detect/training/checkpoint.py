@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import DeepfakeDetectError, TrainingError
-from ..loading import CONFIG_NAME
+from ..formats import CONFIG_NAME
 from ..weights import atomic_path, refusal_reason
 
 __all__ = ["CheckpointDir", "CHECKPOINT_LAST", "CHECKPOINT_BEST", "STATE_NAME", "HISTORY_NAME"]

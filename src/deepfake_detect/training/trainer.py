@@ -14,6 +14,7 @@ memory between steps (:mod:`.allocator`); ``compile=True`` adds ``torch.compile`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,19 +22,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..config import DetectorConfig
 from ..data.datasets import LabeledData, as_labeled_data, as_sources, concat_sources
+from ..data.preprocess import Preprocessor
 from ..distributed import DistContext, check_device, local_device
 from ..errors import DataError, TrainingError
 from ..evaluate import per_source_metrics, validation_scores
-from ..loading import WEIGHTS_NAME
+from ..formats import WEIGHTS_NAME
+from ..loading import save_folder
 from ..losses import make_loss
 from ..modules import freeze_norms, in_head
+from ..protocols import FineTunable
+from ..registry import get_entry
+from ..version import __version__
 from ..weights import load_weights, read_state_dict
 from .allocator import reuse_freed_memory
 from .checkpoint import CheckpointDir
@@ -41,9 +48,6 @@ from .config import TrainConfig
 from .feature_cache import FeatureCache
 from .optim import implementation_flags, make_ema, make_optimizer, make_scheduler, restore_implementation
 from .samples import Samples, check_source_weights, load_batches, make_batches
-
-if TYPE_CHECKING:
-    from ..detector import Detector
 
 __all__ = ["Trainer", "TrainResult", "finetune"]
 
@@ -165,7 +169,7 @@ class Trainer:
     ``config.metadata`` records the training data, best metrics and the recipe.
     """
 
-    def __init__(self, detector: Detector, train: Any, val: Any = None, config: TrainConfig | None = None) -> None:
+    def __init__(self, detector: FineTunable, train: Any, val: Any = None, config: TrainConfig | None = None) -> None:
         self.detector = detector
         self.config = config if config is not None else TrainConfig()
         self._train_arg, self._val_arg = train, val
@@ -213,7 +217,8 @@ class Trainer:
             if os.environ.get("WORLD_SIZE", "1") != "1" and torch.cuda.is_available():
                 dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             else:
-                dev = self.detector.device
+                p = next(self.detector.model.parameters(), None)
+                dev = p.device if p is not None else torch.device("cpu")
         dev = local_device(dev)  # "cuda" is cuda:LOCAL_RANK under torchrun
         self.dist = DistContext.from_env(dev)
         if dev.type == "cuda":
@@ -228,7 +233,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if amp and dtype == torch.float16 and dev.type == "cuda" else None
 
     def _setup_model(self) -> None:
-        cfg, entry = self.config, self.detector.entry
+        cfg, entry = self.config, get_entry(self.detector.config.architecture)
         self.model = self.detector.model.to(self.device)
         self.head = entry.head
         self.frozen = entry.freeze_backbone if cfg.freeze_backbone is None else bool(cfg.freeze_backbone)
@@ -248,7 +253,11 @@ class Trainer:
     def _setup_optimisation(self) -> None:
         cfg = self.config
         augment = cfg.augment if cfg.augment != "auto" else ("none" if self.frozen else "default")
-        prep = self.detector.face_crop_preprocessor() if cfg.crop_faces else self.detector.preprocessor()
+        prep: Any = Preprocessor(self.detector.config)
+        if cfg.crop_faces:
+            from ..face import FaceCropPreprocessor
+
+            prep = FaceCropPreprocessor.from_config(self.detector.config, prep)
         self.samples = Samples(
             self.train_data,
             prep,
@@ -414,10 +423,11 @@ class Trainer:
 
         det, data, model = self.detector, self.val_data, self.eval_model
         if self.feature_cache is not None:
-            scores = self.feature_cache.val_scores(model, det.preprocessor(), det.config.output, data, self.device)
+            prep = Preprocessor(det.config)
+            scores = self.feature_cache.val_scores(model, prep, det.config.output, data, self.device)
         else:
             scores = validation_scores(
-                det, model, data, self.dist, self.config.batch_size, crop_faces=self.config.crop_faces
+                model, det.config, data, self.dist, self.config.batch_size, crop_faces=self.config.crop_faces
             )
         threshold = det.config.threshold
         if self.val_sources is None:
@@ -486,9 +496,6 @@ class Trainer:
             cb(record)
 
     def _save(self, epoch: int, improved: bool) -> None:
-        from ..detector import Detector
-
-        det = self.detector
         config = self._trained_config()
         state = {
             "epoch": epoch,
@@ -501,16 +508,14 @@ class Trainer:
         }
         if self.ema is not None:
             state["ema"] = self.ema.module.state_dict()
-        best = Detector(self.eval_model, config, source=det.source).save_pretrained if improved else None
-        last = Detector(self.model, config, source=det.source).save_pretrained
+        best = functools.partial(save_folder, self.eval_model, config) if improved else None
+        last = functools.partial(save_folder, self.model, config)
         assert self.checkpoints is not None
         self.checkpoints.write(epoch, last=last, best=best, state=state, history=self.result.history)
 
-    def _trained_config(self) -> Any:
+    def _trained_config(self) -> DetectorConfig:
         """The detector's config with the fine-tuned model's own metadata
         (:func:`fine_tuned_metadata`): training data, best metrics, recipe and base model."""
-        from .. import __version__
-
         det, best = self.detector, self.result.best
         metrics, metrics_data = None, None
         if best is not None:
@@ -544,7 +549,7 @@ class Trainer:
 
 
 def finetune(
-    detector: Detector, train: Any, val: Any = None, *, config: TrainConfig | None = None, **overrides: Any
+    detector: FineTunable, train: Any, val: Any = None, *, config: TrainConfig | None = None, **overrides: Any
 ) -> TrainResult:
     """Fine-tune ``detector`` in place on labelled images; afterwards it holds the best weights.
 
