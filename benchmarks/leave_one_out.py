@@ -87,7 +87,7 @@ def score_row(label: str, det, threshold: float, test: dict, reals: list, source
     cells: list = [label]
     cells += [metrics[name]["auc"] for name in TEST_SETS]
     held = left_out(sources)
-    cells += [metrics[held]["auc"] if held != "-" else "-", f"{alarms:.1%}", round(threshold, 4)]
+    cells += [metrics[held]["auc"] if held != "-" else "-", f"{alarms:.1%}", f"{threshold:.4f}"]
     return cells + extra
 
 
@@ -115,7 +115,7 @@ def train_arm(sources: tuple[str, ...], train: dict, holdout: dict, args: argpar
     minutes = (time.perf_counter() - t) / 60
     scores = real_scores(lambda images: det.predict(images, progress=False), own_holdout)
     threshold = max(real_score_quantiles(scores, 0.01).values())
-    return det, threshold, [len(res.history), res.best["epoch"], round(minutes, 1)]
+    return det, threshold, [len(res.history), res.best["epoch"], f"{minutes:.1f}"]
 
 
 def main() -> None:

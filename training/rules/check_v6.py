@@ -1,6 +1,15 @@
 import json
-v5 = {"dfdc": 0.9272, "ffhq": 0.9361, "sbi": 0.9351, "dfdc@crop0.5": 0.7971, "ffhq@crop0.5": 0.8214, "dfdc@crf37": 0.8004, "ffhq@crf37": 0.6478}
-rows = [json.loads(l) for l in open("runs/default-v6/history.jsonl")]
+
+v5 = {
+    "dfdc": 0.9272,
+    "ffhq": 0.9361,
+    "sbi": 0.9351,
+    "dfdc@crop0.5": 0.7971,
+    "ffhq@crop0.5": 0.8214,
+    "dfdc@crf37": 0.8004,
+    "ffhq@crf37": 0.6478,
+}
+rows = [json.loads(line) for line in open("runs/default-v6/history.jsonl")]
 best = max(rows, key=lambda r: r["val"]["auc_mean"])
 a = {k: v["auc"] for k, v in best["val_sources"].items()}
 mean = sum(a.values()) / len(a)
