@@ -36,14 +36,13 @@ import torch
 
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import (
-    cropped_view,
     default_splits,
+    perturbed_views,
     real_score_quantiles,
     real_scores,
     selection_set,
     self_blended_set,
     two_class_sources,
-    video_view,
 )
 from deepfake_detect.data import list_images
 from deepfake_detect.registry import get_entry
@@ -202,11 +201,11 @@ def main() -> None:
     # scored once: the val splits, self-blended fakes of val reals (dfdc and ffhq, as for v4),
     # false alarms on real sets; the same at the crop sides
     scored = {k: v for k, v in two_class_sources(val).items() if k in ("dfdc", "ffhq")}
-    test = {**scored, "sbi": self_blended_set(scored, per_source=300, seed=12345)}
-    for side in crop_sides:
-        test.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in scored.items()})
-    for crf in video_crfs:
-        test.update({f"{name}@crf{crf:d}": video_view(data, crf) for name, data in scored.items()})
+    test = {
+        **scored,
+        "sbi": self_blended_set(scored, per_source=300, seed=12345),
+        **perturbed_views(scored, crop_sides=crop_sides, video_crfs=video_crfs),
+    }
     metrics = detector.evaluate(test)
     examples = [
         p

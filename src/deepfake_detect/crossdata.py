@@ -40,6 +40,7 @@ __all__ = [
     "two_class_sources",
     "cropped_view",
     "video_view",
+    "perturbed_views",
     "real_score_quantiles",
     "real_scores",
     "real_views",
@@ -223,11 +224,21 @@ def selection_set(
     ``"<source>@crf<crf>"`` view (:func:`video_view`). ``scored``: only these sources'
     AUCs count (their views too); the others give their real images to ``"sbi"`` alone."""
     counted = {k: v for k, v in two_class_sources(holdout).items() if scored is None or k in scored}
-    out: dict[str, Any] = {**counted, "sbi": self_blended_set(holdout, per_source=per_source, seed=seed)}
-    for side in crop_sides:
-        out.update({f"{name}@crop{side:g}": cropped_view(data, side) for name, data in counted.items()})
-    for crf in video_crfs:
-        out.update({f"{name}@crf{crf:d}": video_view(data, crf) for name, data in counted.items()})
+    return {
+        **counted,
+        "sbi": self_blended_set(holdout, per_source=per_source, seed=seed),
+        **perturbed_views(counted, crop_sides=crop_sides, video_crfs=video_crfs),
+    }
+
+
+def perturbed_views(
+    sources: Mapping[str, Any], *, crop_sides: Sequence[float] = (), video_crfs: Sequence[int] = ()
+) -> dict[str, list[tuple[Any, int]]]:
+    """For each source, a ``"<source>@crop<side>"`` view per side of ``crop_sides``
+    (:func:`cropped_view`), then a ``"<source>@crf<crf>"`` view per CRF of ``video_crfs``
+    (:func:`video_view`)."""
+    out = {f"{name}@crop{side:g}": cropped_view(data, side) for side in crop_sides for name, data in sources.items()}
+    out.update({f"{name}@crf{crf:d}": video_view(data, crf) for crf in video_crfs for name, data in sources.items()})
     return out
 
 
