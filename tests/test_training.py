@@ -154,6 +154,34 @@ def test_unfrozen_training_changes_the_backbone(image_folder):
     assert not torch.equal(before, det.model.features[0].weight)
 
 
+def test_partial_freeze_keeps_named_modules_and_their_bn_statistics(image_folder):
+    det = load_detector(TINY)
+    before = {k: v.clone() for k, v in det.model.state_dict().items()}
+    result = det.finetune(
+        image_folder, epochs=2, batch_size=8, progress=False, num_workers=0, freeze=("features.0", "features.1")
+    )
+    after = det.model.state_dict()
+    for key in ("features.0.weight", "features.1.weight", "features.1.running_mean", "features.1.running_var"):
+        assert torch.equal(before[key], after[key]), f"{key} changed"
+    for key in ("features.3.weight", "features.4.running_mean"):  # the unfrozen part trained and kept statistics
+        assert not torch.equal(before[key], after[key]), f"{key} did not change"
+    assert det.config.metadata["recipe"]["freeze"] == ["features.0", "features.1"]
+    assert result.history
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"freeze": ("features.9",)}, "no such module"),
+        ({"freeze": ("features.0",), "freeze_backbone": True}, "already frozen"),
+        ({"freeze": "features.0"}, "sequence of module names"),
+    ],
+)
+def test_partial_freeze_rejects_bad_names(image_folder, kwargs, message):
+    with pytest.raises(dd.TrainingError, match=message):
+        load_detector(TINY).finetune(image_folder, epochs=1, batch_size=8, progress=False, num_workers=0, **kwargs)
+
+
 def test_checkpoints_and_history_are_written(tmp_path, image_folder):
     out = tmp_path / "run"
     det = load_detector(TINY)

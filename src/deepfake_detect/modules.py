@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-__all__ = ["in_head", "frozen", "param_dtype", "freeze_norms"]
+__all__ = ["in_head", "frozen", "param_dtype", "freeze_norms", "freeze_norms_under"]
 
 
 def in_head(name: str, head: Sequence[str]) -> bool:
@@ -42,4 +42,11 @@ def freeze_norms(model: nn.Module, head: Sequence[str]) -> None:
     """BatchNorm layers outside ``head`` use and keep their running statistics (eval mode)."""
     for name, m in model.named_modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and not in_head(name, head):
+            m.eval()
+
+
+def freeze_norms_under(model: nn.Module, names: Sequence[str]) -> None:
+    """BatchNorm layers under the module ``names`` use and keep their running statistics."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and in_head(name, names):
             m.eval()

@@ -35,6 +35,12 @@ class TrainConfig:
             ``callable(optimizer, steps_per_epoch, epochs)`` giving a per-step scheduler.
         freeze_backbone: train only the entry's head; default per entry (True for
             ``resnet18-finetune``). Frozen BatchNorm layers keep their statistics.
+        freeze: partial fine-tuning: module names (``model.named_modules()``, each with
+            everything under it) whose parameters are not trained and whose BatchNorm
+            layers keep their running statistics, e.g. the early blocks of an
+            EfficientNet: ``("conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2")``.
+            Nothing is computed backwards through a frozen prefix of the network, so a
+            step costs less. Not with ``freeze_backbone=True``.
         augment: ``"default"``, ``"camp"``, ``"crossdomain"``, ``"none"``, a callable
             ``f(PIL image, numpy Generator) -> PIL image``, or ``"auto"``: ``"none"`` with a
             frozen backbone (its features are then computed once and cached), else
@@ -83,6 +89,7 @@ class TrainConfig:
     optimizer: Any = "adamw"
     scheduler: Any = "cosine"
     freeze_backbone: bool | None = None
+    freeze: Sequence[str] = ()
     augment: Any = "auto"
     loss: Any = None
     ema: bool | float = False
@@ -130,6 +137,8 @@ class TrainConfig:
             raise TrainingError(f"ema={self.ema}: expected True, False or a decay in (0, 1)")
         if not isinstance(self.compile, (bool, str)) or self.compile == "":
             raise TrainingError(f"compile={self.compile!r}: expected True, False or a torch.compile backend name")
+        if isinstance(self.freeze, str) or not all(isinstance(n, str) and n for n in self.freeze):
+            raise TrainingError(f"freeze={self.freeze!r}: expected a sequence of module names, e.g. ('blocks.0',)")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise TrainingError(f"lr={self.lr}: expected a positive number")
 

@@ -37,7 +37,7 @@ from ..evaluate import per_source_metrics, validation_scores
 from ..formats import WEIGHTS_NAME
 from ..loading import save_folder
 from ..losses import make_loss
-from ..modules import freeze_norms, in_head
+from ..modules import freeze_norms, freeze_norms_under, in_head
 from ..protocols import FineTunable
 from ..registry import get_entry
 from ..version import __version__
@@ -236,13 +236,25 @@ class Trainer:
         cfg, entry = self.config, get_entry(self.detector.config.architecture)
         self.model = self.detector.model.to(self.device)
         self.head = entry.head
-        self.frozen = entry.freeze_backbone if cfg.freeze_backbone is None else bool(cfg.freeze_backbone)
+        self.partial = tuple(cfg.freeze)
+        if self.partial and cfg.freeze_backbone:
+            raise TrainingError(
+                f"freeze={list(self.partial)} and freeze_backbone=True: the backbone is already frozen; pass one"
+            )
+        default_frozen = entry.freeze_backbone and not self.partial  # naming modules to freeze overrides the entry
+        self.frozen = default_frozen if cfg.freeze_backbone is None else bool(cfg.freeze_backbone)
         if self.frozen and not entry.head:
             raise TrainingError(f"{entry.name!r} names no head modules, so its backbone cannot be frozen")
+        if self.partial:
+            names = [n for n, _ in self.model.named_modules() if n]
+            missing = [f for f in self.partial if not any(in_head(n, (f,)) for n in names)]
+            if missing:
+                top = [n for n, _ in self.model.named_children()]
+                raise TrainingError(f"freeze={missing}: no such module in the model; its top-level modules are {top}")
         self.loss_spec = cfg.loss if cfg.loss is not None else entry.loss
         self.loss_fn = make_loss(self.loss_spec, cfg.label_smoothing)
         for name, p in self.model.named_parameters():
-            p.requires_grad_(in_head(name, entry.head) if self.frozen else True)
+            p.requires_grad_(in_head(name, entry.head) if self.frozen else not in_head(name, self.partial))
         if not any(p.requires_grad for p in self.model.parameters()):
             raise TrainingError("no trainable parameters")
         if any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
@@ -348,6 +360,8 @@ class Trainer:
         self.model.train()
         if self.frozen:
             freeze_norms(self.model, self.head)
+        if self.partial:
+            freeze_norms_under(self.model, self.partial)
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = _bar(sum(len(b) for b in batches), epoch, cfg.epochs, self._show)
         cached = self.feature_cache is not None and self.feature_cache.ready
