@@ -79,6 +79,8 @@ def test_other_choices_and_defaults_are_the_librarys():
     assert tuple(finetune["augment"].choices) == ("auto", *PRESETS) and finetune["augment"].default == train.augment
     for name in ("batch_size", "lr", "synth_fakes", "seed"):
         assert finetune[name].default == getattr(train, name), name
+    assert finetune["freeze"].default == train.freeze
+    assert finetune["freeze"].type("conv_stem, blocks.0,") == ("conv_stem", "blocks.0")
     assert tuple(_actions("explain")["method"].choices) == METHODS and _actions("explain")["method"].default == "auto"
     assert tuple(_actions("robustness")["perturbations"].choices) == tuple(PERTURBATIONS)
     assert _actions("models")["max_params"].default == dd.DEFAULT_MAX_PARAMS

@@ -218,6 +218,14 @@ def _add_training_commands(sub: Any) -> None:
         help="self-blended fakes per real image per epoch",
     )
     p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--freeze",
+        metavar="MODULES",
+        type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
+        default=(),
+        help="partial fine-tuning: comma-separated module names to keep frozen, BatchNorm statistics "
+        "included (e.g. conv_stem,bn1,blocks.0,blocks.1,blocks.2 for an EfficientNet)",
+    )
     p.add_argument("--backbone-weights", metavar="FILE", help="local ImageNet weights for the backbone")
     p.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"))
     p.add_argument("--no-progress", action="store_true")
@@ -507,6 +515,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         augment=args.augment,
         synth_fakes=args.synth_fakes,
         freeze_backbone=args.freeze_backbone,
+        freeze=args.freeze,
         seed=args.seed,
         output_dir=out,
         resume=args.resume,
