@@ -77,7 +77,7 @@ def test_other_choices_and_defaults_are_the_librarys():
     assert f"{MAX_IMAGE_PIXELS:,}" in _actions("predict")["max_pixels"].help
     finetune, train = _actions("finetune"), dd.TrainConfig()
     assert tuple(finetune["augment"].choices) == ("auto", *PRESETS) and finetune["augment"].default == train.augment
-    for name in ("batch_size", "lr", "synth_fakes", "seed"):
+    for name in ("batch_size", "lr", "synth_fakes", "swap_fakes", "seed"):
         assert finetune[name].default == getattr(train, name), name
     assert finetune["freeze"].default == train.freeze
     assert finetune["freeze"].type("conv_stem, blocks.0,") == ("conv_stem", "blocks.0")

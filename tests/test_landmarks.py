@@ -135,3 +135,71 @@ def test_synth_and_crops_use_the_same_face_detector(monkeypatch):
     ImageDraw.Draw(img).ellipse((14, 14, 46, 50), fill=(200, 160, 140))
     box, points = locate_face(img)
     assert box == (10.0, 12.0, 50.0, 52.0) and points is None and seen == [0.3]
+
+
+GRACE_HOPPER = ASTRONAUT.with_name("grace_hopper.jpg")
+
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 200, (50, 2))
+    angle, scale, shift = np.deg2rad(12.0), 1.3, np.array([7.0, -4.0])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    dst = src @ (scale * rot).T + shift
+    np.testing.assert_allclose(synth._similarity(src, dst), np.hstack([scale * rot, shift[:, None]]), atol=1e-9)
+
+
+def test_face_swap_pastes_the_other_face_inside_the_hull_only(astronaut):
+    img, _, points = astronaut
+    hopper = Image.open(GRACE_HOPPER).convert("RGB")
+    fake, mask = synth.face_swap(img, hopper, target_landmarks=points)
+    assert fake.size == img.size and mask.shape == (img.size[1], img.size[0]) and mask.max() == pytest.approx(1.0)
+    a, b = np.asarray(fake, dtype=np.int16), np.asarray(img, dtype=np.int16)
+    outside, core = mask == 0, mask > 0.9
+    assert np.array_equal(a[outside], b[outside])  # head, hair and background untouched
+    assert np.abs(a[core] - b[core]).mean() > 10  # another face inside
+    hull = hull_mask(points, img.size) > 0.5
+    assert mask[~hull].max() < 0.15 and mask[hull].mean() > 0.7  # the seam lies (almost) inside the face hull
+    again, _ = synth.face_swap(img, hopper, target_landmarks=points)
+    assert np.array_equal(np.asarray(again), np.asarray(fake))  # the fixed blend is fixed
+    drawn = [np.asarray(synth.face_swap(img, hopper, rng=s, target_landmarks=points)[0]) for s in (1, 2)]
+    assert not np.array_equal(drawn[0], drawn[1])
+
+
+def test_face_swapped_pairs_and_their_errors(astronaut):
+    img, _, points = astronaut
+    pairs = synth.face_swapped_pairs([ASTRONAUT, GRACE_HOPPER], seed=0)
+    assert [y for _, y in pairs] == [0, 1, 0, 1]
+    assert np.array_equal(np.asarray(pairs[0][0]), np.asarray(img))
+    with pytest.raises(DataError, match="fewer than two groups"):
+        synth.face_swapped_pairs([ASTRONAUT, GRACE_HOPPER], groups=["a", "a"])
+    with pytest.raises(DataError, match="2 images"):
+        synth.face_swapped_pairs([ASTRONAUT, GRACE_HOPPER], groups=["a"])
+    with pytest.raises(DataError, match="no face landmarks found in the source"):
+        synth.face_swap(img, Image.new("RGB", (128, 128), (90, 120, 60)), target_landmarks=points)
+    with pytest.raises(DataError, match="468, 2"):
+        synth.face_swap(img, img, target_landmarks=points[:, :1], source_landmarks=points)
+
+
+def test_training_face_swaps_paste_another_real_face():
+    from deepfake_detect.config import DetectorConfig
+    from deepfake_detect.data import as_labeled_data
+    from deepfake_detect.data.preprocess import Preprocessor
+    from deepfake_detect.training.samples import AS_IS, FACE_SWAP, SELF_BLEND, Samples
+
+    blank = Image.new("RGB", (256, 256), (120, 110, 100))  # no face: its swap falls back to a self-blend
+    data = as_labeled_data([(ASTRONAUT, 0), (GRACE_HOPPER, 0), (blank, 0), (ASTRONAUT, 1)])
+    prep = Preprocessor(DetectorConfig("x", input_size=(224, 224)))
+    samples = Samples(data, prep, "none", 0.0, seed=3, cache=True, swap=2.0)
+    plan = samples.epoch_plan(1)
+    assert sorted(k for _, k in plan).count(FACE_SWAP) == 6 and SELF_BLEND not in {k for _, k in plan}
+    base = samples.base(0)
+    swapped, label = samples.get(0, FACE_SWAP, epoch=1)
+    assert label == 1 and swapped.shape == base.shape and np.abs(swapped.astype(int) - base).mean() > 1
+    assert np.array_equal(samples.get(0, FACE_SWAP, epoch=1)[0], swapped)  # reproducible per (seed, epoch, image)
+    changed = np.abs(swapped.astype(int) - base).max(axis=2) > 0
+    hull = hull_mask(samples.face(0)[1], (224, 224), "extended") > 0.5
+    assert changed[~hull].mean() < 0.05 and changed[hull].mean() > 0.5  # only the face was replaced
+    fallback, label = samples.get(2, FACE_SWAP, epoch=1)
+    assert label == 1 and samples.face(2)[1] is None
+    assert samples.get(2, AS_IS, epoch=1)[1] == 0

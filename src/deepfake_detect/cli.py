@@ -217,6 +217,12 @@ def _add_training_commands(sub: Any) -> None:
         default=_default(TrainConfig, "synth_fakes"),
         help="self-blended fakes per real image per epoch",
     )
+    p.add_argument(
+        "--swap-fakes",
+        type=float,
+        default=_default(TrainConfig, "swap_fakes"),
+        help="face swaps (another real face pasted on) per real image per epoch",
+    )
     p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(
         "--freeze",
@@ -514,6 +520,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         lr=args.lr,
         augment=args.augment,
         synth_fakes=args.synth_fakes,
+        swap_fakes=args.swap_fakes,
         freeze_backbone=args.freeze_backbone,
         freeze=args.freeze,
         seed=args.seed,

@@ -13,7 +13,11 @@ installed, to find the face with a Haar cascade):
 * :func:`self_blended_pairs` makes a fixed evaluation set: each real image and one
   pseudo-fake of it;
 * :class:`SelfBlendedDataset` wraps a list of real images as a dataset of pseudo-fakes
-  (label 1), generated on the fly and reproducible per ``(seed, epoch, index)``.
+  (label 1), generated on the fly and reproducible per ``(seed, epoch, index)``;
+* :func:`face_swap` puts one person's face on another's head, the classic landmark face
+  swap (and Face X-ray's "blended images", Li et al., CVPR 2020); :func:`face_swapped_pairs`
+  makes a fixed evaluation set of them: a manipulation with an identity change, which
+  self-blends never show a detector.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ __all__ = [
     "self_blended_pairs",
     "locate_face",
     "SelfBlendedDataset",
+    "face_swap",
+    "face_swapped_pairs",
+    "face_layout",
     "BLEND_RATIOS",
     "HULL_REGION_WEIGHTS",
 ]
@@ -452,3 +459,156 @@ class SelfBlendedDataset(Dataset):
         box, points = self._faces[i]
         fake, _ = _blend(img, rng, box, box is not None, points, self.transformed)
         return fake, 1
+
+
+# --------------------------------------------------------------------------------------------
+# face swaps: another person's face
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 similarity (rotation, uniform scale, shift) mapping ``src`` points onto ``dst``
+    in least squares (Umeyama's closed form)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sigma, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.diag([1.0, float(np.sign(np.linalg.det(u @ vt))) or 1.0])
+    rot = u @ sign @ vt
+    scale = float(np.trace(np.diag(sigma) @ sign) / max(float(s.var(0).sum()), 1e-12))
+    return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]])
+
+
+def _landmarks_of(image: Image.Image, given: np.ndarray | None, which: str) -> np.ndarray:
+    if given is not None:
+        pts = np.asarray(given, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
+            raise DataError(f"{which}_landmarks must be a finite (468, 2) array, got shape {pts.shape}")
+        return pts
+    if not landmarks_available():
+        raise MissingDependencyError("ai-edge-litert", "face", "face_swap (face landmarks)")
+    _, found = locate_face(image)
+    if found is None:
+        raise DataError(f"face_swap: no face landmarks found in the {which} image")
+    return np.asarray(found, dtype=np.float64)
+
+
+def face_layout(points: np.ndarray) -> np.ndarray:
+    """Landmarks ``(N, 2)`` centred and scaled to unit norm: the face's layout (pose and
+    expression) wherever and however large it is. Faces with close layouts swap well."""
+    centred = np.asarray(points, dtype=np.float64) - np.mean(points, axis=0)
+    return centred / max(float(np.linalg.norm(centred)), 1e-9)
+
+
+def face_swap(
+    target: Any,
+    source: Any,
+    *,
+    rng: np.random.Generator | int | None = None,
+    target_landmarks: np.ndarray | None = None,
+    source_landmarks: np.ndarray | None = None,
+) -> tuple[Image.Image, np.ndarray]:
+    """Put ``source``'s face on ``target``'s head: a landmark face swap.
+
+    The source image is moved by the similarity transform (rotation, uniform scale, shift)
+    that best maps its 468 Face Mesh landmarks onto the target's, its colours are matched to
+    the target's inside the face (per-channel mean and standard deviation), and it is blended
+    through the target's landmark hull, shrunk and feathered so that the seam lies (almost
+    all) inside the face. Without ``rng`` the blend is fixed: the whole-face hull, shrunk by 4 % of the face's
+    size and feathered by a Gaussian of 3 %. With ``rng`` the hull region is drawn with
+    :data:`HULL_REGION_WEIGHTS`, the shrink from 0-6 %, the feather from 1-5 %, and the colour
+    match is skipped one time in five.
+
+    Args:
+        target: the face that keeps its head, hair and background (path, PIL image or array).
+        source: the face pasted in, ideally another person in a similar pose.
+        rng: a numpy Generator or int seed for the random blend; ``None``: the fixed one.
+        target_landmarks, source_landmarks: ``(468, 2)`` pixel coordinates, to skip finding
+            them (:func:`locate_face`).
+
+    Returns:
+        ``(fake, mask)``: an RGB image of ``target``'s size and the float32 ``(H, W)`` blend
+        mask in ``[0, 1]`` (the weight of the source face).
+
+    Raises:
+        MissingDependencyError: landmarks are needed and the ``face`` extra is missing.
+        DataError: no face landmarks in one of the images, or malformed given landmarks.
+    """
+    tgt, src = load_image(target), load_image(source)
+    pts_t = _landmarks_of(tgt, target_landmarks, "target")
+    pts_s = _landmarks_of(src, source_landmarks, "source")
+    gen = None if rng is None else _as_rng(rng)
+    w, h = tgt.size
+    inverse = np.linalg.inv(np.vstack([_similarity(pts_s, pts_t), [0.0, 0.0, 1.0]]))[:2]
+    moved = np.asarray(
+        src.transform((w, h), Image.Transform.AFFINE, tuple(inverse.ravel()), Image.Resampling.BICUBIC),
+        dtype=np.float32,
+    )
+    base = np.asarray(tgt, dtype=np.float32)
+    if gen is None:
+        region, shrink, feather, match = "full", 0.04, 0.03, True
+    else:
+        region = HULL_REGIONS[int(gen.choice(len(HULL_REGIONS), p=HULL_REGION_WEIGHTS))]
+        shrink, feather, match = gen.uniform(0.0, 0.06), gen.uniform(0.01, 0.05), bool(gen.random() < 0.8)
+    inside = hull_mask(pts_t.astype(np.float32), (w, h), region, rng=gen) > 0.5  # type: ignore[arg-type]
+    face_size = float(np.ptp(pts_t, axis=0).max())
+    mask_img = Image.fromarray(inside.astype(np.uint8) * 255, "L")
+    if round(shrink * face_size) >= 1:
+        mask_img = mask_img.filter(ImageFilter.MinFilter(2 * round(shrink * face_size) + 1))
+    mask_img = mask_img.filter(ImageFilter.GaussianBlur(max(0.5, feather * face_size)))
+    mask = np.asarray(mask_img, dtype=np.float32) / 255.0
+    core = mask > 0.5
+    if match and core.sum() > 16:
+        for c in range(3):
+            ms, ss = moved[..., c][core].mean(), moved[..., c][core].std() + 1e-6
+            mt, st = base[..., c][core].mean(), base[..., c][core].std()
+            moved[..., c] = (moved[..., c] - ms) * (st / ss) + mt
+    m = mask[..., None]
+    out = np.clip(np.rint(moved * m + base * (1.0 - m)), 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "RGB"), mask
+
+
+def face_swapped_pairs(
+    real_images: Sequence[str | os.PathLike[str] | Image.Image | np.ndarray],
+    *,
+    groups: Sequence[Any] | None = None,
+    seed: int = 0,
+    candidates: int = 3,
+) -> list[tuple[Image.Image, int]]:
+    """A fixed evaluation set of face swaps among real images: each real image (label 0)
+    followed by the fixed :func:`face_swap` of another image's face onto it (label 1).
+
+    The face pasted onto image ``i`` is, as in Face X-ray, one whose landmarks (centred and
+    scaled) lie close to image ``i``'s: one of its ``candidates`` nearest among the images of
+    other ``groups`` (e.g. other videos or identities; default: every image its own group),
+    drawn with ``numpy.random.default_rng([seed, i])``. Images without face landmarks are
+    left out, with their fakes.
+
+    Raises:
+        MissingDependencyError: the ``face`` extra is missing.
+        ImageLoadError: an image cannot be read; the message names it.
+        DataError: fewer than two groups have a face, or ``groups`` has another length.
+    """
+    seed = _non_negative("seed", seed)
+    if groups is not None and len(groups) != len(real_images):
+        raise DataError(f"groups has {len(groups)} entries for {len(real_images)} images")
+    if not landmarks_available():
+        raise MissingDependencyError("ai-edge-litert", "face", "face_swapped_pairs (face landmarks)")
+    images, points, names = [], [], []
+    for i, item in enumerate(real_images):
+        image = load_image(item)
+        _, pts = locate_face(image)
+        if pts is not None:
+            images.append(image)
+            points.append(np.asarray(pts, dtype=np.float64))
+            names.append(groups[i] if groups is not None else i)
+    if len(set(names)) < 2:
+        raise DataError(f"face_swapped_pairs: faces found in {len(images)} images of fewer than two groups")
+    flat = np.stack([face_layout(p).ravel() for p in points])
+    out: list[tuple[Image.Image, int]] = []
+    for i, image in enumerate(images):
+        dist = np.linalg.norm(flat - flat[i], axis=1)
+        dist[[j for j, g in enumerate(names) if g == names[i]]] = np.inf
+        near = np.argsort(dist)[: max(1, min(candidates, int(np.isfinite(dist).sum())))]
+        j = int(np.random.default_rng([seed, i]).choice(near))
+        fake, _ = face_swap(image, images[j], target_landmarks=points[i], source_landmarks=points[j])
+        out += [(image, 0), (fake, 1)]
+    return out

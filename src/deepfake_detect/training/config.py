@@ -63,6 +63,11 @@ class TrainConfig:
         callbacks: called after each epoch with that epoch's history dict.
         synth_fakes: self-blended fakes per real training image each epoch (0.5: half as
             many fakes as real images), labelled fake; between 0 and 10.
+        swap_fakes: face swaps per real training image each epoch, labelled fake
+            (:func:`deepfake_detect.synth.face_swap` with a random blend): a real image with
+            the face of another real image of the same source pasted on, the one of 8 drawn
+            at random whose landmarks lie closest (as Face X-ray's blended images); between 0
+            and 10. Needs the ``face`` extra; images without landmarks fall back to a self-blend.
         label_smoothing: smooth the 0/1 targets by this amount.
         cache_images: keep decoded, resized training images in memory (uint8) across
             epochs when they fit in 4 GiB.
@@ -102,6 +107,7 @@ class TrainConfig:
     progress: bool = True
     callbacks: Sequence[Callable[[dict[str, Any]], Any]] = ()
     synth_fakes: float = 0.0
+    swap_fakes: float = 0.0
     label_smoothing: float = 0.0
     cache_images: bool = True
     source_weights: Mapping[str, float] | None = None
@@ -115,6 +121,7 @@ class TrainConfig:
             ("batch_size", numbers.Integral, False),
             ("epoch_size", numbers.Integral, True),
             ("synth_fakes", numbers.Real, False),
+            ("swap_fakes", numbers.Real, False),
             ("label_smoothing", numbers.Real, False),
             ("lr", numbers.Real, True),
             ("weight_decay", numbers.Real, False),
@@ -127,8 +134,9 @@ class TrainConfig:
                 )
         if self.epochs < 1 or self.batch_size < 1:
             raise TrainingError(f"epochs={self.epochs}, batch_size={self.batch_size}: both must be at least 1")
-        if not 0.0 <= self.synth_fakes <= 10.0:
-            raise TrainingError(f"synth_fakes={self.synth_fakes}: expected a ratio between 0 and 10")
+        for name in ("synth_fakes", "swap_fakes"):
+            if not 0.0 <= getattr(self, name) <= 10.0:
+                raise TrainingError(f"{name}={getattr(self, name)}: expected a ratio between 0 and 10")
         if self.epoch_size is not None and self.epoch_size < 1:
             raise TrainingError(f"epoch_size={self.epoch_size}: must be at least 1")
         if not 0.0 <= self.label_smoothing < 1.0:

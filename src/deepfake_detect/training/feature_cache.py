@@ -38,7 +38,7 @@ class FeatureCache:
     def try_create(
         cls, model: nn.Module, head: Sequence[str], frozen: bool, samples: Samples, distributed: bool, loss: Any
     ) -> FeatureCache | None:
-        if not frozen or len(head) != 1 or samples.augment is not None or samples.synth or distributed:
+        if not frozen or len(head) != 1 or samples.augment is not None or samples.synth or samples.swap or distributed:
             return None
         if callable(loss) or loss not in ("cross_entropy", "bce"):
             return None

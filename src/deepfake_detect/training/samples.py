@@ -17,12 +17,26 @@ from ..data.datasets import LabeledData
 from ..data.preprocess import Preprocessor, to_uint8_hwc
 from ..errors import TrainingError
 
-__all__ = ["Samples", "IMAGE_CACHE_BYTES", "check_source_weights", "make_batches", "load_batches"]
+__all__ = [
+    "Samples",
+    "IMAGE_CACHE_BYTES",
+    "AS_IS",
+    "SELF_BLEND",
+    "FACE_SWAP",
+    "SWAP_CANDIDATES",
+    "check_source_weights",
+    "make_batches",
+    "load_batches",
+]
 
 #: Decoded training images are cached in memory when they need at most this many bytes.
 IMAGE_CACHE_BYTES = 4 * 1024**3
 
 Plan = list[tuple[int, int]]
+#: ``synthetic`` in a plan: the image as it is, a self-blend of it, a face swap onto it.
+AS_IS, SELF_BLEND, FACE_SWAP = 0, 1, 2
+#: Face swaps paste the face whose landmarks lie closest among this many drawn at random.
+SWAP_CANDIDATES = 8
 
 
 class Samples:
@@ -41,27 +55,33 @@ class Samples:
         source_ids: np.ndarray | None = None,
         source_weights: list[float] | None = None,
         epoch_size: int | None = None,
+        *,
+        swap: float = 0.0,
     ) -> None:
         self.data, self.seed = data, seed
         self.source_ids, self.source_weights, self.epoch_size = source_ids, source_weights, epoch_size
         self.faces: dict[int, tuple[Any, Any]] = {}
         self.prep = prep
         self.augment = get_augment(augment)
-        self.synth = synth
+        self.synth, self.swap = synth, swap
         self.real_indices = np.flatnonzero(data.labels == 0)
         h, w = prep.height, prep.width
         self.cache: dict[int, np.ndarray] | None = {} if cache and len(data) * h * w * 3 <= IMAGE_CACHE_BYTES else None
 
     def epoch_plan(self, epoch: int) -> Plan:
         """``(index, synthetic)`` pairs for one epoch in shuffled order, the same for every
-        run with the same seed. ``synthetic=1`` is a self-blended fake of real image ``index``."""
+        run with the same seed. ``synthetic`` is :data:`AS_IS`, :data:`SELF_BLEND` (a
+        self-blended fake of real image ``index``) or :data:`FACE_SWAP` (another real face
+        pasted onto real image ``index``)."""
         rng = np.random.default_rng([self.seed, epoch, 0])
         drawn = self._drawn(rng)
-        plan = [(int(i), 0) for i in drawn]
-        n_synth = int(round(self.synth * int((self.data.labels[drawn] == 0).sum())))
-        if n_synth:
-            chosen = rng.choice(self.real_indices, size=n_synth, replace=n_synth > len(self.real_indices))
-            plan += [(int(i), 1) for i in chosen]
+        plan = [(int(i), AS_IS) for i in drawn]
+        reals = int((self.data.labels[drawn] == 0).sum())
+        for ratio, kind in ((self.synth, SELF_BLEND), (self.swap, FACE_SWAP)):
+            n = int(round(ratio * reals))
+            if n:
+                chosen = rng.choice(self.real_indices, size=n, replace=n > len(self.real_indices))
+                plan += [(int(i), kind) for i in chosen]
         order = rng.permutation(len(plan))
         return [plan[i] for i in order]
 
@@ -95,17 +115,57 @@ class Samples:
             self.cache[index] = arr
         return arr
 
+    def face(self, index: int) -> tuple[Any, Any]:
+        """``(box, landmarks)`` of image ``index`` (:func:`~deepfake_detect.synth.locate_face`),
+        found once, on its resized copy."""
+        if index not in self.faces:
+            from ..synth import locate_face
+
+            self.faces[index] = locate_face(Image.fromarray(self.base(index)))
+        return self.faces[index]
+
+    def _face_swap(self, index: int, rng: np.random.Generator) -> np.ndarray | None:
+        """A face swap onto real image ``index`` from another real image of its source: of
+        :data:`SWAP_CANDIDATES` drawn, the one whose landmarks (centred, scaled) lie closest.
+        ``None`` when image ``index`` or every candidate has no landmarks."""
+        from ..synth import face_layout, face_swap
+
+        target = self.face(index)[1]
+        if target is None:
+            return None
+        pool = self.real_indices
+        if self.source_ids is not None:
+            pool = pool[self.source_ids[pool] == self.source_ids[index]]
+        pool = pool[pool != index]
+        if not len(pool):
+            return None
+        best, best_dist = None, np.inf
+        for j in rng.choice(pool, size=min(SWAP_CANDIDATES, len(pool)), replace=False):
+            points = self.face(int(j))[1]
+            if points is None:
+                continue
+            dist = float(np.linalg.norm(face_layout(points) - face_layout(target)))
+            if dist < best_dist:
+                best, best_dist = (int(j), points), dist
+        if best is None:
+            return None
+        fake, _ = face_swap(
+            self.base(index), self.base(best[0]), rng=rng, target_landmarks=target, source_landmarks=best[1]
+        )
+        return np.array(fake, dtype=np.uint8)
+
     def get(self, index: int, synthetic: int, epoch: int) -> tuple[np.ndarray, int]:
         rng = np.random.default_rng([self.seed, epoch, index, synthetic, 1])
         image = self.base(index)
         label = int(self.data.labels[index])
-        if synthetic:
-            from ..synth import locate_face, self_blend
+        if synthetic == FACE_SWAP:
+            swapped = self._face_swap(index, rng)
+            synthetic = SELF_BLEND if swapped is None else AS_IS
+            image, label = (image, label) if swapped is None else (swapped, 1)
+        if synthetic == SELF_BLEND:
+            from ..synth import self_blend
 
-            pil = Image.fromarray(image)
-            if index not in self.faces:  # found once per image, on its resized copy
-                self.faces[index] = locate_face(pil)
-            fake, _ = self_blend(pil, rng=rng, face=self.faces[index])
+            fake, _ = self_blend(Image.fromarray(image), rng=rng, face=self.face(index))
             image, label = np.array(fake, dtype=np.uint8), 1
         if self.augment is not None:
             image = apply_augment(self.augment, image, rng)

@@ -196,10 +196,10 @@ class Trainer:
         if self._val_arg is not None:
             self.val_data, self.val_ids, self.val_sources = _split(self._val_arg)
         classes = set(np.unique(self.train_data.labels).tolist())
-        if classes != {0, 1} and not (classes == {0} and cfg.synth_fakes > 0):
+        if classes != {0, 1} and not (classes == {0} and cfg.synth_fakes + cfg.swap_fakes > 0):
             raise DataError(
                 f"training data {self.train_data.description} has only label(s) {sorted(classes)}; "
-                "it needs real (0) and fake (1) images, or real images with synth_fakes > 0"
+                "it needs real (0) and fake (1) images, or real images with synth_fakes or swap_fakes > 0"
             )
         parts = self.val_sources or ({"": self.val_data} if self.val_data is not None else {})
         for name, part in parts.items():
@@ -280,6 +280,7 @@ class Trainer:
             self.train_ids,
             self.source_weights,
             cfg.epoch_size,
+            swap=cfg.swap_fakes,
         )
         steps_per_epoch = len(make_batches(self.dist.shard(self.samples.epoch_plan(1)), cfg.batch_size))
         lr = cfg.lr if cfg.lr is not None else (1e-3 if self.frozen else 3e-4)
