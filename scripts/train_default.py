@@ -37,6 +37,7 @@ import torch
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import (
     default_splits,
+    face_swap_set,
     perturbed_views,
     real_score_quantiles,
     real_scores,
@@ -123,6 +124,24 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--synth-fakes", type=float, default=0.3, help="self-blended fakes per real image per epoch")
+    ap.add_argument(
+        "--swap-fakes",
+        type=float,
+        default=0.0,
+        help="face swaps (another real face pasted on) per real image per epoch",
+    )
+    ap.add_argument(
+        "--face-swap-view",
+        action="store_true",
+        help='also select epochs on "swap": face swaps among hold-out reals of dfdc-faces and ffhq-stylegan; val is '
+        "scored on swaps among their val reals too",
+    )
+    ap.add_argument(
+        "--freeze",
+        nargs="*",
+        default=[],
+        help="module names to keep frozen with their BatchNorm statistics (e.g. conv_stem bn1 blocks.0)",
+    )
     ap.add_argument("--dfdc-weight", type=float, default=0.75, help="share of each epoch drawn from dfdc-faces")
     ap.add_argument(
         "--celebdf-weight",
@@ -162,7 +181,12 @@ def main() -> None:
     crop_sides = tuple(args.crop_sides)
     video_crfs = tuple(args.video_crfs)
     select = selection_set(
-        holdout, seed=args.seed, crop_sides=crop_sides, video_crfs=video_crfs, scored=("dfdc", "ffhq")
+        holdout,
+        seed=args.seed,
+        crop_sides=crop_sides,
+        video_crfs=video_crfs,
+        scored=("dfdc", "ffhq"),
+        face_swaps=args.face_swap_view,
     )
     weights = {"dfdc": args.dfdc_weight, "ffhq": 1 - args.dfdc_weight}
     if args.celebdf:
@@ -184,6 +208,8 @@ def main() -> None:
         batch_size=args.batch_size,
         lr=args.lr,
         synth_fakes=args.synth_fakes,
+        swap_fakes=args.swap_fakes,
+        freeze=tuple(args.freeze),
         augment=args.augment,
         seed=args.seed,
         source_weights=weights,
@@ -205,6 +231,7 @@ def main() -> None:
         **scored,
         "sbi": self_blended_set(scored, per_source=300, seed=12345),
         **perturbed_views(scored, crop_sides=crop_sides, video_crfs=video_crfs),
+        **({"swap": face_swap_set(scored, per_source=300, seed=12345)} if args.face_swap_view else {}),
     }
     metrics = detector.evaluate(test)
     examples = [
@@ -254,6 +281,8 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "lr": args.lr,
                 "synth_fakes": args.synth_fakes,
+                "swap_fakes": args.swap_fakes,
+                "freeze": list(args.freeze),
                 "dfdc_weight": args.dfdc_weight,
                 "augment": args.augment,
                 "source_weights": weights,

@@ -203,3 +203,14 @@ def test_training_face_swaps_paste_another_real_face():
     fallback, label = samples.get(2, FACE_SWAP, epoch=1)
     assert label == 1 and samples.face(2)[1] is None
     assert samples.get(2, AS_IS, epoch=1)[1] == 0
+
+
+def test_face_swap_set_and_the_swap_view_of_the_selection_set():
+    from deepfake_detect.crossdata import face_swap_set, selection_set
+
+    source = [(ASTRONAUT, 0), (GRACE_HOPPER, 0), (ASTRONAUT, 1), (GRACE_HOPPER, 1)]
+    swaps = face_swap_set({"portraits": source})
+    assert [y for _, y in swaps] == [0, 1, 0, 1]
+    select = selection_set({"portraits": source}, face_swaps=True)
+    assert set(select) == {"portraits", "sbi", "swap"} and [y for _, y in select["swap"]] == [0, 1, 0, 1]
+    assert "swap" not in selection_set({"portraits": source})

@@ -34,6 +34,7 @@ __all__ = [
     "group_split",
     "read_groups",
     "self_blended_set",
+    "face_swap_set",
     "source_splits",
     "default_splits",
     "selection_set",
@@ -134,14 +135,32 @@ def self_blended_set(
     ``(image, label)`` pairs. The same arguments give the same set."""
     from .synth import self_blended_pairs
 
-    reals: list[Any] = []
+    return self_blended_pairs([im for reals in _reals_of(sources, per_source, seed) for im in reals], seed=seed)
+
+
+def face_swap_set(
+    sources: Mapping[str, Any], *, per_source: int | None = None, seed: int = 12345
+) -> list[tuple[Any, int]]:
+    """Real images of each source (at most ``per_source``, drawn with ``seed`` as in
+    :func:`self_blended_set`) and one face swap onto each from another real image of the same
+    source (:func:`deepfake_detect.synth.face_swapped_pairs`: the fixed blend, a face with a
+    close landmark layout), as ``(image, label)`` pairs. Every image of a source counts as
+    another person: give sources with one identity per image (ffhq-stylegan; dfdc-faces, one
+    frame per clip), not several frames of one video. Needs the ``face`` extra."""
+    from .synth import face_swapped_pairs
+
+    return [pair for reals in _reals_of(sources, per_source, seed) for pair in face_swapped_pairs(reals, seed=seed)]
+
+
+def _reals_of(sources: Mapping[str, Any], per_source: int | None, seed: int) -> list[list[Any]]:
+    out = []
     for k, part in enumerate(sources.values()):
         data = as_labeled_data(part)
         idx = np.flatnonzero(data.labels == 0)
         if per_source is not None and len(idx) > per_source:
             idx = np.sort(np.random.default_rng([seed, k]).choice(idx, size=per_source, replace=False))
-        reals += [data.image(int(i)) for i in idx]
-    return self_blended_pairs(reals, seed=seed)
+        out.append([data.image(int(i)) for i in idx])
+    return out
 
 
 def default_splits(
@@ -215,6 +234,7 @@ def selection_set(
     crop_sides: Sequence[float] = (),
     video_crfs: Sequence[int] = (),
     scored: Sequence[str] | None = None,
+    face_swaps: bool = False,
 ) -> dict[str, Any]:
     """What the default's epochs and recipe are chosen on (its threshold, on the hold-out's
     real images alone): the hold-out sources that have both classes, ``"sbi"`` (one
@@ -222,12 +242,15 @@ def selection_set(
     :func:`self_blended_set`), and for each of ``crop_sides`` a ``"<source>@crop<side>"``
     view of each two-class source (:func:`cropped_view`), and for each of ``video_crfs`` a
     ``"<source>@crf<crf>"`` view (:func:`video_view`). ``scored``: only these sources'
-    AUCs count (their views too); the others give their real images to ``"sbi"`` alone."""
+    AUCs count (their views too); the others give their real images to ``"sbi"`` alone.
+    ``face_swaps``: also ``"swap"``, :func:`face_swap_set` of the counted sources (up to
+    ``per_source`` reals each)."""
     counted = {k: v for k, v in two_class_sources(holdout).items() if scored is None or k in scored}
     return {
         **counted,
         "sbi": self_blended_set(holdout, per_source=per_source, seed=seed),
         **perturbed_views(counted, crop_sides=crop_sides, video_crfs=video_crfs),
+        **({"swap": face_swap_set(counted, per_source=per_source, seed=seed)} if face_swaps else {}),
     }
 
 
