@@ -84,6 +84,31 @@ def val_sets(val: dict) -> dict:
     }
 
 
+def val_sizes(val: dict) -> dict:
+    """How many images each val set of :func:`val_sets` holds, without building them."""
+    reals = {k: int((val[k].labels == 0).sum()) for k in ("dfdc", "ffhq")}
+    thinned = len(range(0, len(val["dfdc"]), 3))
+    return {
+        "dfdc": len(val["dfdc"]),
+        "ffhq": len(val["ffhq"]),
+        "sbi": 2 * sum(min(300, n) for n in reals.values()),
+        "dfdc@crop0.5": thinned,
+    }
+
+
+def train_rate(label: str, images: int = 192) -> float:
+    """Training images per second of an arm's model and freezing through ``Detector.finetune``
+    on random in-memory images at its input size (no augmentation, no self-blends): the cost of
+    a step without data loading, every arm measured one after another in one process."""
+    name, size, _, freeze, _ = ARMS[label]
+    rng = np.random.default_rng(0)
+    data = [(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), i % 2) for i in range(images)]
+    det = load_detector(name)
+    det.config = det.config.replace(input_size=(size, size))
+    res = det.finetune(data, epochs=2, batch_size=32, augment="none", freeze=freeze, progress=False, num_workers=0)
+    return float(res.history[-1]["img_per_s"])  # the second epoch: no first-step overheads
+
+
 def train_arm(label: str, train: dict, holdout: dict, select: dict, args: argparse.Namespace):
     name, size, weights, freeze, sbi_only = ARMS[label]
     base = load_detector("efficientnet-lite0").config
@@ -154,28 +179,36 @@ def main() -> None:
     ap.add_argument("--arm", action="append", choices=list(ARMS), help="train only these arms (default: all)")
     ap.add_argument("--runs", type=Path, help="keep each arm's checkpoints here and resume a stopped arm")
     ap.add_argument("--out", type=Path, default=DOCS / "recipes.md")
+    ap.add_argument("--step-images", type=int, default=192, help="random images per epoch of the step timing")
     ap.add_argument("--limit", type=int, help="smoke test: at most this many images per split and source")
     args = ap.parse_args()
     results_path = args.out.with_suffix(".json")
     done = json.loads(results_path.read_text()) if results_path.is_file() else {}
 
     train, holdout, val = default_splits(args.dfdc, args.ffhq, seed=args.seed, limit=args.limit, celebdf=args.celebdf)
-    select = selection_set(holdout, seed=args.seed, crop_sides=(0.5,), video_crfs=(37,), scored=("dfdc", "ffhq"))
-    test = val_sets(val)
-    celebdf = val["celebdf"]
-    celebdf_reals = [celebdf.image(int(i)) for i in np.flatnonzero(celebdf.labels == 0)]
     timing = [holdout["dfdc"].image(i) for i in range(min(64, len(holdout["dfdc"])))]
-    reference = predict_rate(load_detector(), timing)
+    sets: dict = {}
     t0 = time.perf_counter()
     for label in ARMS:
         if label in done or (args.arm and label not in args.arm):
             continue
-        det, row = train_arm(label, train, holdout, select, args)
-        score_val(det, row, test, celebdf_reals, timing, reference)
+        if not sets:  # built once, and only when an arm is trained
+            celebdf = val["celebdf"]
+            sets = {
+                "select": selection_set(
+                    holdout, seed=args.seed, crop_sides=(0.5,), video_crfs=(37,), scored=("dfdc", "ffhq")
+                ),
+                "test": val_sets(val),
+                "celebdf_reals": [celebdf.image(int(i)) for i in np.flatnonzero(celebdf.labels == 0)],
+                "reference": predict_rate(load_detector(), timing),
+            }
+        det, row = train_arm(label, train, holdout, sets["select"], args)
+        score_val(det, row, sets["test"], sets["celebdf_reals"], timing, sets["reference"])
         print(json.dumps(row), file=sys.stderr, flush=True)
         done[label] = row
         results_path.write_text(json.dumps(done, indent=1) + "\n")
     minutes = (time.perf_counter() - t0) / 60
+    rates = {label: train_rate(label, args.step_images) for label in done}
 
     rows = [
         [
@@ -187,6 +220,7 @@ def main() -> None:
             " / ".join(f"{v:.3f}" for v in r["per_epoch_mean_auc"]),
             r["train_minutes"],
             r["images_seen"],
+            rates[label],
         ]
         for label, r in done.items()
     ]
@@ -201,7 +235,9 @@ def main() -> None:
         ]
         for label, r in done.items()
     ]
-    n = {k: len(v) for k, v in test.items()}
+    n = val_sizes(val)
+    headers = ["arm", "input", "params (M)", *SELECT, "mean (best epoch)", "mean per epoch", "train min", "images seen"]
+    headers.append("step img/s")
     doc = f"""# A stronger model: backbone, partial fine-tuning, the fake mix
 
 `python benchmarks/recipes.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces --weights-dir DIR --epochs {args.epochs} --epoch-size {args.epoch_size}`
@@ -215,7 +251,12 @@ trained: training/rules/recipes.md.
 
 ## Hold-out of train (what the arms are judged by), AUC at the best epoch
 
-{table(["arm", "input", "params (M)", *SELECT, "mean (best epoch)", "mean per epoch", "train min", "images seen"], rows)}
+{table(headers, rows)}
+
+"train min" is the arm's wall time on a machine that was also doing other work at times; "step
+img/s" compares the cost of a training step fairly: each arm's model and freezing trained for
+two epochs of {args.step_images} random in-memory images (batch 32, no augmentation) through
+`Detector.finetune`, one after another in one process at the end of the run (second epoch).
 
 ## Val, scored once per arm after its training
 
