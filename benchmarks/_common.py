@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
@@ -124,3 +125,14 @@ def stop_after(seconds: float):
             raise KeyboardInterrupt
 
     return callback
+
+
+def source_parser(doc: str | None, *, celebdf: bool = True) -> argparse.ArgumentParser:
+    """An argument parser described by the script's docstring, with the data folders every
+    cross-source benchmark takes: ``--dfdc``, ``--ffhq`` and (``celebdf``) ``--celebdf``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dfdc", type=Path, required=True, help="the dfdc-faces folder")
+    ap.add_argument("--ffhq", type=Path, required=True, help="the ffhq-stylegan folder")
+    if celebdf:
+        ap.add_argument("--celebdf", type=Path, required=True, help="the celebdf-faces folder")
+    return ap

@@ -18,7 +18,6 @@ Rows are kept in docs/backbones.json, so an interrupted run goes on where it sto
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DOCS, git_rev, machine, predict_rate, table, write_doc  # run as a script: its folder is on sys.path
+from _common import (  # run as a script: its folder is on sys.path
+    DOCS,
+    git_rev,
+    machine,
+    predict_rate,
+    source_parser,
+    table,
+    write_doc,
+)
 
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import default_splits, selection_set
@@ -49,9 +56,7 @@ def build_detector(name: str, size: int, weights: Path):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dfdc", type=Path, required=True)
-    ap.add_argument("--ffhq", type=Path, required=True)
+    ap = source_parser(__doc__, celebdf=False)
     ap.add_argument("--weights-dir", type=Path, required=True)
     ap.add_argument("--images", type=int, default=8000, help="training images per arm")
     ap.add_argument("--epochs", type=int, default=2, help="hold-out checks per arm (epochs of images/epochs)")

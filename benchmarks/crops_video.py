@@ -15,12 +15,18 @@ docs/crops.md, docs/crops.json and two plots in docs/images/.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
+from _common import (  # run as a script: its folder is on sys.path
+    DOCS,
+    git_rev,
+    machine,
+    source_parser,
+    table,
+    write_doc,
+)
 
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import load_split
@@ -39,10 +45,7 @@ def celebdf_alarms(detector, reals: list, seed: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dfdc", type=Path, required=True)
-    ap.add_argument("--ffhq", type=Path, required=True)
-    ap.add_argument("--celebdf", type=Path, required=True)
+    ap = source_parser(__doc__)
     ap.add_argument("--detector", action="append", default=[], metavar="LABEL=SOURCE")
     ap.add_argument("--dfdc-limit", type=int, default=600)
     ap.add_argument("--limit", type=int, help="smoke test: at most this many images per set")

@@ -26,7 +26,6 @@ detector ``load_detector`` reads, e.g. an earlier default's folder).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -34,7 +33,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DOCS, git_rev, machine, stop_after, table, write_doc  # run as a script: its folder is on sys.path
+from _common import (  # run as a script: its folder is on sys.path
+    DOCS,
+    git_rev,
+    machine,
+    source_parser,
+    stop_after,
+    table,
+    write_doc,
+)
 
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import default_splits, selection_set, self_blended_set
@@ -75,9 +82,7 @@ def row(label: str, metrics: dict, extra: list) -> list:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dfdc", type=Path, required=True)
-    ap.add_argument("--ffhq", type=Path, required=True)
+    ap = source_parser(__doc__, celebdf=False)
     ap.add_argument("--backbone-weights", type=Path, required=True)
     ap.add_argument("--minutes", type=float, default=12.0, help="training budget per arm (wall clock)")
     ap.add_argument("--epoch-size", type=int, default=1500)

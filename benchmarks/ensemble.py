@@ -20,13 +20,20 @@ average only if it is higher by at least 0.010 (the bar the default's training s
 
 from __future__ import annotations
 
-import argparse
 import copy
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import DOCS, git_rev, machine, predict_rate, table, write_doc  # run as a script: its folder is on sys.path
+from _common import (  # run as a script: its folder is on sys.path
+    DOCS,
+    git_rev,
+    machine,
+    predict_rate,
+    source_parser,
+    table,
+    write_doc,
+)
 
 from deepfake_detect import Detector, load_detector
 from deepfake_detect.crossdata import default_splits, selection_set
@@ -59,9 +66,7 @@ def weight_average(members: Sequence[Detector]) -> Detector | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dfdc", type=Path, required=True)
-    ap.add_argument("--ffhq", type=Path, required=True)
+    ap = source_parser(__doc__, celebdf=False)
     ap.add_argument("--members", type=Path, nargs="+", required=True, help="save_pretrained folders")
     ap.add_argument("--seed", type=int, default=0, help="the hold-out split's seed (train_default.py's --seed)")
     ap.add_argument("--out", type=Path, default=DOCS / "ensemble.md")

@@ -18,13 +18,19 @@ operating points. The example images are scored too. Needs the ``face`` extra.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
-from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
+from _common import (  # run as a script: its folder is on sys.path
+    DOCS,
+    git_rev,
+    machine,
+    source_parser,
+    table,
+    write_doc,
+)
 
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import load_split
@@ -54,10 +60,7 @@ def reals(root: Path, limit: int | None) -> tuple[list, list]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dfdc", type=Path, required=True)
-    ap.add_argument("--ffhq", type=Path, required=True)
-    ap.add_argument("--celebdf", type=Path, required=True)
+    ap = source_parser(__doc__)
     ap.add_argument(
         "--detector", action="append", default=[], metavar="LABEL=SOURCE", help="a detector to score (repeatable)"
     )

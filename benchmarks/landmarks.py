@@ -12,13 +12,19 @@ Writes docs/landmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
+from _common import (  # run as a script: its folder is on sys.path
+    DOCS,
+    git_rev,
+    machine,
+    source_parser,
+    table,
+    write_doc,
+)
 from PIL import Image
 
 from deepfake_detect.crossdata import load_split
@@ -46,9 +52,7 @@ def measure(paths: list, size: int) -> list[float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dfdc", type=Path, required=True)
-    ap.add_argument("--ffhq", type=Path, required=True)
+    ap = source_parser(__doc__, celebdf=False)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--out", type=Path, default=DOCS / "landmarks.md")

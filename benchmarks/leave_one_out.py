@@ -38,7 +38,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DOCS, git_rev, machine, table, write_doc  # run as a script: its folder is on sys.path
+from _common import (  # run as a script: its folder is on sys.path
+    DOCS,
+    git_rev,
+    machine,
+    source_parser,
+    table,
+    write_doc,
+)
 
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import (
@@ -119,10 +126,7 @@ def train_arm(sources: tuple[str, ...], train: dict, holdout: dict, args: argpar
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dfdc", type=Path, required=True)
-    ap.add_argument("--ffhq", type=Path, required=True)
-    ap.add_argument("--celebdf", type=Path, required=True)
+    ap = source_parser(__doc__)
     ap.add_argument("--backbone-weights", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--epoch-size", type=int, default=2000)

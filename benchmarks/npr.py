@@ -16,13 +16,13 @@ Prints the hold-out AUCs per epoch as JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import source_parser  # run as a script: its folder is on sys.path
 from torch import nn
 
 import deepfake_detect as dd
@@ -46,9 +46,7 @@ class NPRLite0(nn.Module):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dfdc", type=Path, required=True)
-    ap.add_argument("--ffhq", type=Path, required=True)
+    ap = source_parser(__doc__, celebdf=False)
     ap.add_argument("--backbone-weights", type=Path, required=True)
     ap.add_argument("--images", type=int, default=8000)
     ap.add_argument("--epochs", type=int, default=4)

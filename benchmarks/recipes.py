@@ -39,7 +39,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DOCS, git_rev, machine, predict_rate, table, write_doc  # run as a script: its folder is on sys.path
+from _common import (  # run as a script: its folder is on sys.path
+    DOCS,
+    git_rev,
+    machine,
+    predict_rate,
+    source_parser,
+    table,
+    write_doc,
+)
 
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import (
@@ -167,10 +175,7 @@ def score_val(det, row: dict, test: dict, celebdf_reals: list, timing: list, ref
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dfdc", type=Path, required=True)
-    ap.add_argument("--ffhq", type=Path, required=True)
-    ap.add_argument("--celebdf", type=Path, required=True)
+    ap = source_parser(__doc__)
     ap.add_argument("--weights-dir", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--epoch-size", type=int, default=1500, help="images drawn per epoch by the mixed arms")
