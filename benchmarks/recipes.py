@@ -117,6 +117,23 @@ def train_rate(label: str, images: int = 192) -> float:
     return float(res.history[-1]["img_per_s"])  # the second epoch: no first-step overheads
 
 
+def idle_predict_ratios(labels: list[str], timing: list) -> dict[str, float]:
+    """``Detector.predict`` img/s of each arm's architecture at its input size (ImageNet-free
+    weights: the speed does not depend on them) over the shipped default's, measured one after
+    another in one process; the default is measured before and after and averaged."""
+    base = load_detector("efficientnet-lite0").config
+    rates: dict[tuple[str, int], float] = {}
+    reference = [predict_rate(load_detector(), timing, repeats=3)]
+    for label in labels:
+        name, size, *_ = ARMS[label]
+        if (name, size) not in rates:
+            det = load_detector(name)
+            det.config = det.config.replace(**{**base.preprocessing, "input_size": (size, size)})
+            rates[(name, size)] = predict_rate(det, timing, repeats=3)
+    reference.append(predict_rate(load_detector(), timing, repeats=3))
+    return {label: rates[ARMS[label][:2]] / float(np.mean(reference)) for label in labels}
+
+
 def train_arm(label: str, train: dict, holdout: dict, select: dict, args: argparse.Namespace):
     name, size, weights, freeze, sbi_only = ARMS[label]
     base = load_detector("efficientnet-lite0").config
@@ -214,6 +231,7 @@ def main() -> None:
         results_path.write_text(json.dumps(done, indent=1) + "\n")
     minutes = (time.perf_counter() - t0) / 60
     rates = {label: train_rate(label, args.step_images) for label in done}
+    speed = idle_predict_ratios(list(done), timing)
 
     rows = [
         [
@@ -226,6 +244,7 @@ def main() -> None:
             r["train_minutes"],
             r["images_seen"],
             rates[label],
+            speed[label],
         ]
         for label, r in done.items()
     ]
@@ -242,7 +261,7 @@ def main() -> None:
     ]
     n = val_sizes(val)
     headers = ["arm", "input", "params (M)", *SELECT, "mean (best epoch)", "mean per epoch", "train min", "images seen"]
-    headers.append("step img/s")
+    headers += ["step img/s", "predict x default"]
     doc = f"""# A stronger model: backbone, partial fine-tuning, the fake mix
 
 `python benchmarks/recipes.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces --weights-dir DIR --epochs {args.epochs} --epoch-size {args.epoch_size}`
@@ -262,6 +281,9 @@ trained: training/rules/recipes.md.
 img/s" compares the cost of a training step fairly: each arm's model and freezing trained for
 two epochs of {args.step_images} random in-memory images (batch 32, no augmentation) through
 `Detector.finetune`, one after another in one process at the end of the run (second epoch).
+"predict x default" is the same for predicting: `Detector.predict` on 64 hold-out images
+(auto backend, batch 32, best of 3) with the arm's architecture and input size, over the
+shipped default's, measured in that pass on an otherwise idle machine.
 
 ## Val, scored once per arm after its training
 
