@@ -104,13 +104,13 @@ def write_doc(path: Path, generated: str) -> str:
     return page
 
 
-def predict_rate(det, images: list, repeats: int = 2) -> float:
+def predict_rate(det, images: list, repeats: int = 2, backend: str = "auto") -> float:
     """Images per second of ``Detector.predict`` on decoded images (best of ``repeats``)."""
-    det.predict(images[:8], progress=False)  # warm-up
+    det.predict(images[:8], progress=False, backend=backend)  # warm-up (and a graph export)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        det.predict(images, batch_size=32, progress=False)
+        det.predict(images, batch_size=32, progress=False, backend=backend)
         best = min(best, time.perf_counter() - t)
     return len(images) / best
 

@@ -9,7 +9,7 @@ every real face, and another person's face (one of the three with the nearest la
 layout, from another group) pasted onto it by :func:`~deepfake_detect.synth.face_swap` with
 its fixed blend: similarity-aligned by the 468 Face Mesh landmarks, colour-matched, blended
 through the target's shrunk and feathered face hull. Groups: ffhq-stylegan, every image (all
-different people); celebdf-faces, the celebrity (``idNN`` in the file name); dfdc-faces, the
+different people); celebdf-faces, the celebrity (``idNN`` in the file name, else the video); dfdc-faces, the
 source clip (DFDC's actors recur across clips, so a few swaps may paste an actor's own face).
 dfdc-faces uses 300 of its 884 val reals. Every detector is scored on the same images: AUC,
 and the share of swaps it labels ``fake`` and ``fake`` or ``suspicious`` at its own
@@ -19,6 +19,7 @@ operating points. The example images are scored too. Needs the ``face`` extra.
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -40,6 +41,13 @@ from deepfake_detect.synth import face_swapped_pairs
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "images"
 
 
+def celebrity(name: str) -> str:
+    """Celeb-DF's person: ``idNN`` in a Celeb-real frame's name, else the video (the name
+    without its frame number)."""
+    found = re.search(r"id\d+", name)
+    return found.group(0) if found else name.rsplit("_", 1)[0]
+
+
 def reals(root: Path, limit: int | None) -> tuple[list, list]:
     """Paths of a source's val reals and their groups (every third dfdc-faces real, capped at 300)."""
     data = load_split(root, "val")
@@ -51,7 +59,7 @@ def reals(root: Path, limit: int | None) -> tuple[list, list]:
         idx = idx[:limit]
     paths = [data.image(int(i)) for i in idx]
     if name.startswith("celebdf"):
-        groups = [re.search(r"id\d+", Path(p).name).group(0) for p in paths]  # type: ignore[union-attr]
+        groups = [celebrity(Path(p).name) for p in paths]
     elif name.startswith("dfdc"):
         groups = [Path(p).stem for p in paths]  # one real image per clip
     else:
@@ -98,7 +106,7 @@ def main() -> None:
         headers += [f"{key} AUC", f"{key} fake", f"{key} fake or suspicious"]
     doc = f"""# Face swaps made from val reals
 
-`python benchmarks/face_swaps.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces {" ".join(f"--detector {s}" for s in specs)}`
+`python benchmarks/face_swaps.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces {" ".join(f"--detector {shlex.quote(s)}" for s in specs)}`
 (commit {git_rev()}). Machine: {machine()}.
 
 Each set is real val images and one landmark face swap onto each (`synth.face_swapped_pairs`,

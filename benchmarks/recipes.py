@@ -117,20 +117,21 @@ def train_rate(label: str, images: int = 192) -> float:
     return float(res.history[-1]["img_per_s"])  # the second epoch: no first-step overheads
 
 
-def idle_predict_ratios(labels: list[str], timing: list) -> dict[str, float]:
-    """``Detector.predict`` img/s of each arm's architecture at its input size (ImageNet-free
-    weights: the speed does not depend on them) over the shipped default's, measured one after
-    another in one process; the default is measured before and after and averaged."""
+def idle_predict_ratios(labels: list[str], timing: list, backend: str) -> dict[str, float]:
+    """``Detector.predict(backend=backend)`` img/s of each arm's architecture at its input size
+    (untrained weights: the speed does not depend on them) over the shipped default's on the
+    same backend, measured one after another in one process; the default is measured before
+    and after and averaged."""
     base = load_detector("efficientnet-lite0").config
     rates: dict[tuple[str, int], float] = {}
-    reference = [predict_rate(load_detector(), timing, repeats=3)]
+    reference = [predict_rate(load_detector(), timing, repeats=3, backend=backend)]
     for label in labels:
         name, size, *_ = ARMS[label]
         if (name, size) not in rates:
             det = load_detector(name)
             det.config = det.config.replace(**{**base.preprocessing, "input_size": (size, size)})
-            rates[(name, size)] = predict_rate(det, timing, repeats=3)
-    reference.append(predict_rate(load_detector(), timing, repeats=3))
+            rates[(name, size)] = predict_rate(det, timing, repeats=3, backend=backend)
+    reference.append(predict_rate(load_detector(), timing, repeats=3, backend=backend))
     return {label: rates[ARMS[label][:2]] / float(np.mean(reference)) for label in labels}
 
 
@@ -231,7 +232,7 @@ def main() -> None:
         results_path.write_text(json.dumps(done, indent=1) + "\n")
     minutes = (time.perf_counter() - t0) / 60
     rates = {label: train_rate(label, args.step_images) for label in done}
-    speed = idle_predict_ratios(list(done), timing)
+    speed = {b: idle_predict_ratios(list(done), timing, b) for b in ("torch", "openvino")}
 
     rows = [
         [
@@ -244,7 +245,8 @@ def main() -> None:
             r["train_minutes"],
             r["images_seen"],
             rates[label],
-            speed[label],
+            speed["torch"][label],
+            speed["openvino"][label],
         ]
         for label, r in done.items()
     ]
@@ -261,7 +263,7 @@ def main() -> None:
     ]
     n = val_sizes(val)
     headers = ["arm", "input", "params (M)", *SELECT, "mean (best epoch)", "mean per epoch", "train min", "images seen"]
-    headers += ["step img/s", "predict x default"]
+    headers += ["step img/s", "predict x default (torch)", "predict x default (openvino)"]
     doc = f"""# A stronger model: backbone, partial fine-tuning, the fake mix
 
 `python benchmarks/recipes.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces --weights-dir DIR --epochs {args.epochs} --epoch-size {args.epoch_size}`
@@ -282,8 +284,9 @@ img/s" compares the cost of a training step fairly: each arm's model and freezin
 two epochs of {args.step_images} random in-memory images (batch 32, no augmentation) through
 `Detector.finetune`, one after another in one process at the end of the run (second epoch).
 "predict x default" is the same for predicting: `Detector.predict` on 64 hold-out images
-(auto backend, batch 32, best of 3) with the arm's architecture and input size, over the
-shipped default's, measured in that pass on an otherwise idle machine.
+(batch 32, best of 3) with the arm's architecture and input size, over the shipped default's on
+the same backend (torch, and OpenVINO: what `backend="auto"` picks here for the default),
+measured in that pass on an otherwise idle machine.
 
 ## Val, scored once per arm after its training
 
