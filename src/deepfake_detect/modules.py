@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -40,13 +40,15 @@ def param_dtype(model: nn.Module) -> torch.dtype:
 
 def freeze_norms(model: nn.Module, head: Sequence[str]) -> None:
     """BatchNorm layers outside ``head`` use and keep their running statistics (eval mode)."""
-    for name, m in model.named_modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not in_head(name, head):
-            m.eval()
+    _norms_to_eval(model, lambda name: not in_head(name, head))
 
 
 def freeze_norms_under(model: nn.Module, names: Sequence[str]) -> None:
     """BatchNorm layers under the module ``names`` use and keep their running statistics."""
+    _norms_to_eval(model, lambda name: in_head(name, names))
+
+
+def _norms_to_eval(model: nn.Module, where: Callable[[str], bool]) -> None:
     for name, m in model.named_modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and in_head(name, names):
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and where(name):
             m.eval()

@@ -512,8 +512,8 @@ def face_swap(
     that best maps its 468 Face Mesh landmarks onto the target's, its colours are matched to
     the target's inside the face (per-channel mean and standard deviation), and it is blended
     through the target's landmark hull, shrunk and feathered so that the seam lies (almost
-    all) inside the face. Without ``rng`` the blend is fixed: the whole-face hull, shrunk by 4 % of the face's
-    size and feathered by a Gaussian of 3 %. With ``rng`` the hull region is drawn with
+    all) inside the face. Without ``rng`` the blend is fixed: the whole-face hull, shrunk by
+    4 % of the face's size and feathered by a Gaussian of 3 %. With ``rng`` the hull region is drawn with
     :data:`HULL_REGION_WEIGHTS`, the shrink from 0-6 %, the feather from 1-5 %, and the colour
     match is skipped one time in five.
 

@@ -139,12 +139,13 @@ class Samples:
         pool = pool[pool != index]
         if not len(pool):
             return None
+        layout = face_layout(target)
         best, best_dist = None, np.inf
         for j in rng.choice(pool, size=min(SWAP_CANDIDATES, len(pool)), replace=False):
             points = self.face(int(j))[1]
             if points is None:
                 continue
-            dist = float(np.linalg.norm(face_layout(points) - face_layout(target)))
+            dist = float(np.linalg.norm(face_layout(points) - layout))
             if dist < best_dist:
                 best, best_dist = (int(j), points), dist
         if best is None:
@@ -160,8 +161,10 @@ class Samples:
         label = int(self.data.labels[index])
         if synthetic == FACE_SWAP:
             swapped = self._face_swap(index, rng)
-            synthetic = SELF_BLEND if swapped is None else AS_IS
-            image, label = (image, label) if swapped is None else (swapped, 1)
+            if swapped is None:  # no landmarks to swap by: a self-blend instead
+                synthetic = SELF_BLEND
+            else:
+                image, label = swapped, 1
         if synthetic == SELF_BLEND:
             from ..synth import self_blend
 

@@ -246,8 +246,8 @@ class Trainer:
         if self.frozen and not entry.head:
             raise TrainingError(f"{entry.name!r} names no head modules, so its backbone cannot be frozen")
         if self.partial:
-            names = [n for n, _ in self.model.named_modules() if n]
-            missing = [f for f in self.partial if not any(in_head(n, (f,)) for n in names)]
+            modules = dict(self.model.named_modules())
+            missing = [f for f in self.partial if f not in modules]
             if missing:
                 top = [n for n, _ in self.model.named_children()]
                 raise TrainingError(f"freeze={missing}: no such module in the model; its top-level modules are {top}")
