@@ -23,8 +23,8 @@ ffhq-stylegan hold-outs whole, at half side and after H.264 at CRF 37, and self-
 source's hold-out reals); an arm's threshold is the highest 99th percentile of its hold-out
 reals. Then val is scored once per arm: the dfdc-faces and ffhq-stylegan val splits, self-blends
 of their reals, their half-side and CRF 37 views (dfdc-faces: every third image), and the
-share of Celeb-DF's 174 val reals at or above the arm's threshold. Predict speed is
-``Detector.predict`` on 64 decoded images, beside the shipped default's in the same run.
+share of Celeb-DF's 174 val reals at or above the arm's threshold. Training-step and predict
+speed are measured at the end, one arm after another on an otherwise idle machine.
 Rows are kept in docs/recipes.json as arms finish; ``--runs`` keeps each arm's checkpoints so
 that a stopped run resumes its arm.
 """
@@ -184,12 +184,10 @@ def train_arm(label: str, train: dict, holdout: dict, select: dict, args: argpar
     return det, row
 
 
-def score_val(det, row: dict, test: dict, celebdf_reals: list, timing: list, reference_rate: float) -> None:
+def score_val(det, row: dict, test: dict, celebdf_reals: list) -> None:
     metrics = det.evaluate(test, progress=False)
     row["val"] = {k: m["auc"] for k, m in metrics.items()}
     row["celebdf_false_alarms"] = float((det.predict(celebdf_reals, progress=False) >= row["threshold"]).mean())
-    row["predict_img_per_s"] = predict_rate(det, timing)
-    row["predict_vs_default"] = row["predict_img_per_s"] / reference_rate
 
 
 def main() -> None:
@@ -211,7 +209,7 @@ def main() -> None:
     train, holdout, val = default_splits(args.dfdc, args.ffhq, seed=args.seed, limit=args.limit, celebdf=args.celebdf)
     timing = [holdout["dfdc"].image(i) for i in range(min(64, len(holdout["dfdc"])))]
     sets: dict = {}
-    t0 = time.perf_counter()
+    t0, trained = time.perf_counter(), []
     for label in ARMS:
         if label in done or (args.arm and label not in args.arm):
             continue
@@ -223,12 +221,12 @@ def main() -> None:
                 ),
                 "test": val_sets(val),
                 "celebdf_reals": [celebdf.image(int(i)) for i in np.flatnonzero(celebdf.labels == 0)],
-                "reference": predict_rate(load_detector(), timing),
             }
         det, row = train_arm(label, train, holdout, sets["select"], args)
-        score_val(det, row, sets["test"], sets["celebdf_reals"], timing, sets["reference"])
+        score_val(det, row, sets["test"], sets["celebdf_reals"])
         print(json.dumps(row), file=sys.stderr, flush=True)
         done[label] = row
+        trained.append(label)
         results_path.write_text(json.dumps(done, indent=1) + "\n")
     minutes = (time.perf_counter() - t0) / 60
     rates = {label: train_rate(label, args.step_images) for label in done}
@@ -256,8 +254,6 @@ def main() -> None:
             *(r["val"][k] for k in SELECT),
             f"{r['celebdf_false_alarms']:.1%}",
             f"{r['threshold']:.4f}",
-            r["predict_img_per_s"],
-            r["predict_vs_default"],
         ]
         for label, r in done.items()
     ]
@@ -267,7 +263,8 @@ def main() -> None:
     doc = f"""# A stronger model: backbone, partial fine-tuning, the fake mix
 
 `python benchmarks/recipes.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces --weights-dir DIR --epochs {args.epochs} --epoch-size {args.epoch_size}`
-(commit {git_rev()}; this invocation trained for {minutes:.0f} minutes). Machine: {machine()}.
+(commit {git_rev()}; this invocation trained {len(trained)} of the {len(done)} arms, in {minutes:.0f} minutes; the
+others were read from recipes.json: the arms were trained at commit 35e931a). Machine: {machine()}.
 
 Every arm starts from ImageNet weights and gets the same recipe and budget: all three
 sources drawn 0.60 / 0.25 / 0.15, "crossvideo" augmentation, AdamW lr {args.lr:g} (cosine),
@@ -292,10 +289,10 @@ measured in that pass on an otherwise idle machine.
 
 dfdc {n["dfdc"]} images, ffhq {n["ffhq"]}, sbi {n["sbi"]}; the crop and CRF views use every third
 dfdc-faces val image ({n["dfdc@crop0.5"]}) and all of ffhq-stylegan's. "celebdf FA": Celeb-DF's
-174 val reals at or above the arm's threshold. Predict: `Detector.predict` img/s on 64 hold-out
-images, and as a ratio to the shipped default measured in the same run.
+174 val reals at or above the arm's threshold. Predict speed: the "predict x default" columns
+above.
 
-{table(["arm", *SELECT, "celebdf FA", "threshold", "predict img/s", "x default"], val_rows)}
+{table(["arm", *SELECT, "celebdf FA", "threshold"], val_rows)}
 """
     print(write_doc(args.out, doc))
 
