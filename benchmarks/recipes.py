@@ -180,6 +180,7 @@ def train_arm(label: str, train: dict, holdout: dict, select: dict, args: argpar
         "train_minutes": round(minutes, 1),
         "train_img_per_s": float(np.mean([h["img_per_s"] for h in res.history])),
         "threshold": threshold,
+        "commit": git_rev(),
     }
     return det, row
 
@@ -264,7 +265,8 @@ def main() -> None:
 
 `python benchmarks/recipes.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces --weights-dir DIR --epochs {args.epochs} --epoch-size {args.epoch_size}`
 (commit {git_rev()}; this invocation trained {len(trained)} of the {len(done)} arms, in {minutes:.0f} minutes; the
-others were read from recipes.json: the arms were trained at commit 35e931a). Machine: {machine()}.
+others were read from recipes.json; arms trained at commit {", ".join(sorted({r["commit"] for r in done.values()}))}).
+Machine: {machine()}.
 
 Every arm starts from ImageNet weights and gets the same recipe and budget: all three
 sources drawn 0.60 / 0.25 / 0.15, "crossvideo" augmentation, AdamW lr {args.lr:g} (cosine),
