@@ -1,7 +1,9 @@
-"""Check stage 5 against training/rules/v7.md: the best epoch of runs/default-v7 (by the mean of
-its eight hold-out views) and its celebdf hold-out AUC. Run from the repository root."""
+"""Check a stage-5 run against training/rules/v7.md (and v7b.md, which keeps its four checks): the
+best epoch of the run (by the mean of its eight hold-out views) and its celebdf hold-out AUC.
+Run from the repository root: python training/rules/check_v7.py [RUNS_DIR] (default runs/default-v7)."""
 
 import json
+import sys
 
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import default_splits
@@ -17,14 +19,15 @@ V6 = {
 }
 V6_SWAP, V6_CELEBDF = 0.8684, 0.8336
 D = "../shared/data"
+RUNS = sys.argv[1] if len(sys.argv) > 1 else "runs/default-v7"
 
-rows = [json.loads(line) for line in open("runs/default-v7/history.jsonl")]
+rows = [json.loads(line) for line in open(f"{RUNS}/history.jsonl")]
 best = max(rows, key=lambda r: r["val"]["auc_mean"])
 auc = {k: v["auc"] for k, v in best["val_sources"].items()}
 seven = sum(auc[k] for k in V6) / len(V6)
 v6_seven = sum(V6.values()) / len(V6)
 _, holdout, _ = default_splits(f"{D}/dfdc-faces", f"{D}/ffhq-stylegan", celebdf=f"{D}/celebdf-faces")
-det = load_detector("runs/default-v7/best", backend="torch")
+det = load_detector(f"{RUNS}/best", backend="torch")
 celebdf = det.evaluate({"celebdf": holdout["celebdf"]}, progress=False)["celebdf"]["auc"]
 checks = {
     "1 seven-view mean >= v6 - 0.005": seven >= v6_seven - 0.005,
