@@ -24,6 +24,7 @@ def generated_table(page: str, start: str, end: str) -> str:
 
 
 old = json.loads((PKG / "config.json").read_text())["metadata"]
+assert old["name"].startswith("deepfake-detect default v6"), "run this on v6's package (git checkout a2488ef -- PKG)"
 det = load_detector("runs/v7b-cal", backend="torch")
 meta = dict(det.config.metadata)
 meta.pop("base_model", None)
@@ -84,6 +85,7 @@ sections["Tried and not adopted"] = (
     .replace(" rejected, these weights stay.", " rejected.")
     .replace("(mean 0.852 to 0.846 against 0.8595)", "(mean 0.852 to 0.846 against v6's 0.8595)")
     .replace("the seven views these weights were chosen on fell", "the seven views v6 was chosen on fell")
+    .rstrip("\n")
     + "\n\nThese weights are stage 5b (training/rules/v7b.md, written before training): the same swaps with nothing "
     "frozen and lr 5e-5, 5 epochs of 4,000 images, 36.6 minutes. Best epoch 3: hold-out swap 0.905 (v6 0.868), "
     "the seven views' mean 0.8576 (v6 0.8595, bar 0.8545), celebdf hold-out 0.817 (bar 0.814): adopted. Val, "
