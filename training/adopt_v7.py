@@ -16,6 +16,14 @@ from deepfake_detect import load_detector
 PKG = Path("src/deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi")
 
 
+def edited(text: str, *pairs: tuple[str, str]) -> str:
+    """``text`` with each ``(old, new)`` replaced; an ``old`` that is not there is an error, not a no-op."""
+    for old_text, new_text in pairs:
+        assert old_text in text, f"not in v6's card: {old_text!r}"
+        text = text.replace(old_text, new_text)
+    return text
+
+
 def generated_table(page: str, start: str, end: str) -> str:
     """The first markdown table of docs/<page> between the markers `start` and `end`."""
     text = Path("docs", page).read_text()
@@ -32,10 +40,13 @@ meta["name"] = (
     "deepfake-detect default v7 (EfficientNet-Lite0; DFDC face swaps, StyleGAN, self-blended and landmark "
     "face-swapped fakes; crops down to 0.4 of the side, H.264 video frames)"
 )
-meta["training_data"] = old["training_data"].replace(
-    "plus 0.5 landmark-hull self-blended fakes per real image per epoch",
-    "plus, per real image per epoch, 0.5 landmark-hull self-blended fakes and (stage 5) 0.3 face swaps (another "
-    "real face of the same source with a close landmark layout, similarity-aligned, colour-matched and blended)",
+meta["training_data"] = edited(
+    old["training_data"],
+    (
+        "plus 0.5 landmark-hull self-blended fakes per real image per epoch",
+        "plus, per real image per epoch, 0.5 landmark-hull self-blended fakes and (stage 5) 0.3 face swaps (another "
+        "real face of the same source with a close landmark layout, similarity-aligned, colour-matched and blended)",
+    ),
 )
 meta["weights_source"] = (
     "default v6 (EfficientNet-Lite0 from ImageNet, four earlier stages) fine-tuned for a fifth stage at 256x256 "
@@ -43,32 +54,34 @@ meta["weights_source"] = (
 )
 meta["recipe"] = {**meta["recipe"], "init": "default v6"}
 meta["metrics_data"] = old["metrics_data"] + (
-    "; swap: face swaps among the val reals of dfdc-faces and ffhq-stylegan (`selection_set(face_swaps=True)`)"
+    "; swap: face swaps among up to 300 val reals of each of dfdc-faces and ffhq-stylegan "
+    "(`crossdata.face_swap_set`, seed 12345)"
 )
 
 sections = dict(old["card_sections"])
 crops = sections["Crop scale and video compression"]
 sections["Crop scale and video compression"] = (
-    crops[: crops.index("| detector")].replace("v4 and v5 beside", "v4, v5 and v6 beside")
+    edited(crops[: crops.index("| detector")], ("v4 and v5 beside", "v4, v5 and v6 beside"))
     + generated_table("crops.md", "## ROC AUC", "![AUC")
     + "\n\nShare of real images at or above each detector's own threshold:\n\n"
     + generated_table("crops.md", "## False alarms", "<!--")
     + "\n"
 )
 m = meta["metrics"]
-xd = sections["Cross-dataset results"].replace(
-    "| **default v6 (these fp16 weights)** | **0.909** | **0.909** | **0.916** |",
-    "| default v6 | 0.909 | 0.909 | 0.916 |\n"
-    f"| **default v7 (these fp16 weights)** | **{m['dfdc_auc']:.3f}** | **{m['ffhq_auc']:.3f}** | **{m['sbi_auc']:.3f}** |",
+sections["Cross-dataset results"] = edited(
+    sections["Cross-dataset results"],
+    (
+        "| **default v6 (these fp16 weights)** | **0.909** | **0.909** | **0.916** |",
+        "| default v6 | 0.909 | 0.909 | 0.916 |\n"
+        f"| **default v7 (these fp16 weights)** | **{m['dfdc_auc']:.3f}** | **{m['ffhq_auc']:.3f}** | **{m['sbi_auc']:.3f}** |",
+    ),
 )
-assert xd != sections["Cross-dataset results"], "the v6 row of the cross-dataset table moved"
-sections["Cross-dataset results"] = xd
 loo = sections["Leave one source out"]
 sections["Leave one source out"] = (
-    loo[: loo.index("| trained on")]
-    .replace("(v5 and v6 trained on all three", "(v5-v7 trained on all three")
-    .replace(
-        "on two of the three sources on one image budget", "on two of the three sources (or all three) on one budget"
+    edited(
+        loo[: loo.index("| trained on")],
+        ("(v5 and v6 trained on all three", "(v5-v7 trained on all three"),
+        ("on two of the three sources on one image budget", "on two of the three sources (or all three) on one budget"),
     )
     + generated_table("leave_one_out.md", "| trained on", "<!--")
     + "\n"
@@ -81,11 +94,12 @@ sections["Face swaps"] = (
     "v6's 0.834.\n\n" + generated_table("face_swaps.md", "| detector | ffhq AUC", "The example images") + "\n"
 )
 sections["Tried and not adopted"] = (
-    old["card_sections"]["Tried and not adopted"]
-    .replace(" rejected, these weights stay.", " rejected.")
-    .replace("(mean 0.852 to 0.846 against 0.8595)", "(mean 0.852 to 0.846 against v6's 0.8595)")
-    .replace("the seven views these weights were chosen on fell", "the seven views v6 was chosen on fell")
-    .rstrip("\n")
+    edited(
+        old["card_sections"]["Tried and not adopted"],
+        (" rejected, these weights stay.", " rejected."),
+        ("(mean 0.852 to 0.846 against 0.8595)", "(mean 0.852 to 0.846 against v6's 0.8595)"),
+        ("the seven views these weights were chosen on fell", "the seven views v6 was chosen on fell"),
+    ).rstrip("\n")
     + "\n\nThese weights are stage 5b (training/rules/v7b.md, written before training): the same swaps with nothing "
     "frozen and lr 5e-5, 5 epochs of 4,000 images, 36.6 minutes. Best epoch 3: hold-out swap 0.905 (v6 0.868), "
     "the seven views' mean 0.8576 (v6 0.8595, bar 0.8545), celebdf hold-out 0.817 (bar 0.814): adopted. Val, "
