@@ -201,6 +201,9 @@ def main() -> None:
     ap.add_argument("--arm", action="append", choices=list(ARMS), help="train only these arms (default: all)")
     ap.add_argument("--runs", type=Path, help="keep each arm's checkpoints here and resume a stopped arm")
     ap.add_argument("--out", type=Path, default=DOCS / "recipes.md")
+    ap.add_argument(
+        "--rule", default="training/rules/recipes.md", help="the rule, written before training, that reads this table"
+    )
     ap.add_argument("--step-images", type=int, default=192, help="random images per epoch of the step timing")
     ap.add_argument("--limit", type=int, help="smoke test: at most this many images per split and source")
     args = ap.parse_args()
@@ -261,9 +264,11 @@ def main() -> None:
     n = val_sizes(val)
     headers = ["arm", "input", "params (M)", *SELECT, "mean (best epoch)", "mean per epoch", "train min", "images seen"]
     headers += ["step img/s", "predict x default (torch)", "predict x default (openvino)"]
+    arms = "".join(f' --arm "{a}"' for a in args.arm or ())
+    out = "" if args.out == DOCS / "recipes.md" else f" --out docs/{args.out.name} --rule {args.rule}"
     doc = f"""# A stronger model: backbone, partial fine-tuning, the fake mix
 
-`python benchmarks/recipes.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces --weights-dir DIR --epochs {args.epochs} --epoch-size {args.epoch_size}`
+`python benchmarks/recipes.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces --weights-dir DIR --epochs {args.epochs} --epoch-size {args.epoch_size}{arms}{out}`
 (commit {git_rev()}; this invocation trained {len(trained)} of the {len(done)} arms, in {minutes:.0f} minutes; the
 others were read from recipes.json; arms trained at commit {", ".join(sorted({r["commit"] for r in done.values()}))}).
 Machine: {machine()}.
@@ -272,7 +277,7 @@ Every arm starts from ImageNet weights and gets the same recipe and budget: all 
 sources drawn 0.60 / 0.25 / 0.15, "crossvideo" augmentation, AdamW lr {args.lr:g} (cosine),
 batch 32, seed 0, {args.epochs} epochs of about {args.epoch_size:,} images plus self-blends
 (the "images seen" column). The rule that reads this table was written before the first arm
-trained: training/rules/recipes.md.
+trained: {args.rule}.
 
 ## Hold-out of train (what the arms are judged by), AUC at the best epoch
 
