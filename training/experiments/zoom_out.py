@@ -15,11 +15,17 @@ If a padded view scores close to ``whole``, what the detector lacks on tight cro
 training scale, and a predict-time zoom-out (a face-scale estimate from landmarks) would
 recover it; if it scores like ``resized``, the lost border held the evidence.
 
+It also says where a face swap changed the image: over real/fake pairs of dfdc-faces *train*
+(``sources.csv``: the fake's source video is the real one; the crops are of the same frame),
+the share of the per-pixel difference (mean over channels, above 12 levels) that lies inside
+the central half-side box.
+
     python training/experiments/zoom_out.py [DETECTOR]
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -61,6 +67,24 @@ def padded(img: Image.Image, fill: str) -> Image.Image:
     return canvas
 
 
+def difference_inside_box(dfdc: Path, pairs: int = 80, size: int = 256) -> list[float]:
+    """For the first ``pairs`` real/fake pairs of dfdc-faces train, the share of the real-fake
+    pixel difference inside the central half-side box."""
+    with open(dfdc / "sources.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "train"]
+    real = {r["source_video"]: r["img_name"] for r in rows if r["target"] == "0"}
+    found = [(real[r["source_video"]], r["img_name"]) for r in rows if r["target"] == "1" and r["source_video"] in real]
+    x0, y0, x1, y1 = box((size, size), SIDE)
+    shares = []
+    for a, b in found[:pairs]:
+        ims = [np.asarray(load_image(dfdc / "train" / n).convert("RGB").resize((size, size)), float) for n in (a, b)]
+        diff = np.abs(ims[0] - ims[1]).mean(-1)
+        diff[diff <= 12] = 0
+        if diff.sum() > 0:
+            shares.append(float(diff[y0:y1, x0:x1].sum() / diff.sum()))
+    return shares
+
+
 def main() -> None:
     root = Path(__file__).resolve().parents[2]
     data = root.parent / "shared" / "data"
@@ -81,6 +105,9 @@ def main() -> None:
             for view, f in views.items()
         }
         print(name, len(images), out[name], flush=True)
+    shares = difference_inside_box(data / "dfdc-faces")
+    q25, q50, q75 = np.percentile(shares, [25, 50, 75])
+    out["difference_inside_half_box"] = {"pairs": len(shares), "q25": q25, "median": q50, "q75": q75}
     print(json.dumps(out, indent=1))
 
 
