@@ -270,7 +270,7 @@ def main() -> None:
 
 `python benchmarks/recipes.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces --weights-dir DIR --epochs {args.epochs} --epoch-size {args.epoch_size}{arms}{out}`
 (commit {git_rev()}; this invocation trained {len(trained)} of the {len(done)} arms, in {minutes:.0f} minutes; the
-others were read from recipes.json; arms trained at commit {", ".join(sorted({r["commit"] for r in done.values()}))}).
+others were read from {results_path.name}; arms trained at commit {", ".join(sorted({r["commit"] for r in done.values()}))}).
 Machine: {machine()}.
 
 Every arm starts from ImageNet weights and gets the same recipe and budget: all three
