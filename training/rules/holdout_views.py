@@ -1,0 +1,27 @@
+"""A detector's AUC on the hold-out views the default's stages are judged by, for a rule's
+baseline: dfdc, ffhq, sbi, their half-side and CRF 37 views, swaps among hold-out reals, and
+Celeb-DF's hold-out (its one face-swap video and its reals).
+
+    python training/rules/holdout_views.py [DETECTOR]   # default: the built-in default
+
+Run from the repository root with ../shared beside it.
+"""
+
+import json
+import sys
+
+import numpy as np
+
+from deepfake_detect import load_detector
+from deepfake_detect.crossdata import default_splits, selection_set
+
+SEVEN = ("dfdc", "ffhq", "sbi", "dfdc@crop0.5", "ffhq@crop0.5", "dfdc@crf37", "ffhq@crf37")
+
+data = "../shared/data"
+_, holdout, _ = default_splits(f"{data}/dfdc-faces", f"{data}/ffhq-stylegan", celebdf=f"{data}/celebdf-faces")
+views = selection_set(holdout, seed=0, crop_sides=(0.5,), video_crfs=(37,), scored=("dfdc", "ffhq"), face_swaps=True)
+views["celebdf-holdout"] = holdout["celebdf"]
+detector = load_detector(sys.argv[1] if len(sys.argv) > 1 else None, backend="torch")
+auc = {k: m["auc"] for k, m in detector.evaluate(views, progress=False).items() if isinstance(m, dict)}
+auc["seven_view_mean"] = float(np.mean([auc[k] for k in SEVEN]))
+print(json.dumps({k: round(v, 4) for k, v in auc.items()}, indent=1))
