@@ -109,11 +109,17 @@ def center_crop(img: Image.Image, side: float, *, center: tuple[float, float] = 
         raise DeepfakeDetectError(f"side={side!r}: expected a fraction in (0, 1]")
     if side == 1.0:
         return img
-    w, h = img.size
+    return img.resize(img.size, Image.Resampling.BILINEAR, box=_center_box(img.size, side, center))
+
+
+def _center_box(size: tuple[int, int], side: float, center: tuple[float, float]) -> tuple[int, int, int, int]:
+    """The box (left, top, right, bottom, in pixels) that :func:`center_crop` cuts from an
+    image of ``size``: ``side`` times its width and height around ``center``, kept inside it."""
+    w, h = size
     cw, ch = max(1, int(round(w * side))), max(1, int(round(h * side)))
     x0 = int(round(min(max(center[0] * w - cw / 2, 0), w - cw)))
     y0 = int(round(min(max(center[1] * h - ch / 2, 0), h - ch)))
-    return img.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    return x0, y0, x0 + cw, y0 + ch
 
 
 def _cross_augment(
@@ -189,9 +195,13 @@ def crossvideo_augment(img: Image.Image, rng: np.random.Generator) -> Image.Imag
     """
     if not h264_available():
         raise MissingDependencyError("av", "video", 'the "crossvideo" augmentation')
-    return _cross_augment(
-        img, rng, crop_p=0.7, side_in_area=False, min_side=0.4, down_shift=0.1, jpeg_min=30, h264_p=0.3
-    )
+    return _cross_augment(img, rng, **_CROSSVIDEO)
+
+
+#: :func:`crossvideo_augment`'s settings of :func:`_cross_augment`.
+_CROSSVIDEO: dict[str, Any] = dict(
+    crop_p=0.7, side_in_area=False, min_side=0.4, down_shift=0.1, jpeg_min=30, h264_p=0.3
+)
 
 
 def _none(img: Image.Image, rng: np.random.Generator) -> Image.Image:

@@ -39,16 +39,12 @@ def tight_crop_augment(img: Image.Image, rng: np.random.Generator) -> Image.Imag
     side = float(rng.uniform(0.4, 0.6))
     center = (0.5 + rng.uniform(-0.05, 0.05), 0.5 + rng.uniform(-0.05, 0.1))
     img = augment.center_crop(img, side, center=center)
-    return augment._cross_augment(
-        img, rng, crop_p=0.0, side_in_area=False, min_side=0.4, down_shift=0.1, jpeg_min=30, h264_p=0.3
-    )
+    return augment._cross_augment(img, rng, **{**augment._CROSSVIDEO, "crop_p": 0.0})
 
 
 def heavy_video_augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """``crossvideo`` without its H.264 step, then always an H.264 round trip at CRF 30-42."""
-    img = augment._cross_augment(
-        img, rng, crop_p=0.7, side_in_area=False, min_side=0.4, down_shift=0.1, jpeg_min=30, h264_p=0.0
-    )
+    img = augment._cross_augment(img, rng, **{**augment._CROSSVIDEO, "h264_p": 0.0})
     return reencode_h264(img, int(rng.integers(30, 43)), preset=str(rng.choice(["medium", "veryfast"])))
 
 

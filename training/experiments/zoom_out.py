@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from deepfake_detect import load_detector
-from deepfake_detect.augment import center_crop
+from deepfake_detect.augment import _center_box, center_crop
 from deepfake_detect.crossdata import default_splits, two_class_sources
 from deepfake_detect.data.images import load_image
 from deepfake_detect.metrics import roc_auc
@@ -43,17 +43,8 @@ SIDE = 0.5
 CENTER = (0.5, 0.55)
 
 
-def box(size: tuple[int, int], side: float) -> tuple[int, int, int, int]:
-    """``center_crop``'s box."""
-    w, h = size
-    cw, ch = max(1, round(w * side)), max(1, round(h * side))
-    x0 = round(min(max(CENTER[0] * w - cw / 2, 0), w - cw))
-    y0 = round(min(max(CENTER[1] * h - ch / 2, 0), h - ch))
-    return x0, y0, x0 + cw, y0 + ch
-
-
 def padded(img: Image.Image, fill: str) -> Image.Image:
-    b = box(img.size, SIDE)
+    b = _center_box(img.size, SIDE, CENTER)
     inner = img.crop(b)
     if fill == "blur":
         canvas = center_crop(img, SIDE).filter(ImageFilter.GaussianBlur(8))
@@ -74,7 +65,7 @@ def difference_inside_box(dfdc: Path, pairs: int = 80, size: int = 256) -> list[
         rows = [r for r in csv.DictReader(f) if r["split"] == "train"]
     real = {r["source_video"]: r["img_name"] for r in rows if r["target"] == "0"}
     found = [(real[r["source_video"]], r["img_name"]) for r in rows if r["target"] == "1" and r["source_video"] in real]
-    x0, y0, x1, y1 = box((size, size), SIDE)
+    x0, y0, x1, y1 = _center_box((size, size), SIDE, CENTER)
     shares = []
     for a, b in found[:pairs]:
         ims = [np.asarray(load_image(dfdc / "train" / n).convert("RGB").resize((size, size)), float) for n in (a, b)]
