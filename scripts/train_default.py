@@ -171,11 +171,18 @@ def main() -> None:
         type=float,
         help="keep, select and ship an exponential moving average of the weights with this decay (e.g. 0.999)",
     )
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the train / hold-out / val split and the hold-out views")
+    ap.add_argument(
+        "--train-seed",
+        type=int,
+        help="seed of the epochs' draws, synthetic fakes and augmentation (default: --seed); a stage that "
+        "continues another should take a new one, or its epochs repeat the earlier stage's images",
+    )
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--limit", type=int, help="smoke test: at most this many images per split and source")
     args = ap.parse_args()
-    torch.manual_seed(args.seed)
+    train_seed = args.seed if args.train_seed is None else args.train_seed
+    torch.manual_seed(train_seed)
 
     train, holdout, val = default_splits(args.dfdc, args.ffhq, seed=args.seed, limit=args.limit, celebdf=args.celebdf)
     crop_sides = tuple(args.crop_sides)
@@ -211,7 +218,7 @@ def main() -> None:
         swap_fakes=args.swap_fakes,
         freeze=tuple(args.freeze),
         augment=args.augment,
-        seed=args.seed,
+        seed=train_seed,
         source_weights=weights,
         epoch_size=args.epoch_size,
         ema=args.ema,
@@ -292,6 +299,7 @@ def main() -> None:
                 "optimizer": "adamw",
                 "scheduler": "cosine",
                 "seed": args.seed,
+                "train_seed": train_seed,
                 "init": args.init.as_posix() if args.init else None,
                 "best_epoch": result.best["epoch"] if result.best else None,
                 "minutes": round(minutes, 1),
