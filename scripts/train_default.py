@@ -171,7 +171,9 @@ def main() -> None:
         type=float,
         help="keep, select and ship an exponential moving average of the weights with this decay (e.g. 0.999)",
     )
-    ap.add_argument("--seed", type=int, default=0, help="seed of the train / hold-out / val split and the hold-out views")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="seed of the train / hold-out / val split and the hold-out views"
+    )
     ap.add_argument(
         "--train-seed",
         type=int,
