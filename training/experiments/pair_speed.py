@@ -1,0 +1,37 @@
+"""Predict speed of the v7 + lineage 2 stage 3b ensemble against the shipped default (v7, the
+same graph and input size as v4), side by side in one run (training/rules/lineage2.md: the
+bar is 0.5x v4's).
+
+    python training/experiments/pair_speed.py [N_IMAGES]
+
+Run from the repository root with ../shared beside it. ``Detector.predict`` on the first N
+ffhq-stylegan val images (default 256), batch 32, no progress bar, after one warm-up call
+(graph export and compile), best of 3, for ``backend="auto"`` and ``backend="torch"``.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+from deepfake_detect import load_detector
+from deepfake_detect.models import ensemble_of
+
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 256
+images = sorted(Path("../shared/data/ffhq-stylegan/val").glob("*"))[:n]
+
+
+def best_rate(detector, backend: str) -> float:
+    detector.predict(images[:64], backend=backend, batch_size=32, progress=False)  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        detector.predict(images, backend=backend, batch_size=32, progress=False)
+        best = min(best, time.perf_counter() - t0)
+    return len(images) / best
+
+
+v7 = load_detector()
+pair = ensemble_of([load_detector(), load_detector("training/checkpoints/lineage2-stage3b")])
+for backend in ("auto", "torch"):
+    a, b = best_rate(v7, backend), best_rate(pair, backend)
+    print(f"{backend}: v7 {a:.1f} img/s, v7 + stage 3b {b:.1f} img/s, ratio {b / a:.2f}")
