@@ -114,3 +114,15 @@ def test_backbone_weights_and_pretrained_backbone_reach_every_member():
     load_detector("ensemble", members=members, pretrained_backbone=True)
     assert seen[-2:] == [(True, None)] * 2
     load_detector("ensemble", members=[{"architecture": TINY}])  # factories without those arguments
+
+
+def test_grad_cam_of_an_ensemble_sums_every_members_map():
+    from deepfake_detect.explain import _gradcam, explain
+
+    ens = ensemble_of(_members())
+    x01 = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    parts = [_gradcam(ens, x01, f"members.{i}.features.5") for i in range(2)]
+    assert all(float(p.max()) > 0 for p in parts)  # both members contribute, so the sum is a real check
+    torch.testing.assert_close(_gradcam(ens, x01, None), parts[0] + parts[1])
+    heat = explain(ens, face_like(5, size=48, fake=True))
+    assert heat.shape == (48, 48) and 0 <= heat.min() and heat.max() <= 1

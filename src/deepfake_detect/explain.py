@@ -39,6 +39,7 @@ from .data.images import load_image
 from .data.preprocess import Preprocessor, crop_box, gaussian_blur, normalize, tensor_to_pil, to_unit_tensor
 from .errors import DeepfakeDetectError
 from .heads import fake_log_odds, output_part
+from .models.ensemble import Ensemble
 from .modules import frozen, param_dtype
 from .protocols import ModelWithConfig
 from .registry import get_entry
@@ -68,7 +69,8 @@ def explain(detector: ModelWithConfig, image: Any, *, method: str = "auto", laye
         layer: for Grad-CAM, the name (as in ``model.named_modules()``) of the module whose
             (N, C, h, w) output to use; default: the last module whose output is a 4-D map
             larger than 1x1 with as many channels as a convolution that ran before it
-            (e.g. ``layer4`` of a ResNet, ``bn2`` of an EfficientNet).
+            (e.g. ``layer4`` of a ResNet, ``bn2`` of an EfficientNet); for an ensemble, that
+            module of every member (``members.<i>.``), their maps summed.
 
     Returns:
         ``numpy.ndarray`` of float32, shape (H, W) = the input image's original size, values
@@ -149,7 +151,8 @@ def _gradcam(detector: ModelWithConfig, x01: torch.Tensor, layer: str | None) ->
             f"layer={layer!r} is not a module of {type(model).__name__}; see model.named_modules() for the names"
         )
     conv_channels: set[int] = set()
-    found: dict[str, Any] = {}
+    found: dict[str, tuple[str, torch.Tensor]] = {}  # {member prefix ("" unless an ensemble): (name, map)}
+    by_member = layer is None and isinstance(model, Ensemble)
 
     def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -159,26 +162,28 @@ def _gradcam(detector: ModelWithConfig, x01: torch.Tensor, layer: str | None) ->
         name = names.get(module, "")
         if layer is not None:
             if name == layer:
-                found["name"], found["act"] = name, output
+                found[""] = name, output
         elif output.shape[1] in conv_channels and output.shape[2] * output.shape[3] > 1:
-            found["name"], found["act"] = name, output
+            found[".".join(name.split(".")[:2]) if by_member else ""] = name, output
 
     x01 = x01.clone().requires_grad_(True)  # so every activation is in the graph, even with frozen weights
     with _hooks(model, hook), torch.enable_grad():
         score = fake_logit(detector, model(normalize(x01, detector.config))).sum()
-    if "act" not in found:
+    if not found:
         what = f"module {layer!r} gave no 4-D output" if layer else "no convolutional feature map was found"
         raise DeepfakeDetectError(f"Grad-CAM on {type(model).__name__}: {what}; use method='saliency'")
-    act = found["act"]
-    (grad,) = torch.autograd.grad(score, act, allow_unused=True)
-    if grad is None:
-        raise DeepfakeDetectError(
-            f"Grad-CAM on {type(model).__name__}: the score does not depend on module "
-            f"{found['name']!r}; pass another layer= or use method='saliency'"
-        )
-    weights = grad.float().mean(dim=(2, 3), keepdim=True)  # (1, C, 1, 1)
-    cam = F.relu((weights * act.float()).sum(dim=1, keepdim=True))  # (1, 1, h', w')
-    return F.interpolate(cam, size=x01.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    grads = torch.autograd.grad(score, [act for _, act in found.values()], allow_unused=True)
+    cam = torch.zeros(x01.shape[-2:], device=x01.device)
+    for (name, act), grad in zip(found.values(), grads, strict=True):
+        if grad is None:
+            raise DeepfakeDetectError(
+                f"Grad-CAM on {type(model).__name__}: the score does not depend on module "
+                f"{name!r}; pass another layer= or use method='saliency'"
+            )
+        weights = grad.float().mean(dim=(2, 3), keepdim=True)  # (1, C, 1, 1)
+        part = F.relu((weights * act.float()).sum(dim=1, keepdim=True))  # (1, 1, h', w')
+        cam = cam + F.interpolate(part, size=x01.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return cam
 
 
 def _residual(detector: ModelWithConfig, x01: torch.Tensor) -> torch.Tensor:
