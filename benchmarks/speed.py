@@ -134,11 +134,17 @@ PREDICT_HEADERS = [
 PREDICT_ENTRIES = ("default", "efficientnet-lite0", "resnet18-baseline", "resnet18-finetune", "ae-classifier")
 
 
-def predict_rows(paths: list[Path], quick: bool) -> tuple[list[list[object]], dict]:
+def predict_rows(
+    paths: list[Path], quick: bool, references: dict[str, str] | None = None
+) -> tuple[list[list[object]], dict]:
+    """One row per entry of ``PREDICT_ENTRIES``, with ``references`` (``{row name: anything
+    load_detector takes}``, e.g. an earlier default saved to a folder) after the default."""
     rows, raw = [], {}
-    for name in PREDICT_ENTRIES:
+    references = references or {}
+    entries = [PREDICT_ENTRIES[0], *references, *PREDICT_ENTRIES[1:]]
+    for name in entries:
         n = 48 if name == "ae-classifier" else (120 if quick else 400)
-        det = load_detector() if name == "default" else load_detector(name)
+        det = load_detector() if name == "default" else load_detector(references.get(name, name))
         sub = paths[:n]
         camp_rate, camp_scores = camp_predict(det, sub)
         det.predict(sub[:4], batch_size=32, backend="torch")  # warm-up: builds the optimised model once
@@ -331,7 +337,14 @@ def target_rows(raw: dict) -> list[list[str]]:
     def one(value: float, limit: float) -> str:
         return f"{value:.2f}x{check(value, limit)}"
 
-    return [
+    against_references = [
+        [
+            f'`predict()` (default `backend="auto"`) on the default >= 0.5x on {name}',
+            one(default["library_auto"] / raw["predict"][name]["library_auto"], 0.5),
+        ]
+        for name in raw.get("references", {})
+    ]
+    return against_references + [
         [
             '`predict()` (default `backend="auto"`) >= 1.5x the camp loop',
             ratios(raw["predict"], "library_auto", "camp", 1.5),
@@ -367,7 +380,16 @@ def main() -> None:
     ap.add_argument("data", type=Path, help="ffhq-stylegan folder (train/, val/, labels)")
     ap.add_argument("--quick", action="store_true", help="fewer images (a smoke run)")
     ap.add_argument("--out", type=Path, default=DOCS / "benchmarks.md")
+    ap.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME=DETECTOR",
+        help="also time this detector (a folder or registry name) as row NAME, after the default, and compare the "
+        "default's predict() with it (e.g. the default it replaced, saved with save_pretrained)",
+    )
     args = ap.parse_args()
+    references = dict(spec.split("=", 1) for spec in args.reference)
     # a fresh graph cache: export times are measured, and the user's cache is left alone
     os.environ["DEEPFAKE_DETECT_CACHE"] = cache = tempfile.mkdtemp(prefix="speed-cache-")
     atexit.register(shutil.rmtree, cache, True)
@@ -375,14 +397,17 @@ def main() -> None:
     val = LabelFile(args.data / "val_label.txt", args.data / "val")
     paths = list(val.items) + list(train.items)
     t0 = time.perf_counter()
-    pred, pred_raw = predict_rows(paths, args.quick)
+    pred, pred_raw = predict_rows(paths, args.quick, references)
     ft, ft_raw = finetune_rows(train, args.quick)
     frozen, frozen_raw = frozen_rows(train, args.quick)
     mem, mem_raw = memory_rows(paths, args.quick)
     lat, lat_raw = latency_rows()
     minutes = (time.perf_counter() - t0) / 60
     raw = dict(predict=pred_raw, finetune=ft_raw, frozen=frozen_raw, memory=mem_raw, latency=lat_raw)
+    raw["references"] = references
     cmd = "python benchmarks/speed.py ../shared/data/ffhq-stylegan" + (" --quick" if args.quick else "")
+    cmd += "".join(f" --reference {name}={where}" for name, where in references.items())
+    reference_text = "".join(f", {name} the detector saved in `{where}`" for name, where in references.items())
     doc = f"""# Benchmarks: speed and memory
 
 Measured side by side in one run by `{cmd}` (commit {git_rev()}, {minutes:.1f} minutes).
@@ -400,8 +425,8 @@ model's forward on a ready random tensor, batch 32, `inference_mode`, channels_l
 (plain) and after the library's inference optimisation (BatchNorm folded into convolutions);
 "limit (OpenVINO)", "limit (ORT)": the session `backend="openvino"` / `"onnxruntime"` runs, on a
 ready NCHW float32 array ("-": not installed); "auto / limit" divides by the limit of what auto
-ran. "default" is the built-in detector (`load_detector()`), the other rows fresh weights of
-each registry entry. The last two columns: the largest difference between the camp loop's
+ran. "default" is the built-in detector (`load_detector()`){reference_text}, the other rows fresh
+weights of each registry entry. The last two columns: the largest difference between the camp loop's
 scores and `predict`'s (the same preprocessing: the scores must agree), and between auto's and
 the torch path's.
 

@@ -2,31 +2,62 @@
 baseline: dfdc, ffhq, sbi, their half-side and CRF 37 views, swaps among hold-out reals, and
 Celeb-DF's hold-out (its one face-swap video and its reals).
 
-    python training/rules/holdout_views.py [DETECTOR ...]   # default: the built-in default
+    python training/rules/holdout_views.py [--split val] [DETECTOR ...]   # default: the built-in default
 
 Several detectors are scored as one: the mean of their fake log-odds (``ensemble_of``);
-``DEFAULT`` names the built-in default among them.
+``DEFAULT`` names the built-in default among them. ``--split val`` scores, once and after a
+decision, the val views ``scripts/train_default.py`` reports instead: the dfdc and ffhq val
+splits, self-blends and face swaps of up to 300 val reals of each (seed 12345), and the two
+splits at half-side crops and H.264 CRF 37. ``--json FILE`` also writes every metric of every
+view there (``Detector.evaluate``'s dict).
 
 Run from the repository root with ../shared beside it.
 """
 
+import argparse
 import json
-import sys
+from pathlib import Path
 
 import numpy as np
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import default_splits, selection_set
+from deepfake_detect.crossdata import (
+    default_splits,
+    face_swap_set,
+    perturbed_views,
+    selection_set,
+    self_blended_set,
+    two_class_sources,
+)
 from deepfake_detect.models import ensemble_of
 
+ap = argparse.ArgumentParser()
+ap.add_argument("detectors", nargs="*", default=["DEFAULT"])
+ap.add_argument("--split", choices=("holdout", "val"), default="holdout")
+ap.add_argument("--json", type=Path, help="write evaluate()'s full metrics here")
+args = ap.parse_args()
+
 data = "../shared/data"
-_, holdout, _ = default_splits(f"{data}/dfdc-faces", f"{data}/ffhq-stylegan", celebdf=f"{data}/celebdf-faces")
-views = selection_set(holdout, seed=0, crop_sides=(0.5,), video_crfs=(37,), scored=("dfdc", "ffhq"), face_swaps=True)
-seven = [k for k in views if k != "swap"]  # the seven views v6 was chosen on
-views["celebdf-holdout"] = holdout["celebdf"]
-names = sys.argv[1:] or ["DEFAULT"]
-members = [load_detector(None if n == "DEFAULT" else n, backend="torch") for n in names]
+_, holdout, val = default_splits(f"{data}/dfdc-faces", f"{data}/ffhq-stylegan", celebdf=f"{data}/celebdf-faces")
+if args.split == "holdout":
+    views = selection_set(
+        holdout, seed=0, crop_sides=(0.5,), video_crfs=(37,), scored=("dfdc", "ffhq"), face_swaps=True
+    )
+    views["celebdf-holdout"] = holdout["celebdf"]
+else:
+    scored = {k: v for k, v in two_class_sources(val).items() if k in ("dfdc", "ffhq")}
+    views = {
+        **scored,
+        "sbi": self_blended_set(scored, per_source=300, seed=12345),
+        **perturbed_views(scored, crop_sides=(0.5,), video_crfs=(37,)),
+        "swap": face_swap_set(scored, per_source=300, seed=12345),
+    }
+seven = [k for k in views if k not in ("swap", "celebdf-holdout")]  # the seven views v6 was chosen on
+members = [load_detector(None if n == "DEFAULT" else n, backend="torch") for n in args.detectors]
 detector = members[0] if len(members) == 1 else ensemble_of(members)
-auc = {k: m["auc"] for k, m in detector.evaluate(views, progress=False).items() if isinstance(m, dict)}
+metrics = detector.evaluate(views, progress=False)
+if args.json:
+    args.json.write_text(json.dumps(metrics, indent=1) + "\n")
+auc = {k: m["auc"] for k, m in metrics.items() if isinstance(m, dict)}
 auc["seven_view_mean"] = float(np.mean([auc[k] for k in seven]))
 print(json.dumps({k: round(v, 4) for k, v in auc.items()}, indent=1))
