@@ -402,10 +402,11 @@ def test_backbone_weights_from_a_local_file(tmp_path):
 def test_the_built_in_default_loads_offline_from_the_package(monkeypatch, jpeg_files):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     det = load_detector()
-    assert det.config.architecture == "efficientnet-lite0" and det.source == "built-in default detector"
-    weights = Path(dd.registry.default_weights().source) / "model.safetensors"
-    assert weights.stat().st_size < 25_000_000
-    assert det.num_params == dd.count_parameters("efficientnet-lite0") < 200_000_000
+    assert det.config.architecture == "ensemble" and det.source == "built-in default detector"
+    shipped = Path(dd.registry.default_weights().source).parent  # every shipped detector counts
+    assert sum(f.stat().st_size for f in shipped.glob("*/model.safetensors")) < 25_000_000
+    assert len(det.model.members) == 2
+    assert det.num_params == 2 * dd.count_parameters("efficientnet-lite0") < 200_000_000
     assert {"dfdc_auc", "ffhq_auc", "sbi_auc"} <= set(det.config.metadata["metrics"])
     scores = det.predict(jpeg_files)
     assert scores.shape == (5,) and np.all((scores >= 0) & (scores <= 1))
@@ -415,17 +416,21 @@ def test_weights_are_tagged_registry_entries(tmp_path):
     from deepfake_detect.registry import default_weights, get_weights
 
     default = default_weights()
-    assert default.name == "efficientnet-lite0.dfdc_ffhq_sbi" and default.default
+    assert default.name == "ensemble.dfdc_ffhq_sbi" and default.default
+    assert "efficientnet-lite0.dfdc_ffhq_sbi" in dd.list_weights()  # v7 alone, the first member
     assert dd.list_detectors(pretrained=True) == dd.list_weights() and default.name in dd.list_weights()
     assert "research-only" in default.license
     shipped = json.loads((Path(default.source) / "config.json").read_text())["metadata"]
     assert default.metrics == shipped["metrics"] and default.recipe == shipped.get("recipe", {})
     named = load_detector(default.name)
-    untrained = load_detector("efficientnet-lite0")
+    untrained = load_detector("ensemble")
     assert named.config.input_size == load_detector().config.input_size
     for k, v in load_detector().model.state_dict().items():
         torch.testing.assert_close(named.model.state_dict()[k], v)
-    assert not torch.equal(named.model.classifier.weight, untrained.model.classifier.weight)
+    assert not torch.equal(named.model.members[0].classifier.weight, untrained.model.members[0].classifier.weight)
+    v7 = load_detector("efficientnet-lite0.dfdc_ffhq_sbi")  # the default's first member, alone
+    for k, v in v7.model.state_dict().items():
+        torch.testing.assert_close(named.model.members[0].state_dict()[k], v)
     assert named.config.metadata["weights_tag"] == default.name
     with pytest.raises(dd.UnknownDetectorError, match="efficientnet-lite0"):
         load_detector("efficientnet-lite0.no_such_tag")
