@@ -10,25 +10,11 @@ import json
 from pathlib import Path
 
 import torch
+from _cards import edited, generated_table  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 
 PKG = Path("src/deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi")
-
-
-def edited(text: str, *pairs: tuple[str, str]) -> str:
-    """``text`` with each ``(old, new)`` replaced; an ``old`` that is not there is an error, not a no-op."""
-    for old_text, new_text in pairs:
-        assert old_text in text, f"not in v6's card: {old_text!r}"
-        text = text.replace(old_text, new_text)
-    return text
-
-
-def generated_table(page: str, start: str, end: str) -> str:
-    """The first markdown table of docs/<page> between the markers `start` and `end`."""
-    text = Path("docs", page).read_text()
-    text = text[text.index(start) :]
-    return text[text.index("| ") : text.index(end)].strip()
 
 
 old = json.loads((PKG / "config.json").read_text())["metadata"]

@@ -13,28 +13,13 @@ import json
 from pathlib import Path
 
 import torch
+from _cards import edited, generated_table  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 
 V7 = Path("src/deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi")
 STAGE3B = Path("training/checkpoints/lineage2-stage3b")
 PKG = Path("src/deepfake_detect/pretrained/ensemble.dfdc_ffhq_sbi")
-
-
-def edited(text: str, *pairs: tuple[str, str]) -> str:
-    """``text`` with each ``(old, new)`` replaced; an ``old`` that is not there is an error, not a no-op."""
-    for old_text, new_text in pairs:
-        assert old_text in text, f"not in v7's card: {old_text!r}"
-        text = text.replace(old_text, new_text)
-    return text
-
-
-def generated_table(page: str, start: str, end: str) -> str:
-    """The first markdown table of docs/<page> after the marker `start`, up to the marker `end`."""
-    text = Path("docs", page).read_text()
-    text = text[text.index(start) :]
-    text = text[text.index("| ") :]
-    return text[: text.index(end)].strip()
 
 
 v7 = json.loads((V7 / "config.json").read_text())["metadata"]
