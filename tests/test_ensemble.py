@@ -121,8 +121,8 @@ def test_grad_cam_of_an_ensemble_sums_every_members_map():
 
     ens = ensemble_of(_members())
     x01 = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    parts = [_gradcam(ens, x01, f"members.{i}.features.5") for i in range(2)]
+    parts = [_gradcam(ens, x01, f"members.{i}.features.5").detach() for i in range(2)]
     assert all(float(p.max()) > 0 for p in parts)  # both members contribute, so the sum is a real check
-    torch.testing.assert_close(_gradcam(ens, x01, None), parts[0] + parts[1])
+    torch.testing.assert_close(_gradcam(ens, x01, None).detach(), parts[0] + parts[1])
     heat = explain(ens, face_like(5, size=48, fake=True))
     assert heat.shape == (48, 48) and 0 <= heat.min() and heat.max() <= 1
