@@ -39,13 +39,10 @@ import torch
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import (
     default_splits,
-    face_swap_set,
-    perturbed_views,
     real_score_quantiles,
     real_scores,
     selection_set,
-    self_blended_set,
-    two_class_sources,
+    val_set,
 )
 from deepfake_detect.data import list_images
 from deepfake_detect.registry import get_entry
@@ -237,13 +234,7 @@ def main() -> None:
 
     # scored once: the val splits, self-blended fakes of val reals (dfdc and ffhq, as for v4),
     # false alarms on real sets; the same at the crop sides
-    scored = {k: v for k, v in two_class_sources(val).items() if k in ("dfdc", "ffhq")}
-    test = {
-        **scored,
-        "sbi": self_blended_set(scored, per_source=300, seed=12345),
-        **perturbed_views(scored, crop_sides=crop_sides, video_crfs=video_crfs),
-        **({"swap": face_swap_set(scored, per_source=300, seed=12345)} if args.face_swap_view else {}),
-    }
+    test = val_set(val, crop_sides=crop_sides, video_crfs=video_crfs, face_swaps=args.face_swap_view)
     metrics = detector.evaluate(test)
     examples = [
         p

@@ -21,6 +21,7 @@ from deepfake_detect.crossdata import (
     selection_set,
     self_blended_set,
     source_splits,
+    val_set,
     video_view,
 )
 from deepfake_detect.errors import ConfigError, DataError, TrainingError
@@ -182,6 +183,11 @@ def test_third_source_and_crop_views_in_the_selection_set(tmp_path):
     assert len(select["sbi"]) == 6  # one real and one self-blend from each of the three sources
     crops = select["dfdc@crop0.5"]
     assert [y for _, y in crops] == list(holdout["dfdc"].labels) and crops[0][0].size == (32, 32)
+    # val's report draws its self-blends from the scored sources alone (as every default since v4)
+    report = val_set(val, per_source=1, crop_sides=(0.5,))
+    assert set(report) == {"dfdc", "ffhq", "sbi", "dfdc@crop0.5", "ffhq@crop0.5"}
+    assert len(report["sbi"]) == 4 and [y for _, y in report["sbi"]] == [0, 1, 0, 1]
+    assert list(report["dfdc"].names) == list(val["dfdc"].names)
 
 
 def test_center_crop_keeps_the_inner_box_and_the_size():

@@ -12,8 +12,8 @@ protocol needs reproducible:
 * :func:`self_blended_set` turns the real images of some sources into a fixed set of real
   images and self-blended fakes of them (a face-swap-like manipulation no generator made);
 * :func:`default_splits` and :func:`selection_set` are the split and the selection set the
-  built-in default is trained and chosen with, shared by ``scripts/train_default.py`` and
-  the benchmarks that compare against it.
+  built-in default is trained and chosen with, and :func:`val_set` the views it reports once
+  on val, shared by ``scripts/train_default.py`` and the benchmarks that compare against it.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ __all__ = [
     "source_splits",
     "default_splits",
     "selection_set",
+    "val_set",
     "two_class_sources",
     "cropped_view",
     "video_view",
@@ -252,6 +253,31 @@ def selection_set(
         **perturbed_views(counted, crop_sides=crop_sides, video_crfs=video_crfs),
         **({"swap": face_swap_set(counted, per_source=per_source, seed=seed)} if face_swaps else {}),
     }
+
+
+def val_set(
+    val: Mapping[str, Any],
+    *,
+    scored: Sequence[str] = ("dfdc", "ffhq"),
+    seed: int = 12345,
+    per_source: int = 300,
+    crop_sides: Sequence[float] = (),
+    video_crfs: Sequence[int] = (),
+    face_swaps: bool = False,
+) -> dict[str, Any]:
+    """What the default's stages report on val, once and after their decisions: the views of
+    :func:`selection_set`, with the self-blends and face swaps made from the ``scored``
+    sources' val reals alone (up to ``per_source`` each, drawn with ``seed``), as every
+    default since v4 reported them."""
+    counted = {k: v for k, v in two_class_sources(val).items() if k in scored}
+    return selection_set(
+        counted,
+        seed=seed,
+        per_source=per_source,
+        crop_sides=crop_sides,
+        video_crfs=video_crfs,
+        face_swaps=face_swaps,
+    )
 
 
 def perturbed_views(

@@ -6,9 +6,9 @@ Celeb-DF's hold-out (its one face-swap video and its reals).
 
 Several detectors are scored as one: the mean of their fake log-odds (``ensemble_of``);
 ``DEFAULT`` names the built-in default among them. ``--split val`` scores, once and after a
-decision, the val views ``scripts/train_default.py`` reports instead: the dfdc and ffhq val
-splits, self-blends and face swaps of up to 300 val reals of each (seed 12345), and the two
-splits at half-side crops and H.264 CRF 37. ``--json FILE`` also writes every metric of every
+decision, the val views ``scripts/train_default.py`` reports instead (``crossdata.val_set``):
+the dfdc and ffhq val splits, self-blends and face swaps of up to 300 val reals of each (seed
+12345), and the two splits at half-side crops and H.264 CRF 37. ``--json FILE`` also writes every metric of every
 view there (``Detector.evaluate``'s dict).
 
 Run from the repository root with ../shared beside it.
@@ -21,14 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_detect import load_detector
-from deepfake_detect.crossdata import (
-    default_splits,
-    face_swap_set,
-    perturbed_views,
-    selection_set,
-    self_blended_set,
-    two_class_sources,
-)
+from deepfake_detect.crossdata import default_splits, selection_set, val_set
 from deepfake_detect.models import ensemble_of
 
 ap = argparse.ArgumentParser()
@@ -45,13 +38,7 @@ if args.split == "holdout":
     )
     views["celebdf-holdout"] = holdout["celebdf"]
 else:
-    scored = {k: v for k, v in two_class_sources(val).items() if k in ("dfdc", "ffhq")}
-    views = {
-        **scored,
-        "sbi": self_blended_set(scored, per_source=300, seed=12345),
-        **perturbed_views(scored, crop_sides=(0.5,), video_crfs=(37,)),
-        "swap": face_swap_set(scored, per_source=300, seed=12345),
-    }
+    views = val_set(val, crop_sides=(0.5,), video_crfs=(37,), face_swaps=True)
 seven = [k for k in views if k not in ("swap", "celebdf-holdout")]  # the seven views v6 was chosen on
 members = [load_detector(None if n == "DEFAULT" else n, backend="torch") for n in args.detectors]
 detector = members[0] if len(members) == 1 else ensemble_of(members)
