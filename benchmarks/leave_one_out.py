@@ -163,7 +163,8 @@ def main() -> None:
         label, _, source = spec.partition("=")
         det = load_detector(source)
         recipe = det.config.metadata.get("recipe", {})
-        extra = [recipe.get("epochs", "?"), recipe.get("best_epoch", "?"), recipe.get("minutes", "?")]
+        stages = list(recipe.get("members", {}).values()) or [recipe]  # an ensemble: each member's last stage
+        extra = [" + ".join(str(stage.get(k, "?")) for stage in stages) for k in ("epochs", "best_epoch", "minutes")]
         rows.append(score_row(label, det, det.config.threshold, test, reals, SOURCES, extra))
         print(rows[-1], file=sys.stderr, flush=True)
     minutes = (time.perf_counter() - t0) / 60

@@ -1,6 +1,6 @@
 """Train an EfficientNet-Lite0 for the built-in default (v4-v7 were shipped alone in
-``deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi``; v8 averages v7 with lineage 2's
-stage 3b, ``models.ensemble_of``, in ``pretrained/ensemble.dfdc_ffhq_sbi``).
+``deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi``; v9 averages v7 with lineage 2's
+stage 4, ``models.ensemble_of``, in ``pretrained/ensemble.dfdc_ffhq_sbi``, as v8 did with stage 3b).
 
 Recipe (v4, two stages; v3 is stage 1, v2 was stage 1 for 2 epochs of every image): timm
 ``tf_efficientnet_lite0`` from ImageNet (the Apache-2.0 PyPI package

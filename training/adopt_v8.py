@@ -6,7 +6,8 @@ changes what the pair changed: the name, members, recipe, val metrics (scored on
 decision, by ``training/rules/holdout_views.py --split val ... --json runs/pair-val.json``), the
 operating points (``scripts/calibrate_default.py``), and the tables that docs/crops.md,
 docs/face_swaps.md, docs/leave_one_out.md, docs/lineage2.md and docs/benchmarks.md hold with v8
-in them. Run from the repository root after those.
+in them. Run from the repository root after those. Stage 3b's folder
+(``training/checkpoints/lineage2-stage3b``) went with v9: restore it from commit 89a76f3 to rerun.
 """
 
 import json

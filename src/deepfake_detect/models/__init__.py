@@ -99,7 +99,7 @@ register_weights(
     "dfdc_ffhq_sbi",
     PRETRAINED_DIR / "ensemble.dfdc_ffhq_sbi",
     license="research-only (DFDC and Celeb-DF terms, FFHQ CC BY-NC-SA 4.0)",
-    description="the built-in default (v8): two EfficientNet-Lite0 averaged, trained on dfdc-faces, ffhq-stylegan, "
+    description="the built-in default (v9): two EfficientNet-Lite0 averaged, trained on dfdc-faces, ffhq-stylegan, "
     "celebdf-faces reals, self-blends and face swaps, crops down to 0.4 of the side, H.264 frames (its config.json)",
     default=True,
 )
