@@ -4,7 +4,9 @@ The scripts run from the repository root as ``python training/adopt_vN.py``, so 
 is on ``sys.path`` and ``from _cards import ...`` finds this module.
 """
 
+import json
 from pathlib import Path
+from typing import Any
 
 
 def edited(text: str, *pairs: tuple[str, str]) -> str:
@@ -21,3 +23,21 @@ def generated_table(page: str, start: str, end: str) -> str:
     text = text[text.index(start) :]
     text = text[text.index("| ") :]
     return text[: text.index(end)].strip()
+
+
+def crops_section(earlier: str, *pairs: tuple[str, str]) -> str:
+    """The card's "Crop scale and video compression" section: the earlier card's opening
+    paragraph, ``edited`` by ``pairs``, then docs/crops.md's AUC and false-alarm tables."""
+    return (
+        edited(earlier[: earlier.index("| detector")], *pairs)
+        + generated_table("crops.md", "## ROC AUC", "![AUC")
+        + "\n\nShare of real images at or above each detector's own threshold:\n\n"
+        + generated_table("crops.md", "## False alarms", "<!--")
+        + "\n"
+    )
+
+
+def card_metrics(val_json: str) -> dict[str, Any]:
+    """``holdout_views.py --json``'s per-view metrics, flattened to the card's ``"<view>_<metric>"`` keys."""
+    val = json.loads(Path(val_json).read_text())
+    return {f"{view}_{k}": v for view, m in val.items() if isinstance(m, dict) for k, v in m.items()}

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import torch
-from _cards import edited, generated_table  # run as a script: its folder is on sys.path
+from _cards import crops_section, edited, generated_table  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 
@@ -45,13 +45,8 @@ meta["metrics_data"] = old["metrics_data"] + (
 )
 
 sections = dict(old["card_sections"])
-crops = sections["Crop scale and video compression"]
-sections["Crop scale and video compression"] = (
-    edited(crops[: crops.index("| detector")], ("v4 and v5 beside", "v4, v5 and v6 beside"))
-    + generated_table("crops.md", "## ROC AUC", "![AUC")
-    + "\n\nShare of real images at or above each detector's own threshold:\n\n"
-    + generated_table("crops.md", "## False alarms", "<!--")
-    + "\n"
+sections["Crop scale and video compression"] = crops_section(
+    sections["Crop scale and video compression"], ("v4 and v5 beside", "v4, v5 and v6 beside")
 )
 m = meta["metrics"]
 sections["Cross-dataset results"] = edited(

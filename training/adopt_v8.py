@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import torch
-from _cards import edited, generated_table  # run as a script: its folder is on sys.path
+from _cards import card_metrics, crops_section, edited, generated_table  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 
@@ -29,9 +29,7 @@ stage3b = json.loads((STAGE3B / "config.json").read_text())["metadata"]
 det = load_detector("runs/pair-cal", backend="torch")
 assert det.config.architecture == "ensemble" and len(det.model.members) == 2
 calibrated = dict(det.config.metadata)
-val = json.loads(Path("runs/pair-val.json").read_text())
-metrics = {f"{view}_{k}": v for view, m in val.items() if isinstance(m, dict) for k, v in m.items()}
-m = metrics
+metrics = m = card_metrics("runs/pair-val.json")
 
 meta = {
     "license": "other",
@@ -88,13 +86,8 @@ sections["Members"] = (
     + "\n\nBoth members' best epochs were chosen on these same views, so the pair's row leans optimistic; val, "
     "scored once after the decision, is in the metrics above and in the next sections.\n"
 )
-crops = v7["card_sections"]["Crop scale and video compression"]
-sections["Crop scale and video compression"] = (
-    edited(crops[: crops.index("| detector")], ("v4, v5 and v6 beside", "v4 to v7 beside"))
-    + generated_table("crops.md", "## ROC AUC", "![AUC")
-    + "\n\nShare of real images at or above each detector's own threshold:\n\n"
-    + generated_table("crops.md", "## False alarms", "<!--")
-    + "\n"
+sections["Crop scale and video compression"] = crops_section(
+    v7["card_sections"]["Crop scale and video compression"], ("v4, v5 and v6 beside", "v4 to v7 beside")
 )
 sections["Cross-dataset results"] = edited(
     v7["card_sections"]["Cross-dataset results"],

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import torch
-from _cards import edited, generated_table  # run as a script: its folder is on sys.path
+from _cards import card_metrics, crops_section, edited, generated_table  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 
@@ -28,9 +28,7 @@ stage4 = json.loads((STAGE4 / "config.json").read_text())["metadata"]
 det = load_detector("runs/pair4-cal", backend="torch")
 assert det.config.architecture == "ensemble" and len(det.model.members) == 2
 calibrated = dict(det.config.metadata)
-val = json.loads(Path("runs/pair4-val.json").read_text())
-metrics = {f"{view}_{k}": v for view, m in val.items() if isinstance(m, dict) for k, v in m.items()}
-m = metrics
+metrics = m = card_metrics("runs/pair4-val.json")
 v8m = v8["metrics"]
 
 meta = {
@@ -72,13 +70,8 @@ sections["Members"] = (
     + "\n\nBoth members' best epochs were chosen on these same views, so the pair's row leans optimistic; val, "
     "scored once after the decision, is in the metrics above and in the next sections.\n"
 )
-crops = old["Crop scale and video compression"]
-sections["Crop scale and video compression"] = (
-    edited(crops[: crops.index("| detector")], ("v4 to v7 beside", "v4 to v8 beside"))
-    + generated_table("crops.md", "## ROC AUC", "![AUC")
-    + "\n\nShare of real images at or above each detector's own threshold:\n\n"
-    + generated_table("crops.md", "## False alarms", "<!--")
-    + "\n"
+sections["Crop scale and video compression"] = crops_section(
+    old["Crop scale and video compression"], ("v4 to v7 beside", "v4 to v8 beside")
 )
 sections["Cross-dataset results"] = edited(
     old["Cross-dataset results"],
