@@ -108,6 +108,9 @@ sections["Tried and not adopted"] = (
     old["Tried and not adopted"].rstrip("\n")
     + "\n\nv8 (2026-12-07) was v7 + lineage 2 stage 3b (hold-out seven-view 0.874; val dfdc 0.909, ffhq 0.932, sbi "
     "0.936, swap 0.947). Stage 4 gained 0.022 on the hold-out over stage 3b, and the pair with it replaced v8.\n"
+    "\nAfter v9 was adopted, lineage 2's stage 5 (stage 4 with new draws, rule written before it trained) scored "
+    "0.863 on the seven hold-out views (stage 4 0.856), under the +0.020 its rule asked for, so lineage 2 stopped; "
+    "v7 + stage 5 scored 0.8836 there, below v9's 0.8844: not adopted.\n"
 )
 assert list(sections) == list(old), "the card's sections changed order or name"
 meta["card_sections"] = sections
