@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 def edited(text: str, *pairs: tuple[str, str]) -> str:
     """``text`` with each ``(old, new)`` replaced; an ``old`` that is not there is an error, not a no-op."""
@@ -41,3 +43,17 @@ def card_metrics(val_json: str) -> dict[str, Any]:
     """``holdout_views.py --json``'s per-view metrics, flattened to the card's ``"<view>_<metric>"`` keys."""
     val = json.loads(Path(val_json).read_text())
     return {f"{view}_{k}": v for view, m in val.items() if isinstance(m, dict) for k, v in m.items()}
+
+
+def operating_points(calibrated: dict[str, Any]) -> dict[str, Any]:
+    """The operating-point entries ``scripts/calibrate_default.py`` wrote into a detector's metadata."""
+    keys = ("threshold_rule", "operating_points", "false_alarm_rate", "suspicious_rate")
+    return {k: calibrated[k] for k in keys if k in calibrated}
+
+
+def ship(detector: Any, meta: dict[str, Any], sections: dict[str, str], package: Path) -> None:
+    """Save ``detector`` into the package folder ``package`` (float16) with ``meta`` and the card's
+    ``sections`` as its metadata, and print its name and operating points."""
+    detector.config = detector.config.replace(metadata={**meta, "card_sections": sections})
+    detector.save_pretrained(package, dtype=torch.float16)
+    print(meta["name"], detector.config.threshold, detector.config.suspicious_threshold)

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-import torch
+from _cards import ship  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 
@@ -77,7 +77,4 @@ sections["Tried and not adopted"] = (
     "(+0.005), EMA weights with twice the self-blends (+0.008), NPR residual inputs, Lite1/Lite2 backbones for a "
     "short budget.\n"
 )
-meta["card_sections"] = sections
-det.config = det.config.replace(metadata=meta)
-det.save_pretrained(PKG, dtype=torch.float16)
-print(meta["name"], det.config.threshold, det.config.suspicious_threshold)
+ship(det, meta, sections, PKG)

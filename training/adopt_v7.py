@@ -9,8 +9,7 @@ scripts/calibrate_default.py and those three benchmarks.
 import json
 from pathlib import Path
 
-import torch
-from _cards import crops_section, edited, generated_table  # run as a script: its folder is on sys.path
+from _cards import crops_section, edited, generated_table, ship  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
 
@@ -86,7 +85,4 @@ sections["Tried and not adopted"] = (
     "the seven views' mean 0.8576 (v6 0.8595, bar 0.8545), celebdf hold-out 0.817 (bar 0.814): adopted. Val, "
     "scored once after the decision, is lower than v6 on dfdc-faces and ffhq-stylegan (see the tables above).\n"
 )
-meta["card_sections"] = sections
-det.config = det.config.replace(metadata=meta)
-det.save_pretrained(PKG, dtype=torch.float16)
-print(meta["name"], det.config.threshold, det.config.suspicious_threshold)
+ship(det, meta, sections, PKG)

@@ -13,8 +13,14 @@ in them. Run from the repository root after those. Stage 3b's folder
 import json
 from pathlib import Path
 
-import torch
-from _cards import card_metrics, crops_section, edited, generated_table  # run as a script: its folder is on sys.path
+from _cards import (  # run as a script: its folder is on sys.path
+    card_metrics,
+    crops_section,
+    edited,
+    generated_table,
+    operating_points,
+    ship,
+)
 
 from deepfake_detect import load_detector
 
@@ -65,11 +71,7 @@ meta = {
     },
     "metrics": metrics,
     "metrics_data": v7["metrics_data"],
-    **{
-        k: calibrated[k]
-        for k in ("threshold_rule", "operating_points", "false_alarm_rate", "suspicious_rate")
-        if k in calibrated
-    },
+    **operating_points(calibrated),
 }
 
 sections = {}
@@ -144,7 +146,4 @@ sections["Tried and not adopted"] = (
     "random draws image for image (the epochs were seeded with the split's seed) learnt those images and not the "
     "task; it was stopped, and `--train-seed` now separates the two.\n"
 )
-meta["card_sections"] = sections
-det.config = det.config.replace(metadata=meta)
-det.save_pretrained(PKG, dtype=torch.float16)
-print(meta["name"], det.config.threshold, det.config.suspicious_threshold)
+ship(det, meta, sections, PKG)

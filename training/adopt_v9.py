@@ -4,7 +4,7 @@ built-in default v9, ``ensemble.dfdc_ffhq_sbi``, in place of v8.
 Starts from v8's card (``runs/v8-shipped``: v8's package folder, e.g. ``git archive 89a76f3
 src/deepfake_detect/pretrained/ensemble.dfdc_ffhq_sbi``) and changes what stage 4 changed: the
 name, the second member and its recipe, val metrics (scored once, after the decision, by
-``training/rules/holdout_views.py --split val DEFAULT --json runs/pair4-val.json``), the
+``training/rules/holdout_views.py --split val runs/pair4-cal --json runs/pair4-val.json``), the
 operating points (``scripts/calibrate_default.py``), and the tables that docs/crops.md,
 docs/face_swaps.md, docs/leave_one_out.md and docs/lineage2.md hold with v9 in them. Run from
 the repository root after those.
@@ -13,8 +13,14 @@ the repository root after those.
 import json
 from pathlib import Path
 
-import torch
-from _cards import card_metrics, crops_section, edited, generated_table  # run as a script: its folder is on sys.path
+from _cards import (  # run as a script: its folder is on sys.path
+    card_metrics,
+    crops_section,
+    edited,
+    generated_table,
+    operating_points,
+    ship,
+)
 
 from deepfake_detect import load_detector
 
@@ -49,11 +55,7 @@ meta = {
         ),
     },
     "metrics": metrics,
-    **{
-        k: calibrated[k]
-        for k in ("threshold_rule", "operating_points", "false_alarm_rate", "suspicious_rate")
-        if k in calibrated
-    },
+    **operating_points(calibrated),
 }
 assert meta["recipe"]["lineage 2 stages"] != v8["recipe"]["lineage 2 stages"]
 
@@ -113,7 +115,4 @@ sections["Tried and not adopted"] = (
     "v7 + stage 5 scored 0.8836 there, below v9's 0.8844: not adopted.\n"
 )
 assert list(sections) == list(old), "the card's sections changed order or name"
-meta["card_sections"] = sections
-det.config = det.config.replace(metadata=meta)
-det.save_pretrained(PKG, dtype=torch.float16)
-print(meta["name"], det.config.threshold, det.config.suspicious_threshold)
+ship(det, meta, sections, PKG)
