@@ -95,6 +95,9 @@ def test_bad_arguments_give_one_line_and_exit_2():
         ("nonsense",),
         ("predict", "x.jpg", "--batch-size", "many"),
         ("finetune", "--epochs", "1"),
+        ("predict", "x.jpg", "--scores-only"),  # an option that would do nothing
+        ("predict", "x.jpg", "--calibration", "y.jpg"),
+        ("predict", "x.jpg", "--precision", "int8"),
     ):
         proc = run(*args)
         assert proc.returncode == 2, args
@@ -105,6 +108,7 @@ def test_failures_give_one_line_and_exit_1(tmp_path):
     proc = run("predict", str(tmp_path / "missing.jpg"))
     assert proc.returncode == 1 and "missing.jpg" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    face_like(1, 64).save(tmp_path / "face.jpg")
     proc = run("predict", str(tmp_path), "--model", "resnet18-finetun")
     assert proc.returncode == 1 and "resnet18-finetune" in proc.stderr
     proc = run("--debug", "predict", str(tmp_path / "missing.jpg"))
@@ -144,6 +148,32 @@ def test_predict_errors_skip_lists_bad_files(tmp_path):
     assert (tmp_path / "s.csv").read_text().splitlines()[1].startswith("good.jpg,")
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 2
     assert run("predict", str(tmp_path)).returncode == 1
+
+
+def test_predict_checks_the_submission_before_scoring(tmp_path):
+    for d, seed in (("a", 1), ("b", 2)):
+        (tmp_path / d).mkdir()
+        face_like(seed, 64).save(tmp_path / d / "x.jpg")
+    proc = run("predict", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "s.csv"))
+    assert proc.returncode == 1 and "'x.jpg' would appear twice" in proc.stderr
+    assert str(tmp_path / "a" / "x.jpg") in proc.stderr and not (tmp_path / "s.csv").exists()
+    (tmp_path / "afile").write_text("")
+    for out, says in ((tmp_path / "a", "it is a folder"), (tmp_path / "afile" / "s.csv", "afile is a file")):
+        proc = run("predict", str(tmp_path / "a"), "--model", "no-such-model", "--out", str(out))
+        assert proc.returncode == 1 and says in proc.stderr, proc.stderr  # refused before the model is looked up
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "empty.jpg").write_bytes(b"")
+    proc = run("predict", str(tmp_path / "bad"), "--errors", "skip", "--out", str(tmp_path / "s.csv"))
+    assert proc.returncode == 1 and "every image was skipped" in proc.stderr and not (tmp_path / "s.csv").exists()
+
+
+def test_evaluate_lists_skipped_images_when_it_then_fails(tmp_path):
+    face_like(1, 64).save(tmp_path / "real.jpg")
+    (tmp_path / "fake.jpg").write_bytes(b"")
+    (tmp_path / "labels.txt").write_text("img_name,target\nreal.jpg,0\nfake.jpg,1\n")
+    proc = run("evaluate", "--labels", str(tmp_path / "labels.txt"), "--images", str(tmp_path), "--errors", "skip")
+    assert proc.returncode == 1 and "only one class" in proc.stderr
+    assert "skipped:" in proc.stderr and "fake.jpg" in proc.stderr  # why the fake class is empty
 
 
 def test_models_info_and_evaluate(tmp_path, image_folder):
@@ -200,6 +230,8 @@ def test_finetune_then_predict_with_the_checkpoint(tmp_path, image_folder):
         "resnet18-finetune",
         "--epochs",
         "2",
+        "--batch-size",
+        "8",  # the saved run's: a resume with other settings is refused
         "--out",
         str(out),
         "--resume",

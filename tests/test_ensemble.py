@@ -74,6 +74,16 @@ def test_an_ensemble_saves_and_loads_as_one_detector(tmp_path):
     np.testing.assert_allclose(back.predict(images, backend="torch"), ens.predict(images, backend="torch"), atol=1e-6)
 
 
+def test_an_ensemble_does_not_inherit_a_members_suspicious_band():
+    a, b = _members()
+    a.config = a.config.replace(threshold=0.99, suspicious_threshold=0.9)  # a calibrated first member
+    ens = ensemble_of([a, b])  # threshold: the mean, 0.745, below a's band
+    assert ens.config.threshold == pytest.approx(0.745) and ens.config.suspicious_threshold is None
+    ens = ensemble_of([a, b], threshold=0.8, suspicious_threshold=0.6)
+    assert (ens.config.threshold, ens.config.suspicious_threshold) == (0.8, 0.6)
+    assert ens.config.verdict(0.7) == "suspicious"
+
+
 def test_the_registry_entry_builds_two_fresh_lite0_members():
     ens = load_detector("ensemble")
     assert len(ens.model.members) == 2

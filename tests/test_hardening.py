@@ -278,6 +278,12 @@ def _bad_html(d: Path):
     return d / "page.jpg", "not an image file"
 
 
+def _bad_jpeg_header_then_noise(d: Path):
+    rng = np.random.default_rng(0)
+    (d / "noise.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + rng.bytes(300))
+    return d / "noise.jpg", "damaged or unsupported JPEG"
+
+
 def _bad_bomb(d: Path):
     (d / "bomb.png").write_bytes(_png(100_000, 100_000, 8, 2, b"\0" * 64))  # 10^10 pixels claimed
     return d / "bomb.png", "decompression bomb"
@@ -318,6 +324,7 @@ BAD_IMAGES = {
     "empty file": _bad_empty,
     "truncated JPEG": _bad_truncated,
     "HTML page as .jpg": _bad_html,
+    "JPEG header, then noise": _bad_jpeg_header_then_noise,
     "decompression bomb header": _bad_bomb,
     "over max_pixels": _bad_over_limit,
     "missing file": _bad_missing,
@@ -519,6 +526,11 @@ def test_label_file_listing_a_missing_image(tmp_path):
         LabelFile(tmp_path / "labels.txt", tmp_path / "images")
     msg = str(info.value)
     assert "labels.txt" in msg and "'ghost.png' (line 3)" in msg and str(tmp_path / "images") in msg
+    # the line an editor shows, past blank lines and a quoted name that spans two lines
+    (tmp_path / "labels.txt").write_text('img_name,target\n\n"a.png",0\n\n"two\nlines.png",1\nghost.png,1\n')
+    with pytest.raises(DataError) as info:
+        LabelFile(tmp_path / "labels.txt", tmp_path / "images")
+    assert "'two\\nlines.png' (line 6)" in str(info.value) and "'ghost.png' (line 7)" in str(info.value), info.value
 
 
 def test_label_files_that_cannot_be_read(tmp_path, monkeypatch):

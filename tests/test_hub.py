@@ -105,6 +105,17 @@ def test_a_push_during_a_load_does_not_mix_two_commits(hub, tmp_path):
     np.testing.assert_array_equal(loaded.predict(IMAGES), expected.predict(IMAGES))
 
 
+def test_the_parameter_limit_is_checked_before_the_weights_are_fetched(hub):
+    _detector(22).push_to_hub("org/big", token="t")
+    fetched = []
+    hub.state.before_request = lambda method, path: fetched.append(path)
+    with pytest.raises(dd.ParameterLimitError):
+        load_detector("org/big", cache_dir=hub.cache, max_params=10)
+    assert any("config.json" in p for p in fetched) and not any("model.safetensors" in p for p in fetched), fetched
+    hub.state.before_request = None
+    assert load_detector("org/big", cache_dir=hub.cache).num_params > 10  # and within the limit it loads
+
+
 def test_card_yaml_keeps_licence_and_dataset_names_as_strings(tmp_path):
     """Regression: the hand-written YAML turned ``cc-by-nc-4.0 # see: notes`` into
     ``cc-by-nc-4.0`` (a comment) and the dataset ``ffhq: stylegan`` into a mapping."""

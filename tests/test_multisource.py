@@ -100,6 +100,13 @@ def test_multi_source_errors_name_the_source(one_thread):
         det.finetune(a, epochs=1, epoch_size=0, progress=False)
     with pytest.raises(DataError, match="empty mapping"):
         det.evaluate({})
+    scored = []
+    det.predict = lambda *args, **kwargs: scored.append(args)  # evaluate must refuse before scoring
+    with pytest.raises(DataError, match=r"source 'b' .*only label\(s\) \[0\]"):
+        det.evaluate({"a": a, "b": only_real})
+    with pytest.raises(DataError, match=r"only label\(s\) \[0\]"):
+        det.evaluate(only_real)
+    assert scored == []
 
 
 def test_evaluate_per_source_equals_each_source_alone(one_thread):

@@ -66,8 +66,10 @@ def test_load_image_reads_bytes_as_it_reads_the_file(tmp_path, images):
     assert np.array_equal(np.asarray(load_image(data)), np.asarray(load_image(tmp_path / name)))
     with pytest.raises(ImageLoadError, match="empty"):
         load_image(b"")
-    with pytest.raises(ImageLoadError, match="not an image file"):
+    with pytest.raises(ImageLoadError, match="damaged or unsupported GIF file"):
         load_image(b"GIF89 but not really an image")
+    with pytest.raises(ImageLoadError, match="not an image file"):
+        load_image(b"just some text")
     with pytest.raises(ImageLoadError, match="over the limit"):
         load_image(data, max_pixels=100)
 

@@ -232,6 +232,42 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, ima
     assert second.best["auc"] == pytest.approx(full_result.best["auc"], abs=1e-6)
 
 
+def test_a_refused_or_failed_finetune_gives_the_model_back_as_it_was(tmp_path, image_folder):
+    out = tmp_path / "run"
+    load_detector(TINY).finetune(image_folder, epochs=1, batch_size=8, output_dir=out, progress=False)
+    det = load_detector(TINY)
+    before = det.predict(image_folder)
+    with pytest.raises(dd.TrainingError, match="resume=True"):  # setup froze the backbone, then refused
+        det.finetune(image_folder, epochs=1, freeze_backbone=True, output_dir=out, progress=False)
+    assert all(p.requires_grad for p in det.model.parameters()) and not det.model.training
+
+    def loss_goes_nan(logits, labels, inputs):
+        return logits.sum() * float("nan")
+
+    with pytest.raises(dd.TrainingError):
+        det.finetune(image_folder, epochs=1, batch_size=8, loss=loss_goes_nan, freeze_backbone=True, progress=False)
+    assert all(p.requires_grad for p in det.model.parameters()) and not det.model.training
+    np.testing.assert_allclose(det.predict(image_folder), before, atol=1e-6)  # the weights before the bad step
+
+
+def test_resuming_with_other_settings_is_refused_and_more_epochs_recompute_the_schedule(tmp_path, image_folder):
+    from deepfake_detect.training import TrainConfig, Trainer
+
+    out = tmp_path / "run"
+    kwargs = dict(batch_size=8, lr=1e-2, progress=False, num_workers=0)
+    load_detector(TINY).finetune(image_folder, epochs=1, output_dir=out, **kwargs)
+    with pytest.raises(dd.TrainingError, match=r"batch_size=8.*batch_size=4"):
+        load_detector(TINY).finetune(image_folder, epochs=2, output_dir=out, resume=True, **{**kwargs, "batch_size": 4})
+    trainer = Trainer(
+        load_detector(TINY), image_folder, config=TrainConfig(epochs=3, output_dir=out, resume=True, **kwargs)
+    )
+    trainer.setup()
+    sched = trainer.scheduler
+    expected = sched.base_lrs[0] * sched.lr_lambdas[0](sched.last_epoch)
+    assert sched.last_epoch > 0 and 0 < expected < 1e-2  # mid-schedule of the 3-epoch run, not the 1-epoch end
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
+
+
 def test_stratified_split_keeps_the_ratio(image_folder):
     train, val = stratified_split(image_folder, 0.25, seed=3)
     assert len(train) + len(val) == 16 and val.labels.sum() == 2 and len(val) == 4

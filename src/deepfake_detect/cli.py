@@ -96,7 +96,8 @@ def _add_scoring_commands(sub: Any) -> None:
         "predict",
         help="P(fake) for images or folders; a table, or a submission CSV with --out",
         description="Score images. Prints a table (img_name, y_pred, verdict) or, with --out, "
-        "writes the challenge CSV 'img_name,y_pred'. Folders are scanned recursively. Under "
+        "writes a CSV 'img_name,y_pred,verdict' (the challenge's two columns and the verdict; "
+        "--scores-only: just the two). Folders are scanned recursively. Under "
         "torchrun the processes share the images and rank 0 writes the output.",
     )
     p.add_argument("paths", nargs="+", help="image files and/or folders")
@@ -134,7 +135,7 @@ def _add_scoring_commands(sub: Any) -> None:
         metavar="PATH",
         help="images and/or folders that calibrate --precision int8 (a few dozen of your images)",
     )
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, usage_error=p.error)
 
 
 def _add_max_pixels(p: argparse.ArgumentParser) -> None:
@@ -454,15 +455,25 @@ def _report_skipped(caught: list[warnings.WarningMessage]) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .distributed import is_main_process, local_device
     from .errors import DataError
-    from .submission import image_names, write_submission
+    from .submission import check_output_path, check_unique_names, image_names, write_submission
 
+    if args.scores_only and not args.out:
+        args.usage_error("--scores-only shapes the --out CSV; give --out FILE too")
+    if args.calibration and args.precision != "int8":
+        args.usage_error("--calibration calibrates --precision int8; give --precision int8 too, or drop it")
+    if args.precision == "int8" and not args.calibration:
+        args.usage_error("--precision int8 needs --calibration PATHS: a few dozen of your images or a folder")
     if args.device:  # under torchrun, "cuda" is each process's own GPU
         args.device = str(local_device(args.device))
-    max_pixels = _max_pixels(args)  # a bad value fails before the model loads
-    detector = _load(args)
+    max_pixels = _max_pixels(args)  # bad values fail before the model loads and the images are scored
     inputs, names = image_names(args.paths)
     if not inputs:
         raise DataError("no image files found in " + ", ".join(args.paths))
+    if args.out:
+        check_unique_names(names, inputs)
+        if is_main_process():
+            check_output_path(args.out)
+    detector = _load(args)
     kwargs: dict[str, Any] = dict(
         batch_size=args.batch_size,
         errors=args.errors,
@@ -484,6 +495,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _report_skipped(caught)
     if detector.last_backend is not None and detector.last_backend.precision != "fp32":
         print(f"note: scored with {detector.last_backend}", file=sys.stderr)
+    if len(scores) and all(s != s for s in scores):  # NaN: skipped
+        raise DataError("every image was skipped (listed above); nothing to write")
     if args.out:
         verdicts = None if args.scores_only else [detector.config.verdict(s) for s in scores]
         rows = write_submission(names, scores, args.out, verdicts=verdicts)
@@ -542,14 +555,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = _data(args.labels, args.images)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        metrics = detector.evaluate(
-            data,
-            batch_size=args.batch_size,
-            errors=args.errors,
-            plot=args.plot,
-            progress=None if not args.no_progress else False,
-        )
-    _report_skipped(caught)
+        try:
+            metrics = detector.evaluate(
+                data,
+                batch_size=args.batch_size,
+                errors=args.errors,
+                plot=args.plot,
+                progress=None if not args.no_progress else False,
+            )
+        finally:  # the skipped images explain a failure too (e.g. a class left empty)
+            _report_skipped(caught)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -565,7 +580,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     detector = load_detector(args.model)
     cfg = detector.config
-    info = {
+    info: dict[str, Any] = {
         "source": detector.source,
         "architecture": cfg.architecture,
         "parameters": detector.num_params,
@@ -575,6 +590,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         },
         "output": cfg.output,
         "threshold": cfg.threshold,
+        "suspicious_threshold": cfg.suspicious_threshold,
+        "face_crop": cfg.face_crop,
         "model_kwargs": cfg.model_kwargs,
         "library_version": cfg.library_version,
         "metadata": cfg.metadata,
@@ -582,8 +599,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
     else:
+        meta = info.pop("metadata")
         for k, v in info.items():
-            print(f"{k:<16} {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+            print(f"{k:<20} {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+        for k, v in meta.items():  # the card's long sections and tables are for --json and the README
+            text = json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+            print(f"{'metadata.' + k:<20} {text if len(text) <= 200 else text[:197] + '...'}")
     return 0
 
 

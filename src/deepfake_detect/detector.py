@@ -9,6 +9,7 @@ need of a detector (:mod:`deepfake_detect.protocols`) and never build one.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -440,7 +441,8 @@ def _load_resolved(
         return _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=str(folder))
     from .hub import download_detector
 
-    repo_folder = download_detector(where.target, **hub)
+    check = functools.partial(_check_folder_config, max_params=max_params, model_kwargs=model_kwargs)
+    repo_folder = download_detector(where.target, check_config=check, **hub)
     return _load_folder(repo_folder, max_params=max_params, model_kwargs=model_kwargs, source=where.name)
 
 
@@ -455,7 +457,9 @@ def _load_weights_entry(
         from .hub import download_detector
 
         repo, _, pinned = entry.source.partition("@")
-        folder = download_detector(repo, **{**hub, "revision": hub.get("revision") or pinned or None})
+        check = functools.partial(_check_folder_config, max_params=max_params, model_kwargs=model_kwargs)
+        revision = hub.get("revision") or pinned or None
+        folder = download_detector(repo, check_config=check, **{**hub, "revision": revision})
     detector = _load_folder(folder, max_params=max_params, model_kwargs=model_kwargs, source=source or entry.name)
     meta = {**detector.config.metadata, "weights_tag": entry.name}
     if entry.license:
@@ -464,19 +468,31 @@ def _load_weights_entry(
     return detector
 
 
-def _load_folder(folder: Path, *, max_params: int | None, model_kwargs: dict[str, Any], source: str) -> Detector:
-    config = DetectorConfig.load(folder / CONFIG_NAME)
-    weights_path = weights_file(folder)
+def _folder_config(config_path: Path, model_kwargs: dict[str, Any]) -> tuple[DetectorConfig, dict[str, Any]]:
+    """A saved detector's config and the model kwargs it is built with."""
+    config = DetectorConfig.load(config_path)
     try:
         get_entry(config.architecture)
     except UnknownDetectorError as e:
         raise ConfigError(
-            f"{folder / CONFIG_NAME}: architecture {config.architecture!r} is not registered ({e}). "
+            f"{config_path}: architecture {config.architecture!r} is not registered ({e}). "
             "If it is your own, import the module that calls register_detector first"
         ) from None
     kwargs = {**config.model_kwargs, **model_kwargs}
     kwargs.pop("pretrained_backbone", None)  # the folder's weights replace any backbone weights
     kwargs.pop("backbone_weights", None)
+    return config, kwargs
+
+
+def _check_folder_config(config_path: Path, *, max_params: int | None, model_kwargs: dict[str, Any]) -> None:
+    """The parameter limit from a config alone (before a Hub download fetches the weights)."""
+    config, kwargs = _folder_config(config_path, model_kwargs)
+    check_parameter_limit(config.architecture, max_params, **kwargs)
+
+
+def _load_folder(folder: Path, *, max_params: int | None, model_kwargs: dict[str, Any], source: str) -> Detector:
+    config, kwargs = _folder_config(folder / CONFIG_NAME, model_kwargs)
+    weights_path = weights_file(folder)
     detector = build_detector(config.architecture, max_params=max_params, config=config, **kwargs)
     load_weights(detector.model, read_state_dict(weights_path), source=str(weights_path))
     detector.source = source

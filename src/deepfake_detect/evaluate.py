@@ -21,6 +21,7 @@ from .config import DetectorConfig
 from .data.datasets import LabeledData, as_labeled_data, as_sources, concat_sources
 from .distributed import DistContext
 from .engine import InferenceEngine
+from .errors import DataError
 from .metrics import compute_metrics
 from .protocols import Predictor
 
@@ -61,9 +62,12 @@ def evaluate(
     """
     sources = as_sources(data)
     if sources is not None:
+        for name, part in sources.items():  # before scoring: AUC needs both classes in each source
+            _check_both_classes(part.labels, f"source {name!r} ({part.description})")
         data, source_ids = concat_sources(sources)
     else:
         data, source_ids = as_labeled_data(data), None
+        _check_both_classes(data.labels, data.description or "the data")
     images = [data.image(i) for i in range(len(data))]
     with warnings.catch_warnings():
         if errors == "skip":
@@ -85,6 +89,12 @@ def evaluate(
     return metrics
 
 
+def _check_both_classes(labels: np.ndarray, where: str) -> None:
+    present = sorted(set(np.unique(labels).tolist()))
+    if present != [0, 1]:
+        raise DataError(f"{where} has only label(s) {present}; AUC, AP and EER need real (0) and fake (1) images")
+
+
 def describe_data(data: Any) -> str:
     """A one-line description of labelled data, as :meth:`Detector.record_metrics` records it."""
     sources = as_sources(data)
@@ -101,7 +111,10 @@ def per_source_metrics(
     out: dict[str, Any] = {}
     for k, name in enumerate(names):
         sel = keep & (source_ids == k)
-        out[name] = compute_metrics(labels[sel], scores[sel], threshold=threshold)
+        try:
+            out[name] = compute_metrics(labels[sel], scores[sel], threshold=threshold)
+        except DataError as e:  # e.g. one class left after unreadable images were skipped
+            raise DataError(f"source {name!r}: {e}") from None
     pooled = dict(compute_metrics(labels[keep], scores[keep], threshold=threshold))
     pooled["auc_mean"] = float(np.mean([out[n]["auc"] for n in names]))
     out["pooled"] = pooled

@@ -20,7 +20,7 @@ import os
 import socket
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -93,7 +93,7 @@ def _hub_errors(repo_id: str, revision: str | None, what: str, why: str, endpoin
         raise HubError(f"revision {revision!r} of Hub repo {repo_id!r} was not found at {endpoint}") from None
     except LocalEntryNotFoundError:  # before EntryNotFoundError: it may subclass it
         raise HubError(
-            f"{what} of Hub repo {where} is not in the local cache and {why}; {_how_to_get(repo_id, revision)}"
+            f"{what} of Hub repo {where}: not in the local cache, and {why}; {_how_to_get(repo_id, revision)}"
         ) from None
     except EntryNotFoundError:
         raise HubError(f"Hub repo {where} has no file {what!r}") from None
@@ -153,6 +153,7 @@ def download_detector(
     cache_dir: Any = None,
     token: str | bool | None = None,
     local_files_only: bool = False,
+    check_config: Callable[[Path], None] | None = None,
 ) -> Path:
     """Fetch ``config.json`` + ``model.safetensors`` (+ ``README.md``) of a detector repo, all
     from one commit: the revision is resolved once (``snapshot_download`` with
@@ -161,6 +162,8 @@ def download_detector(
     Args:
         name: ``"org/name"`` or ``"hf-hub:org/name"``.
         revision: a branch, tag or commit sha (pin a sha for reproducible results).
+        check_config: called with the path of ``config.json`` before the weights are fetched
+            (e.g. the parameter limit), so a refused detector costs no weights download.
 
     Returns:
         The snapshot folder in the Hub cache that holds the files (named by the commit sha).
@@ -174,25 +177,34 @@ def download_detector(
     repo_id = strip_prefix(name)
     endpoint = _endpoint()
     offline, why = _offline(local_files_only, endpoint)
-    with _hub_errors(repo_id, revision, "the detector files", why, endpoint):
-        folder = Path(
-            snapshot_download(
-                repo_id,
-                revision=revision,
-                cache_dir=cache_dir,
-                token=token,
-                local_files_only=offline,
-                endpoint=endpoint,
-                etag_timeout=5,
-                allow_patterns=list(DETECTOR_FILES),
+
+    def snapshot(rev: str | None, files: list[str]) -> Path:
+        with _hub_errors(repo_id, revision, "the detector files", why, endpoint):
+            return Path(
+                snapshot_download(
+                    repo_id,
+                    revision=rev,
+                    cache_dir=cache_dir,
+                    token=token,
+                    local_files_only=offline,
+                    endpoint=endpoint,
+                    etag_timeout=5,
+                    allow_patterns=files,
+                )
             )
-        )
+
+    folder = None
+    if check_config is not None:
+        folder = snapshot(revision, [CONFIG_NAME])  # resolves the revision to one commit
+        if (folder / CONFIG_NAME).is_file():
+            check_config(folder / CONFIG_NAME)
+    folder = snapshot(folder.name if folder is not None else revision, list(DETECTOR_FILES))
     where = f"Hub repo {repo_id!r} (revision {revision or 'main'}, commit {folder.name})"
     for needed in (CONFIG_NAME, WEIGHTS_NAME):
         if (folder / needed).is_file():
             continue
         if offline:
-            raise HubError(f"{needed} of {where} is not in the local cache and {why}; {_how_to_get(repo_id, revision)}")
+            raise HubError(f"{needed} of {where}: not in the local cache, and {why}; {_how_to_get(repo_id, revision)}")
         if needed == CONFIG_NAME:
             raise HubError(f"{where} has no {CONFIG_NAME}; it was not written by deepfake-detect's push_to_hub")
         pickles = [f for f in _list_files(repo_id, folder.name, token) if f.endswith(PICKLE_SUFFIXES)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from .weights import atomic_path
 if TYPE_CHECKING:
     from .detector import Detector
 
-__all__ = ["image_names", "write_submission", "predict_submission"]
+__all__ = ["image_names", "check_output_path", "check_unique_names", "write_submission", "predict_submission"]
 
 
 def image_names(source: Any) -> tuple[list[Any], list[str]]:
@@ -42,6 +43,43 @@ def image_names(source: Any) -> tuple[list[Any], list[str]]:
     return inputs, names
 
 
+def check_output_path(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`DataError` now if a file cannot be written at ``path`` (a folder there, a
+    parent that is a file, no permission), so a long scoring run does not end in that error.
+    Creates missing parent folders, as writing would."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"cannot write {path}: it is a folder; give a file name such as {path / 'submission.csv'}")
+    blocking = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+    if blocking is not None:
+        raise DataError(f"cannot write {path}: {blocking} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot write {path}: cannot create folder {path.parent} ({e.strerror or e})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DataError(f"cannot write {path}: no file can be created in {path.parent} ({e.strerror or e})") from None
+
+
+def check_unique_names(names: Sequence[str], inputs: Sequence[Any] | None = None) -> None:
+    """Raise :class:`DataError` if an ``img_name`` repeats: a submission must name each image once.
+    ``inputs`` (the paths behind ``names``) make the message say where each copy came from."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in first:
+            j = first[name]
+            where = f" ({inputs[j]} and {inputs[i]})" if inputs is not None else ""
+            raise DataError(
+                f"img_name {name!r} would appear twice in the submission{where}; score one folder at a "
+                "time, or rename one of the images"
+            )
+        first[name] = i
+
+
 def write_submission(
     names: list[str],
     scores: np.ndarray,
@@ -59,6 +97,7 @@ def write_submission(
         raise DataError(f"{len(names)} names but {len(scores)} scores")
     if verdicts is not None and len(verdicts) != len(scores):
         raise DataError(f"{len(verdicts)} verdicts but {len(scores)} scores")
+    check_unique_names(names)
     rows = 0
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -80,6 +119,8 @@ def predict_submission(
     :class:`~deepfake_detect.SkippedImagesWarning`). Returns ``(names, scores)``.
     """
     inputs, names = image_names(source)
+    check_unique_names(names, inputs)
+    check_output_path(path)
     scores = detector.predict(inputs, **predict_kwargs)
     write_submission(names, scores, path)
     return names, scores

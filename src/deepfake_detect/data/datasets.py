@@ -72,6 +72,11 @@ def read_label_file(labels_csv: str | os.PathLike[str]) -> list[tuple[str, int]]
         DataError: naming the file, the row (1-based line number) and the value for a missing
             file, an empty file, missing columns, a target other than 0/1, or duplicate names.
     """
+    return [(name, target) for name, target, _ in _read_label_rows(labels_csv)]
+
+
+def _read_label_rows(labels_csv: str | os.PathLike[str]) -> list[tuple[str, int, int]]:
+    """:func:`read_label_file`'s rows with the line each ends on: ``(img_name, target, line)``."""
     path = Path(labels_csv)
     if path.is_dir():
         raise DataError(f"label file {path} is a folder, not a file")
@@ -91,7 +96,7 @@ def read_label_file(labels_csv: str | os.PathLike[str]) -> list[tuple[str, int]]
         raise DataError(f"label file {path} is not a readable CSV file ({e})") from None
 
 
-def _parse_label_rows(path: Path, text: str) -> list[tuple[str, int]]:
+def _parse_label_rows(path: Path, text: str) -> list[tuple[str, int, int]]:
     reader = csv.reader(io.StringIO(text, newline=""))  # line_num then counts the lines an editor shows
     header = [h.strip() for h in next(reader)]
     missing = [c for c in ("img_name", "target") if c not in header]
@@ -100,7 +105,7 @@ def _parse_label_rows(path: Path, text: str) -> list[tuple[str, int]]:
             f"label file {path}, line 1: header {header} lacks column(s) {missing}; expected 'img_name,target'"
         )
     i_name, i_target = header.index("img_name"), header.index("target")
-    rows: list[tuple[str, int]] = []
+    rows: list[tuple[str, int, int]] = []
     seen: dict[str, int] = {}
     for row in reader:
         line_no = reader.line_num  # the last line of the row (a quoted field may span lines)
@@ -124,7 +129,7 @@ def _parse_label_rows(path: Path, text: str) -> list[tuple[str, int]]:
                 f"label file {path}, line {line_no}: duplicate img_name {name!r} (first on line {seen[name]})"
             )
         seen[name] = line_no
-        rows.append((name, int(target)))
+        rows.append((name, int(target), line_no))
     if not rows:
         raise DataError(f"label file {path} has a header but no rows")
     return rows
@@ -141,22 +146,22 @@ class LabelFile(LabeledData):
     """
 
     def __init__(self, labels_csv: str | os.PathLike[str], image_dir: str | os.PathLike[str]) -> None:
-        rows = read_label_file(labels_csv)
+        rows = _read_label_rows(labels_csv)
         image_dir = Path(image_dir)
         if not image_dir.is_dir():
             raise DataError(f"image folder {image_dir} (for label file {labels_csv}) does not exist")
         present = {p.name for p in image_dir.iterdir()}
-        absent = [(i, n) for i, (n, _) in enumerate(rows) if n not in present and not (image_dir / n).is_file()]
+        absent = [(n, line) for n, _, line in rows if n not in present and not (image_dir / n).is_file()]
         if absent:
-            shown = ", ".join(f"{n!r} (line {i + 2})" for i, n in absent[:5])
+            shown = ", ".join(f"{n!r} (line {line})" for n, line in absent[:5])
             more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
             raise DataError(
                 f"label file {labels_csv}: {len(absent)} listed image(s) not found in {image_dir}: {shown}{more}"
             )
         super().__init__(
-            items=[image_dir / n for n, _ in rows],
-            labels=np.array([t for _, t in rows], dtype=np.int64),
-            names=[n for n, _ in rows],
+            items=[image_dir / n for n, _, _ in rows],
+            labels=np.array([t for _, t, _ in rows], dtype=np.int64),
+            names=[n for n, _, _ in rows],
             description=f"{labels_csv} ({len(rows)} images in {image_dir})",
         )
         self.labels_csv, self.image_dir = Path(labels_csv), image_dir

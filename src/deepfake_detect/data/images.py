@@ -81,6 +81,16 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__} shape={tuple(shape)}>" if shape is not None else f"<{type(source).__name__}>"
 
 
+#: Leading bytes of the formats read here, to tell a damaged file from one that is not an image.
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
 def load_image(
     source: ImageInput, *, draft_size: tuple[int, int] | None = None, max_pixels: int | None = MAX_IMAGE_PIXELS
 ) -> Image.Image:
@@ -133,6 +143,9 @@ def load_image(
                 "looks like an EPS/PostScript or WMF/EMF file: these are not read, as PIL "
                 "would have them rendered by an external program",
             ) from None
+        known = next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
+        if known is not None:  # PIL gives up on the header's contents, not on what the file is
+            raise ImageLoadError(name, f"a damaged or unsupported {known} file (starts with {head!r})") from None
         raise ImageLoadError(name, f"not an image file (starts with {head!r})") from None
     except Image.DecompressionBombError as e:
         raise ImageLoadError(

@@ -93,6 +93,8 @@ def ensemble_of(
     weights: Sequence[float] | None = None,
     threshold: float | None = None,
     max_params: int | None = 200_000_000,
+    *,
+    suspicious_threshold: float | None = None,
 ) -> MemberT:
     """One detector that averages the fake log-odds of ``detectors`` (trained weights kept).
 
@@ -103,6 +105,9 @@ def ensemble_of(
         weights: one weight per detector; default equal.
         threshold: the ensemble's decision threshold on P(fake); default the members' mean.
             Set it on held-out data: the members' thresholds need not carry over.
+        suspicious_threshold: the lower bound of the ``suspicious`` verdict, below
+            ``threshold``; default none (verdicts ``real``/``fake`` only): the members' bands
+            were set for their own scores, not the ensemble's.
         max_params: the parameter limit for all members together (the challenge's 200M;
             ``None`` lifts it).
 
@@ -138,6 +143,7 @@ def ensemble_of(
         model_kwargs=kwargs,
         output="sigmoid",
         threshold=float(threshold),
+        suspicious_threshold=None if suspicious_threshold is None else float(suspicious_threshold),
         metadata={"members": [d.source for d in detectors]},
     )
     wrap = type(detectors[0])  # the façade's class: this module builds no detector of its own

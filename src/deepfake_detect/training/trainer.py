@@ -179,13 +179,28 @@ class Trainer:
     # -- setup -------------------------------------------------------------------------
     def setup(self) -> None:
         """Check the data, place the model, build optimiser, scheduler, EMA and feature
-        cache, and resume from the checkpoint when asked. Raises before any step on bad input."""
-        self._setup_data()
-        self._setup_device()
-        self._setup_model()
-        self._setup_optimisation()
-        self._setup_checkpoints()
+        cache, and resume from the checkpoint when asked. Raises before any step on bad input,
+        leaving the model's ``requires_grad`` flags and train/eval mode as they were."""
+        model = self.detector.model
+        self._entry_state = ([p.requires_grad for p in model.parameters()], model.training)
+        try:
+            self._setup_data()
+            self._setup_device()
+            self._setup_model()
+            self._setup_optimisation()
+            self._setup_checkpoints()
+        except BaseException:
+            self._hand_back()
+            raise
         self._ready = True
+
+    def _hand_back(self) -> None:
+        """Give the model back as :meth:`setup` found it: trainable flags and train/eval mode."""
+        flags, training = self._entry_state
+        model = self.detector.model
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+        model.train(training)
 
     def _setup_data(self) -> None:
         cfg = self.config
@@ -334,11 +349,18 @@ class Trainer:
 
     def _restore(self, ckpt: CheckpointDir) -> None:
         state = ckpt.read_state()
+        self._check_recipe(ckpt, json.loads(state["recipe"]) if state.get("recipe") else None)
         load_weights(self.model, read_state_dict(ckpt.last / WEIGHTS_NAME), source=str(ckpt.last))
         flags = implementation_flags(self.optimizer)  # fused or not is where we run now, not where it was saved
         self.optimizer.load_state_dict(state["optimizer"])
         restore_implementation(self.optimizer, flags)
         self.scheduler.load_state_dict(state["scheduler"])
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+            # the saved lr is the old schedule's; with more epochs the schedule is a new one
+            for group, base, factor in zip(
+                self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True
+            ):
+                group["lr"] = base * factor(self.scheduler.last_epoch)
         if self.ema is not None and "ema" in state:
             self.ema.module.load_state_dict(state["ema"])
         _set_rng_state(state["rng"])
@@ -347,6 +369,36 @@ class Trainer:
         self.result.best = json.loads(state["best"]) if state.get("best") else None
         if self.dist.is_main:
             log.info("resuming from %s at epoch %d", ckpt.state_file, self.start_epoch)
+
+    def _check_recipe(self, ckpt: CheckpointDir, saved: dict[str, Any] | None) -> None:
+        """Refuse to resume a run with other settings than it was saved with (only ``epochs``
+        may change: the schedule is then recomputed for the new total)."""
+        if saved is None:
+            return
+        now = json.loads(json.dumps(self.config.recipe()))  # as the checkpoint stores it
+
+        def comparable(v: Any) -> bool:  # a repr with an address differs from run to run
+            return not (isinstance(v, str) and " at 0x" in v)
+
+        changed = [
+            k
+            for k in sorted(set(saved) | set(now))
+            if k != "epochs" and saved.get(k) != now.get(k) and comparable(saved.get(k)) and comparable(now.get(k))
+        ]
+        if changed:
+            was = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
+            asked = ", ".join(f"{k}={now.get(k)!r}" for k in changed)
+            raise TrainingError(
+                f"{ckpt.root} was trained with {was}; this call asks {asked}. Resume with the same settings "
+                "(only epochs may change), or choose another output_dir"
+            )
+        if saved.get("epochs") != now.get("epochs") and self.dist.is_main:
+            log.warning(
+                "resuming %s with epochs=%s (saved with %s): the learning-rate schedule is recomputed for the new total",
+                ckpt.root,
+                now.get("epochs"),
+                saved.get("epochs"),
+            )
 
     # -- one epoch ---------------------------------------------------------------------
     @property
@@ -483,6 +535,10 @@ class Trainer:
                 where = f" in {self.checkpoints.root}; continue with resume=True" if self.checkpoints else ""
                 tqdm.write(f"interrupted: epochs up to {done} are complete{where}")
             self.model.load_state_dict(self._last_good)
+        except BaseException:  # e.g. a non-finite loss: give back the last complete epoch's weights
+            self.model.load_state_dict(self._last_good)
+            self._hand_back()
+            raise
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -557,8 +613,7 @@ class Trainer:
         for m in model.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 m.weight.data = m.weight.data.contiguous()
-        for p in model.parameters():
-            p.requires_grad_(True)
+        self._hand_back()
         model.eval()
         self.detector.config = self._trained_config()
 
