@@ -286,7 +286,7 @@ def _bad_jpeg_header_then_noise(d: Path):
 
 def _bad_bomb(d: Path):
     (d / "bomb.png").write_bytes(_png(100_000, 100_000, 8, 2, b"\0" * 64))  # 10^10 pixels claimed
-    return d / "bomb.png", "decompression bomb"
+    return d / "bomb.png", "over the limit of 64,000,000 pixels (a guard against decompression bombs"
 
 
 def _bad_over_limit(d: Path):

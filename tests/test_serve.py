@@ -23,7 +23,14 @@ from fastapi.testclient import TestClient  # noqa: E402
 import deepfake_detect as dd  # noqa: E402
 from deepfake_detect.data.images import load_image  # noqa: E402
 from deepfake_detect.errors import DeepfakeDetectError, ImageLoadError  # noqa: E402
-from deepfake_detect.serve import MicroBatcher, QueueFullError, ServeConfig, create_app, is_loopback  # noqa: E402
+from deepfake_detect.serve import (  # noqa: E402
+    MicroBatcher,
+    QueueFullError,
+    RequestError,
+    ServeConfig,
+    create_app,
+    is_loopback,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "images"
 
@@ -497,7 +504,7 @@ def test_a_request_that_times_out_gets_503(tiny, images, monkeypatch):
 
 
 def test_a_full_queue_gets_503_at_once(tiny, images, monkeypatch):
-    app = create_app(tiny, max_batch=1, max_queue=1, max_wait_ms=0)
+    app = create_app(tiny, max_batch=1, max_queue=1, max_files=1, max_wait_ms=0)
     with TestClient(app) as client:
         real = app.state.service.scorer
         monkeypatch.setattr(app.state.service, "scorer", lambda b: (time.sleep(0.5), real(b))[1])
@@ -556,6 +563,27 @@ def test_models_healthz_and_page(tiny):
     assert "http://" not in page and "https://" not in page and "//cdn" not in page
 
 
+def test_a_stalled_upload_gets_408_and_json_nested_too_deeply_400(tiny):
+    import asyncio
+
+    from deepfake_detect.serve.app import _read_body
+
+    class StalledRequest:
+        headers = {"content-length": "1000"}
+
+        async def stream(self):
+            yield b"12345"
+            await asyncio.sleep(30)  # the rest never comes
+
+    with pytest.raises(RequestError) as info:
+        asyncio.run(_read_body(StalledRequest(), limit=10_000, timeout_s=0.2))
+    assert info.value.status == 408 and info.value.field == "body"
+    with TestClient(create_app(tiny)) as client:
+        r = client.post("/v1/predict", content=b"[" * 200_000, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "nested too deeply" in r.json()["reason"]
+        assert client.get("/v1/models").status_code == 200  # and the server goes on
+
+
 def test_settings_are_checked():
     with pytest.raises(DeepfakeDetectError, match="max_batch"):
         ServeConfig(max_batch=0)
@@ -563,6 +591,8 @@ def test_settings_are_checked():
         ServeConfig(max_wait_ms=-1)
     with pytest.raises(DeepfakeDetectError, match="max_queue"):
         ServeConfig(max_batch=64, max_queue=8)
+    with pytest.raises(DeepfakeDetectError, match="max_files"):  # a full request could never be queued
+        ServeConfig(max_queue=32, max_files=64)
     with pytest.raises(DeepfakeDetectError, match="backend"):
         ServeConfig(backend="tensorrt")
     with pytest.raises(DeepfakeDetectError, match="not both"):

@@ -667,6 +667,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .errors import DeepfakeDetectError
     from .serve import ServeConfig, is_loopback, return_freed_memory, serve  # first: a missing extra fails early
 
+    if not (0 < args.max_upload_mb < 1024 * 1024):  # NaN fails both
+        raise DeepfakeDetectError(f"--max-upload-mb {args.max_upload_mb}: expected a number of MB above 0")
     config = ServeConfig(
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,

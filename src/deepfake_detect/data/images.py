@@ -148,6 +148,11 @@ def load_image(
             raise ImageLoadError(name, f"a damaged or unsupported {known} file (starts with {head!r})") from None
         raise ImageLoadError(name, f"not an image file (starts with {head!r})") from None
     except Image.DecompressionBombError as e:
+        if max_pixels is not None and max_pixels < 2 * (Image.MAX_IMAGE_PIXELS or 0):
+            # PIL's limit is the higher one and refused first: the caller's limit is what applies
+            raise ImageLoadError(
+                name, f"over the limit of {max_pixels:,} pixels (a guard against decompression bombs; PIL: {e})"
+            ) from None
         raise ImageLoadError(
             name,
             f"refused as a possible decompression bomb ({e}); this is PIL's own limit, "

@@ -19,6 +19,9 @@ from .batching import BatchStats, MicroBatcher, QueueFullError
 if TYPE_CHECKING:
     from ..detector import Detector
 
+#: Seconds a stopping server (Ctrl-C, SIGTERM) waits for open requests before it closes them.
+SHUTDOWN_GRACE_S = 10
+
 __all__ = [
     "create_app",
     "serve",
@@ -95,7 +98,13 @@ def serve(
 
     app = create_app(detector, config, **settings)
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level, access_log=access_log, log_config=_log_config(log_level)
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        log_config=_log_config(log_level),
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,  # an upload that never ends cannot hold up a stop
     )
 
 

@@ -40,6 +40,7 @@ try:
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+    from starlette.requests import ClientDisconnect
 except ImportError as e:  # pragma: no cover - depends on the installed extras
     raise MissingDependencyError(getattr(e, "name", None) or "fastapi", "serve", "deepfake-detect serve") from None
 
@@ -104,6 +105,8 @@ class ServeConfig:
             raise DeepfakeDetectError(f"max_pixels={self.max_pixels!r}: must be at least 1 (or None)")
         if self.max_queue < self.max_batch:
             raise DeepfakeDetectError(f"max_queue={self.max_queue} is smaller than max_batch={self.max_batch}")
+        if self.max_queue < self.max_files:  # a full request could never be queued: 503 for ever
+            raise DeepfakeDetectError(f"max_queue={self.max_queue} is smaller than max_files={self.max_files}")
 
 
 class RequestError(DeepfakeDetectError):
@@ -355,17 +358,28 @@ class DetectionService:
 
 
 # -- reading requests ---------------------------------------------------------------------------
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is over ``limit`` bytes."""
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body, refused with 413 as soon as it is over ``limit`` bytes, and with 408
+    when it has not all arrived within ``timeout_s`` (a stalled or very slow upload)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestError(413, "body", f"{int(length):,} bytes is over the upload limit of {limit:,} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, "body", f"over the upload limit of {limit:,} bytes")
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+
+    async def read() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, "body", f"over the upload limit of {limit:,} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        raise RequestError(408, "body", f"the upload did not arrive within {timeout_s:g} s") from None
+    except ClientDisconnect:  # the client gave up; nobody reads an answer
+        raise RequestError(400, "body", "the client disconnected during the upload") from None
     return b"".join(chunks)
 
 
@@ -432,6 +446,8 @@ def _parse_json(body: bytes, max_files: int) -> list[_Upload]:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestError(400, "body", f"not valid JSON ({e})") from None
+    except RecursionError:  # e.g. "[[[[..." nested deeper than the parser goes
+        raise RequestError(400, "body", "not valid JSON (nested too deeply)") from None
     if not isinstance(doc, dict) or "images" not in doc:
         raise RequestError(400, "images", 'missing; send {"images": [{"name": "a.jpg", "data": "<base64>"}]}')
     items = doc["images"]
@@ -463,7 +479,7 @@ async def _uploads(request: Request, config: ServeConfig) -> list[_Upload]:
     kind = content_type.split(";", 1)[0].strip().lower()
     # an empty request is a bad request (400) whatever it says its type is; 415 is for a body
     # in a format the service does not take
-    body = await _read_body(request, config.max_upload_bytes)
+    body = await _read_body(request, config.max_upload_bytes, config.timeout_s)
     if not body:
         raise RequestError(
             400,
