@@ -37,7 +37,17 @@ def test_version_and_help():
     from deepfake_detect import __version__
 
     assert run("--version").stdout.strip() == f"deepfake-detect {__version__}"
-    for sub in ("models", "predict", "finetune", "evaluate", "info", "explain", "robustness", "export"):
+    for sub in (
+        "models",
+        "predict",
+        "predict-video",
+        "finetune",
+        "evaluate",
+        "info",
+        "explain",
+        "robustness",
+        "export",
+    ):
         proc = run(sub, "--help")
         assert proc.returncode == 0 and f"usage: deepfake-detect {sub}" in proc.stdout, sub
 

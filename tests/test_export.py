@@ -52,6 +52,8 @@ def _preprocess_without_torch(img: Image.Image, meta: dict[str, str]) -> np.ndar
 @pytest.mark.parametrize("name", ["resnet18-finetune", TINY_SOFTMAX])
 def test_onnx_parity_with_predict_dynamic_batch(tmp_path, name: str) -> None:
     d = dd.load_detector(name)
+    crop = {"margin": 0.2, "square": True}
+    d.config = d.config.replace(suspicious_threshold=0.3, face_crop=crop)  # the verdict bands travel too
     path = d.export_onnx(tmp_path / "model.onnx")
     assert path.is_file()
     model = onnx.load(str(path))
@@ -61,6 +63,7 @@ def test_onnx_parity_with_predict_dynamic_batch(tmp_path, name: str) -> None:
     assert json.loads(meta["mean"]) == list(d.config.mean) and json.loads(meta["std"]) == list(d.config.std)
     assert meta["interpolation"] == d.config.interpolation and meta["output_kind"] == d.config.output
     assert float(meta["threshold"]) == d.config.threshold and meta["library_version"]
+    assert json.loads(meta["suspicious_threshold"]) == 0.3 and json.loads(meta["face_crop"]) == crop
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input"] and [o.name for o in sess.get_outputs()] == ["p_fake"]

@@ -168,6 +168,34 @@ def test_opencv_fallback_and_no_decoder(face_video: Path, monkeypatch) -> None:
         read_frames(face_video)
 
 
+def _rotate_display_matrix(mp4: Path) -> Path:
+    """Set the video track's display matrix (``tkhd``) to a 90-degree turn, as a phone writes
+    a portrait video: the stored frames are sideways and players turn them upright."""
+    data = bytearray(mp4.read_bytes())
+    at = data.index(b"tkhd")
+    assert data[at + 4] == 0  # version 0: the matrix follows 36 bytes of times, ids, layer and volume
+    matrix = at + 4 + 4 + 4 * 5 + 8 + 8
+    turn = [0, 0x00010000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000]
+    data[matrix : matrix + 36] = b"".join(v.to_bytes(4, "big") for v in turn)
+    mp4.write_bytes(bytes(data))
+    return mp4
+
+
+def test_a_rotated_phone_video_is_read_upright_by_both_decoders(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("cv2")
+    upright = Image.new("RGB", (32, 48), (200, 30, 30))
+    upright.paste((30, 30, 200), (0, 0, 32, 12))  # a blue band on top: which way up is visible
+    stored = upright.rotate(90, expand=True)  # 48 x 32, sideways
+    video = _rotate_display_matrix(_write_video(tmp_path / "portrait.mp4", [stored] * 3))
+    with_av = np.asarray(read_frames(video, num_frames=1)[0]).astype(int)
+    monkeypatch.setitem(sys.modules, "av", None)
+    with_cv2 = np.asarray(read_frames(video, num_frames=1)[0]).astype(int)
+    assert with_av.shape == with_cv2.shape
+    assert np.abs(with_av - with_cv2).mean() < 3.0  # PyAV turns it as OpenCV does
+    top, bottom = with_av[:8].mean(axis=(0, 1)), with_av[-8:].mean(axis=(0, 1))
+    assert with_av.shape[:2] == (48, 32) and top[2] > top[0] and bottom[0] > bottom[2]  # upright
+
+
 def test_unreadable_videos_name_the_file(tmp_path) -> None:
     d = dd.load_detector(TINY)
     junk = tmp_path / "junk.mp4"
@@ -197,3 +225,23 @@ def test_cli_predict_crop_faces(tmp_path, capsys) -> None:
     out, err = capsys.readouterr()
     assert "face.png" in out and "noise.png" in out
     assert "no face found in 1 of 2" in err and "noise.png" in err
+
+
+def test_cli_predict_video_table_csv_and_a_video_given_to_predict(face_video: Path, tmp_path, capsys) -> None:
+    import torch
+
+    from deepfake_detect.cli import main
+
+    torch.manual_seed(0)  # the test net starts from random weights: the same ones for both
+    expected = dd.load_detector(TINY).predict_video(face_video, num_frames=4, aggregate="max")
+    torch.manual_seed(0)
+    assert main(["predict-video", str(face_video), "--model", TINY, "--frames", "4", "--aggregate", "max"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["video", "y_pred", "verdict"] and out[1].split()[0] == "face.mp4"
+    assert float(out[1].split()[1]) == pytest.approx(expected, abs=1e-4)
+    csv_path = tmp_path / "videos.csv"
+    assert main(["predict-video", str(face_video), "--model", TINY, "--frames", "4", "--out", str(csv_path)]) == 0
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "video,y_pred,verdict" and lines[1].startswith("face.mp4,")
+    assert main(["predict", str(face_video), "--model", TINY]) == 1
+    assert "predict-video" in capsys.readouterr().err  # a video given to predict says where to take it

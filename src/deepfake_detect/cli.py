@@ -137,6 +137,24 @@ def _add_scoring_commands(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_predict, usage_error=p.error)
 
+    from .video import AGGREGATES
+
+    p = sub.add_parser(
+        "predict-video",
+        help="P(fake) of whole videos (extra 'video'); a table, or a CSV with --out",
+        description="Score videos: each video's P(fake) is the mean (or median, max) of its evenly spaced "
+        "frames' scores, each frame's largest face cropped first (extras 'video' and 'face'). Prints a "
+        "table (video, y_pred, verdict) or writes it as a CSV with --out; one video at a time, so the table "
+        "grows as they are scored.",
+    )
+    p.add_argument("paths", nargs="+", metavar="VIDEO", help="video files (mp4, mov, avi, webm, ...)")
+    _add_model(p)
+    p.add_argument("--frames", type=int, default=16, help="frames sampled per video (default: 16)")
+    p.add_argument("--aggregate", choices=AGGREGATES, default="mean", help="how frame scores combine (default: mean)")
+    p.add_argument("--no-crop-faces", action="store_true", help="score whole frames, not their largest face")
+    p.add_argument("--out", "-o", metavar="CSV", help="write video,y_pred,verdict here instead of a table")
+    p.set_defaults(func=cmd_predict_video)
+
 
 def _add_max_pixels(p: argparse.ArgumentParser) -> None:
     """``--max-pixels N`` (predict, serve): the decompression-bomb guard of the library's image reader."""
@@ -511,6 +529,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict_video(args: argparse.Namespace) -> int:
+    import csv
+
+    from .submission import check_output_path, check_unique_names
+    from .weights import atomic_path
+
+    names = [Path(v).name for v in args.paths]
+    if args.out:  # before the model loads and the videos are decoded
+        check_unique_names(names, args.paths)
+        check_output_path(args.out)
+    detector = _load(args)
+    rows = []
+    if not args.out:
+        print("video  y_pred  verdict", flush=True)
+    for path, name in zip(args.paths, names, strict=True):
+        score = detector.predict_video(
+            path, num_frames=args.frames, aggregate=args.aggregate, crop_faces=not args.no_crop_faces
+        )
+        rows.append((name, score, detector.config.verdict(score)))
+        if not args.out:
+            print(f"{name}  {score:.4f}  {rows[-1][2]}", flush=True)
+    if args.out:
+        with atomic_path(args.out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["video", "y_pred", "verdict"])
+            writer.writerows((name, f"{score:.6f}", verdict) for name, score, verdict in rows)
+        print(f"wrote {len(rows)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from . import load_detector
 
@@ -621,7 +669,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     from .robustness import plot_sweep, sweep
+    from .submission import check_output_path
 
+    for out in (args.plot, args.json):  # before the sweep, which can take hours
+        if out:
+            check_output_path(out)
     detector = _load(args)
     data = _data(args.labels, args.images)
     rows = sweep(detector, data, perturbations=args.perturbations or None, limit=args.limit)

@@ -53,7 +53,11 @@ def onnx_metadata(detector: ModelWithConfig) -> dict[str, str]:
         "layout": "NCHW",
         "output": f"{OUTPUT_NAME}: P(fake) in [0, 1], shape (N,)",
         "output_kind": cfg.output,  # the head the probability was computed from
-        "threshold": json.dumps(float(cfg.threshold)),
+        "threshold": json.dumps(float(cfg.threshold)),  # verdict "fake" from here
+        # verdict "suspicious" from here (null: no such band); the crop policy for faces cut
+        # from larger images (null: the library's default)
+        "suspicious_threshold": json.dumps(cfg.suspicious_threshold),
+        "face_crop": json.dumps(cfg.face_crop),
         "library_version": cfg.library_version or __version__,
         "exported_by": f"deepfake-detect {__version__}",
     }

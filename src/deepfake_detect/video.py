@@ -153,7 +153,7 @@ def _read_av(path: Path, num_frames: int) -> list[tuple[int, Image.Image]]:
             stream.thread_type = "AUTO"
             for i, frame in enumerate(container.decode(stream)):
                 if i in wanted:
-                    frames.append((i, frame.to_image().convert("RGB")))
+                    frames.append((i, _upright(frame.to_image().convert("RGB"), getattr(frame, "rotation", 0))))
                 if i >= last:
                     break
         return frames
@@ -161,6 +161,12 @@ def _read_av(path: Path, num_frames: int) -> list[tuple[int, Image.Image]]:
         raise
     except (_ffmpeg_error(av), OSError, ValueError, IndexError, EOFError) as e:
         raise VideoLoadError(name, f"not a readable video ({type(e).__name__}: {e})") from None
+
+
+def _upright(img: Image.Image, rotation: int | None) -> Image.Image:
+    """The frame as it is shown: turned by the stream's display rotation (degrees
+    counterclockwise, e.g. -90 for a phone's portrait video), as OpenCV's reader turns it."""
+    return img.rotate(rotation, expand=True) if rotation and rotation % 360 else img
 
 
 def _ffmpeg_error(av: Any) -> type[BaseException]:

@@ -81,6 +81,8 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__} shape={tuple(shape)}>" if shape is not None else f"<{type(source).__name__}>"
 
 
+_VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+
 #: Leading bytes of the formats read here, to tell a damaged file from one that is not an image.
 _MAGIC = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -146,6 +148,10 @@ def load_image(
         known = next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
         if known is not None:  # PIL gives up on the header's contents, not on what the file is
             raise ImageLoadError(name, f"a damaged or unsupported {known} file (starts with {head!r})") from None
+        if Path(name).suffix.lower() in _VIDEO_SUFFIXES:
+            raise ImageLoadError(
+                name, "a video, not an image: score it with `deepfake-detect predict-video` or Detector.predict_video"
+            ) from None
         raise ImageLoadError(name, f"not an image file (starts with {head!r})") from None
     except Image.DecompressionBombError as e:
         if max_pixels is not None and max_pixels < 2 * (Image.MAX_IMAGE_PIXELS or 0):
