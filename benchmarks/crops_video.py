@@ -95,7 +95,7 @@ def main() -> None:
     fa_rows += [
         [lab, "celebdf"] + [results[lab]["celebdf_false_alarms"][f"{p}:{lv:g}"] for p, lv in steps] for lab in results
     ]
-    images = DOCS / "images"
+    images = args.out.parent / "images"  # beside the page: a smoke run with --out elsewhere leaves docs/ alone
     for p, xlabel in (("crop", "side of the image kept"), ("video", "H.264 CRF (0 = as given)")):
         series = {}
         for lab in results:

@@ -106,7 +106,7 @@ def main() -> None:
         headers += [f"{key} AUC", f"{key} fake", f"{key} fake or suspicious"]
     doc = f"""# Face swaps made from val reals
 
-`python benchmarks/face_swaps.py --dfdc ../shared/data/dfdc-faces --ffhq ../shared/data/ffhq-stylegan --celebdf ../shared/data/celebdf-faces {" ".join(f"--detector {shlex.quote(s)}" for s in specs)}`
+`python benchmarks/face_swaps.py {shlex.join(sys.argv[1:])}`
 (commit {git_rev()}). Machine: {machine()}.
 
 Each set is real val images and one landmark face swap onto each (`synth.face_swapped_pairs`,

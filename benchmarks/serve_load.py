@@ -289,7 +289,7 @@ def main() -> None:
         "max score diff vs predict",
         "peak RSS MiB, first / last third",
     ]
-    model = args.model or "the built-in default detector (efficientnet-lite0, 256x256)"
+    model = args.model or "the built-in default detector (v9: two EfficientNet-Lite0 averaged, 256x256)"
     note = f" {args.note}" if args.note else ""
     auto_name = f"{auto_backend.backend} {auto_backend.precision}" if auto_backend is not None else "?"
     per_clients = {row[0]: row[3] for row in rows}

@@ -474,3 +474,24 @@ def test_the_card_states_both_operating_points_and_their_false_alarms():
     assert "decision threshold 0.9; suspicious from 0.6" in card
     assert "From 0.6 up to that, they are labelled suspicious" in card
     assert "| a val reals | 1.0% | 8.0% |" in card
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from deepfake_detect.weights import save_weights
+
+    umask = os.umask(0)
+    os.umask(umask)
+    save_weights({"a": torch.zeros(3)}, tmp_path / "w.safetensors")  # safetensors recreates the temp file
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_every_library_error_is_a_deepfake_detect_error_and_survives_pickling():
+    from deepfake_detect.errors import MissingDependencyError
+    from deepfake_detect.serve.batching import QueueFullError
+
+    err = MissingDependencyError("av", "video", "video input")
+    back = pickle.loads(pickle.dumps(err))  # sent between processes under torchrun
+    assert str(back) == str(err) and (back.package, back.extra, back.name) == ("av", "video", "av")
+    assert issubclass(QueueFullError, dd.DeepfakeDetectError)

@@ -1,11 +1,15 @@
 """Ship runs/v6-cal as the built-in default: its card text, then save fp16 into the package."""
 
 import json
+import sys
 from pathlib import Path
 
 from _cards import ship  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
+
+if {"-h", "--help"} & set(sys.argv[1:]):  # a one-off script without options: say what it does
+    sys.exit(print(__doc__))
 
 PKG = Path("src/deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi")
 old = json.loads((PKG / "config.json").read_text())["metadata"]

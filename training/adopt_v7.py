@@ -7,11 +7,15 @@ scripts/calibrate_default.py and those three benchmarks.
 """
 
 import json
+import sys
 from pathlib import Path
 
 from _cards import crops_section, edited, generated_table, ship  # run as a script: its folder is on sys.path
 
 from deepfake_detect import load_detector
+
+if {"-h", "--help"} & set(sys.argv[1:]):  # a one-off script without options: say what it does
+    sys.exit(print(__doc__))
 
 PKG = Path("src/deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi")
 

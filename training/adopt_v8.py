@@ -11,6 +11,7 @@ in them. Run from the repository root after those. Stage 3b's folder
 """
 
 import json
+import sys
 from pathlib import Path
 
 from _cards import (  # run as a script: its folder is on sys.path
@@ -23,6 +24,9 @@ from _cards import (  # run as a script: its folder is on sys.path
 )
 
 from deepfake_detect import load_detector
+
+if {"-h", "--help"} & set(sys.argv[1:]):  # a one-off script without options: say what it does
+    sys.exit(print(__doc__))
 
 V7 = Path("src/deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi")
 STAGE3B = Path("training/checkpoints/lineage2-stage3b")

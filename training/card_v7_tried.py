@@ -5,12 +5,16 @@ repository root; a second run is refused.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from deepfake_detect import load_detector
+
+if {"-h", "--help"} & set(sys.argv[1:]):  # a one-off script without options: say what it does
+    sys.exit(print(__doc__))
 
 PKG = Path("src/deepfake_detect/pretrained/efficientnet-lite0.dfdc_ffhq_sbi")
 ADDED = (

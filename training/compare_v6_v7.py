@@ -17,6 +17,9 @@ import numpy as np
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import default_splits, face_swap_set, two_class_sources
 
+if {"-h", "--help"} & set(sys.argv[1:]):  # a one-off script without options: say what it does
+    sys.exit(print(__doc__))
+
 DATA = "../shared/data"
 
 _, _, val = default_splits(f"{DATA}/dfdc-faces", f"{DATA}/ffhq-stylegan", celebdf=f"{DATA}/celebdf-faces")

@@ -541,14 +541,14 @@ def cmd_predict_video(args: argparse.Namespace) -> int:
         check_output_path(args.out)
     detector = _load(args)
     rows = []
-    if not args.out:
-        print("video  y_pred  verdict", flush=True)
     for path, name in zip(args.paths, names, strict=True):
         score = detector.predict_video(
             path, num_frames=args.frames, aggregate=args.aggregate, crop_faces=not args.no_crop_faces
         )
         rows.append((name, score, detector.config.verdict(score)))
         if not args.out:
+            if len(rows) == 1:  # the header once the first video has scored (not before an error)
+                print("video  y_pred  verdict")
             print(f"{name}  {score:.4f}  {rows[-1][2]}", flush=True)
     if args.out:
         with atomic_path(args.out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -590,6 +590,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
     )
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return 130 if result.interrupted else 0  # rank 0 reports
     if result.interrupted:
         print(f"interrupted; continue with: deepfake-detect finetune ... --out {out} --resume", file=sys.stderr)
         return 130

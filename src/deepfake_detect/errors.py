@@ -83,3 +83,8 @@ class MissingDependencyError(DeepfakeDetectError, ImportError):
 
     def __init__(self, package: str, extra: str, feature: str) -> None:
         super().__init__(f"{feature} needs the package {package!r}: pip install 'deepfake-detect[{extra}]'")
+        self.package, self.extra, self.feature = package, extra, feature
+        self.name = package  # ImportError's: the module that could not be imported
+
+    def __reduce__(self) -> tuple:  # picklable (e.g. sent to the other processes under torchrun)
+        return type(self), (self.package, self.extra, self.feature)

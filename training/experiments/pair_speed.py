@@ -21,6 +21,9 @@ from pathlib import Path
 from deepfake_detect import load_detector
 from deepfake_detect.models import ensemble_of
 
+if {"-h", "--help"} & set(sys.argv[1:]):  # a one-off script without options: say what it does
+    sys.exit(print(__doc__))
+
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 256
 second = sys.argv[2] if len(sys.argv) > 2 else "training/checkpoints/lineage2-stage4"
 images = sorted(Path("../shared/data/ffhq-stylegan/val").glob("*"))[:n]

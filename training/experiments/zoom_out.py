@@ -39,6 +39,9 @@ from deepfake_detect.crossdata import default_splits, two_class_sources
 from deepfake_detect.data.images import load_image
 from deepfake_detect.metrics import roc_auc
 
+if {"-h", "--help"} & set(sys.argv[1:]):  # a one-off script without options: say what it does
+    sys.exit(print(__doc__))
+
 SIDE = 0.5
 CENTER = (0.5, 0.55)
 

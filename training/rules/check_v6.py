@@ -1,4 +1,8 @@
 import json
+import sys
+
+if {"-h", "--help"} & set(sys.argv[1:]):  # a one-off script without options: say what it does
+    sys.exit(print(__doc__))
 
 v5 = {
     "dfdc": 0.9272,

@@ -8,6 +8,9 @@ import sys
 from deepfake_detect import load_detector
 from deepfake_detect.crossdata import default_splits
 
+if {"-h", "--help"} & set(sys.argv[1:]):  # a one-off script without options: say what it does
+    sys.exit(print(__doc__))
+
 V6 = {
     "dfdc": 0.9169,
     "ffhq": 0.9265,

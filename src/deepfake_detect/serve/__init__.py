@@ -31,8 +31,6 @@ __all__ = [
     "MicroBatcher",
     "BatchStats",
     "QueueFullError",
-    "is_loopback",
-    "return_freed_memory",
 ]
 
 

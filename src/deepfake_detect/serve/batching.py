@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DeepfakeDetectError
+
 __all__ = ["MicroBatcher", "BatchStats", "QueueFullError"]
 
 
-class QueueFullError(RuntimeError):
+class QueueFullError(DeepfakeDetectError, RuntimeError):
     """More images are waiting than the batcher accepts (the server is overloaded)."""
 
 
