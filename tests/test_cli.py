@@ -347,3 +347,17 @@ def test_predict_max_pixels_refuses_a_larger_image_with_the_librarys_message(tmp
     assert proc.stdout.splitlines()[1].startswith("big.png")
     proc = run("predict", str(tmp_path / "big.png"), "--max-pixels", "0")
     assert proc.returncode == 1 and "--max-pixels 0: expected" in proc.stderr
+
+
+def test_an_interrupted_finetune_prints_the_command_that_resumes_it(tmp_path, image_folder, monkeypatch, capsys):
+    from conftest import TINY
+
+    from deepfake_detect.cli import main
+    from deepfake_detect.detector import Detector
+    from deepfake_detect.training import TrainResult
+
+    monkeypatch.setattr(Detector, "finetune", lambda self, *a, **kw: TrainResult(interrupted=True))
+    argv = ["finetune", "--train", str(image_folder), "--model", TINY, "--epochs", "3", "--batch-size", "4"]
+    assert main([*argv, "--out", str(tmp_path / "my run")]) == 130
+    err = capsys.readouterr().err
+    assert f"--batch-size 4 --out '{tmp_path / 'my run'}' --resume" in err  # quoted, settings kept

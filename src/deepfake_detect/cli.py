@@ -595,7 +595,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if not is_main_process():
         return 130 if result.interrupted else 0  # rank 0 reports
     if result.interrupted:
-        print(f"interrupted; continue with: deepfake-detect finetune ... --out {out} --resume", file=sys.stderr)
+        import shlex
+
+        given = list(args.argv)
+        again = given + ([] if "--resume" in given else ["--resume"])  # the same settings, or it is refused
+        print(f"interrupted; continue with: {shlex.join(['deepfake-detect', *again])}", file=sys.stderr)
         return 130
     summary = {"epochs": len(result.history), "best": result.best, "output_dir": str(out)}
     print(json.dumps(summary, indent=2))
@@ -803,6 +807,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # as given, e.g. to repeat with --resume
     start = time.perf_counter()
     try:
         code = int(args.func(args) or 0)
