@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from deepfake_detect import load_detector
+
+IMAGES = Path(__file__).parent / "images"  # wherever the script is run from
 
 
 def main() -> None:
@@ -25,7 +28,7 @@ def main() -> None:
 
     if args.pull:
         detector = load_detector(args.pull, revision=args.revision, token=args.token)
-        print(detector, detector.predict("examples/images"))
+        print(detector, detector.predict(IMAGES))
         return
     detector = load_detector()
     if args.push:
@@ -35,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         detector.save_pretrained(folder)
         again = load_detector(folder)
-        same = np.array_equal(again.predict("examples/images"), detector.predict("examples/images"))
+        same = np.array_equal(again.predict(IMAGES), detector.predict(IMAGES))
         print(f"saved to and reloaded from a folder: identical scores = {same}")
     print("to share: python examples/hub.py --push YOUR_NAME/REPO (needs network and a token)")
 

@@ -23,7 +23,7 @@ def main() -> None:
     inputs, names = image_names(args.paths)  # folders are scanned recursively, sorted
     scores = detector.predict(inputs)
     for name, score in zip(names, scores, strict=True):
-        verdict = "fake" if score >= detector.config.threshold else "real"
+        verdict = detector.config.verdict(score)  # real / suspicious / fake, as the CLI prints
         print(f"{name}\t{score:.4f}\t{verdict}")
 
 

@@ -245,3 +245,31 @@ def test_cli_predict_video_table_csv_and_a_video_given_to_predict(face_video: Pa
     assert lines[0] == "video,y_pred,verdict" and lines[1].startswith("face.mp4,")
     assert main(["predict", str(face_video), "--model", TINY]) == 1
     assert "predict-video" in capsys.readouterr().err  # a video given to predict says where to take it
+
+
+def test_opencv_imported_by_many_threads_at_once_is_whole() -> None:
+    """Regression: training's worker threads imported cv2 together and some got a half-loaded
+    module (``module 'cv2' has no attribute 'data'``), about one training run in three."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import threading, time
+        from deepfake_detect.face import load_cascade
+        errors = []
+        def load(delay):
+            time.sleep(delay)
+            try:
+                load_cascade()
+            except Exception as e:
+                errors.append(repr(e))
+        threads = [threading.Thread(target=load, args=(i * 0.002,)) for i in range(40)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(len(errors), errors[:1])
+        """
+    )
+    for _ in range(2):  # a fresh process each time: cv2 not imported yet
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip() == "0 []", out.stdout + out.stderr

@@ -57,12 +57,28 @@ class NoFaceWarning(UserWarning):
         super().__init__(f"no face found in {len(inputs)}{of} {what}, scored the whole image instead: {shown}")
 
 
-def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError:
-        raise MissingDependencyError("opencv-python-headless", "face", "face cropping") from None
+#: OpenCV's package bootstrap swaps modules in ``sys.modules`` while it loads: a thread that
+#: imports cv2 while another one is importing it can get a half-loaded module (no
+#: ``cv2.data``). Training's worker threads import it at the same moment, so it is serialised.
+_CV2_IMPORT = threading.Lock()
+
+
+def import_opencv(package: str = "opencv-python-headless", extra: str = "face", feature: str = "face cropping") -> Any:
+    """The ``cv2`` module, imported by one thread at a time (see ``_CV2_IMPORT``).
+
+    Raises:
+        MissingDependencyError: naming ``package`` and the ``extra`` that installs it.
+    """
+    with _CV2_IMPORT:
+        try:
+            import cv2
+        except ImportError:
+            raise MissingDependencyError(package, extra, feature) from None
     return cv2
+
+
+def _cv2() -> Any:
+    return import_opencv()
 
 
 def load_cascade() -> Any:

@@ -121,10 +121,9 @@ def _read_indexed(path: str | os.PathLike[str], num_frames: int) -> list[tuple[i
     if have_av:
         frames = _read_av(path, num_frames)
     else:
-        try:
-            import cv2  # noqa: F401
-        except ImportError:
-            raise MissingDependencyError("av", "video", "video input") from None
+        from .face import import_opencv
+
+        import_opencv("av", "video", "video input")  # PyAV missing: OpenCV reads it, if it is there
         frames = _read_cv2(path, num_frames)
     if not frames:
         raise VideoLoadError(name, "the video has no decodable frames")
@@ -189,8 +188,9 @@ def _count_frames_av(path: Path) -> int:
 
 
 def _read_cv2(path: Path, num_frames: int) -> list[tuple[int, Image.Image]]:
-    import cv2
+    from .face import import_opencv
 
+    cv2 = import_opencv("av", "video", "video input")
     name = str(path)
     cap = cv2.VideoCapture(name)
     try:
