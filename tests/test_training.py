@@ -347,6 +347,9 @@ def test_torchrun_two_processes_on_cpu(tmp_path, image_folder):
     assert (out / CHECKPOINT_BEST / "model.safetensors").is_file()
     history = (out / "history.jsonl").read_text().splitlines()
     assert len(history) == 2  # written once, by rank 0
+    # what the ranks validated together is the model rank 0 saved (BatchNorm statistics too)
+    saved = load_detector(out).evaluate(image_folder, progress=False)
+    assert saved["logloss"] == pytest.approx(results[0]["best"]["logloss"], abs=1e-6)
 
 
 def test_ema_with_a_frozen_backbone_validates_the_ema_head(image_folder):

@@ -134,6 +134,15 @@ class DistContext:
             indices = [indices[i % len(indices)] for i in range(n)]
         return indices[self.rank :: self.world_size]
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers of ``module`` (BatchNorm running statistics): each
+        rank's last training forward updated them from its own batch, so without this each
+        rank would validate a slightly different model, and not the one rank 0 saves."""
+        if not self.enabled:
+            return
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order, on every rank."""
         if not self.enabled:

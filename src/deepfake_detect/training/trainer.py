@@ -489,6 +489,7 @@ class Trainer:
         from ..metrics import compute_metrics
 
         det, data, model = self.detector, self.val_data, self.eval_model
+        self.dist.broadcast_buffers(model)  # the model rank 0 saves, on every rank
         if self.feature_cache is not None:
             prep = Preprocessor(det.config)
             scores = self.feature_cache.val_scores(model, prep, det.config.output, data, self.device)
