@@ -84,6 +84,31 @@ def test_source_weights_and_epoch_size_set_what_each_epoch_reads(one_thread):
     assert counter == {"a": 40 + 10, "b": 40 + 10}  # a list of datasets; weights follow the sizes
 
 
+def test_a_source_weighted_zero_gives_no_synthetic_fakes_either():
+    from deepfake_detect.training import TrainConfig, Trainer
+    from deepfake_detect.training.samples import AS_IS
+
+    a, b = _pairs(10, 11), _pairs(10, 12)
+    config = TrainConfig(epochs=1, synth_fakes=1.0, source_weights={"a": 1.0, "b": 0.0}, progress=False)
+    trainer = Trainer(load_detector(TINY), {"a": a, "b": b}, config=config)
+    trainer.setup()
+    plan = trainer.samples.epoch_plan(1)
+    ids = trainer.samples.source_ids
+    assert {int(ids[i]) for i, kind in plan} == {0}  # nothing of b, as is or blended
+    assert sum(kind != AS_IS for _, kind in plan) == 20  # one blend per drawn real: 40 drawn from a, half real
+
+
+def test_a_frozen_backbone_trains_on_epochs_that_draw_a_subset(one_thread):
+    """Regression: the feature cache held only what epoch 1 drew, and epoch 2 raised KeyError."""
+    data = _pairs(12, 13)
+    for kwargs in ({"epoch_size": 10}, {"source_weights": {"a": 0.8, "b": 0.2}}):
+        train = data if "epoch_size" in kwargs else {"a": data[:12] + data[12:18], "b": data[6:12] + data[18:]}
+        result = load_detector(TINY).finetune(
+            train, epochs=3, batch_size=8, freeze_backbone=True, progress=False, num_workers=0, **kwargs
+        )
+        assert len(result.history) == 3
+
+
 def test_multi_source_errors_name_the_source(one_thread):
     det = load_detector(TINY)
     a = _pairs(3, 5)

@@ -40,6 +40,8 @@ class FeatureCache:
     ) -> FeatureCache | None:
         if not frozen or len(head) != 1 or samples.augment is not None or samples.synth or samples.swap or distributed:
             return None
+        if samples.epoch_size is not None or samples.source_weights is not None:
+            return None  # an epoch draws a subset: the first epoch would not see every image to cache
         if callable(loss) or loss not in ("cross_entropy", "bce"):
             return None
         try:

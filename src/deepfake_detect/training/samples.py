@@ -65,6 +65,11 @@ class Samples:
         self.augment = get_augment(augment)
         self.synth, self.swap = synth, swap
         self.real_indices = np.flatnonzero(data.labels == 0)
+        if source_weights is not None and source_ids is not None:
+            # synthetic fakes come from the reals of the sources an epoch draws from: a source
+            # weighted 0 gives none (uniform over those reals, not in proportion to the weights)
+            used = np.flatnonzero(np.asarray(source_weights) > 0)
+            self.real_indices = self.real_indices[np.isin(source_ids[self.real_indices], used)]
         h, w = prep.height, prep.width
         self.cache: dict[int, np.ndarray] | None = {} if cache and len(data) * h * w * 3 <= IMAGE_CACHE_BYTES else None
 
