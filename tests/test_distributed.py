@@ -254,3 +254,40 @@ def test_errors_cross_processes_intact():
     with pytest.raises(dd.ImageLoadError):
         DistContext().raise_if_any(dd.ImageLoadError("x", "y"))
     DistContext().raise_if_any(None)
+
+
+@pytest.mark.slow
+def test_a_bad_training_image_on_one_rank_stops_every_rank_with_its_name(tmp_path):
+    """Regression: the rank that read the file named it; the other died on "Connection closed
+    by peer" (gloo) in its next collective."""
+    for label in ("real", "fake"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(8):
+            face_like(i + (50 if label == "fake" else 0), 48, fake=label == "fake").save(
+                tmp_path / "train" / label / f"{label}_{i}.png"
+            )
+    (tmp_path / "train" / "fake" / "fake_5.png").write_bytes(b"not a png")
+    proc = torchrun(
+        "--tee",
+        "3",
+        "-m",
+        "deepfake_detect",
+        "finetune",
+        "--train",
+        str(tmp_path / "train"),
+        "--model",
+        "resnet18-baseline",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+        cwd=tmp_path,
+    )  # a hang is a TimeoutExpired
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    lines = [line for line in output.splitlines() if "deepfake-detect finetune: error:" in line]
+    assert {line[:11] for line in lines} == {"[default0]:", "[default1]:"}, output[-3000:]
+    assert all("fake_5.png" in line for line in lines), output[-3000:]

@@ -423,16 +423,30 @@ class Trainer:
             if cached and self.feature_cache is not None
             else load_batches(self.samples, batches, epoch, pool)
         )
-        for step, (images, labels) in enumerate(iterator):
+        batch_iter = iter(iterator)
+        for step in range(len(batches)):
+            # under torchrun a rank that fails alone would leave the others waiting in the next
+            # collective: every rank learns of it before the forward (an unreadable image) and
+            # before the backward (a non-finite loss), and all raise the same error
+            error: BaseException | None = None
+            try:
+                images, labels = next(batch_iter)
+            except Exception as e:
+                error = e
+            self.dist.raise_if_any_failed(error)
             loss_value = self._step(images, labels, batches[step], cached)
             if not torch.isfinite(loss_value):
-                self.model.load_state_dict(self._last_good)
                 where = f"; the last good checkpoint is in {self.checkpoints.last}" if self.checkpoints else ""
-                raise TrainingError(
+                error = TrainingError(
                     f"loss became {loss_value.item()} at epoch {epoch}, step {step + 1}; "
                     f"weights were restored to the end of epoch {epoch - 1}{where}. "
                     "Lower lr or check the data"
                 )
+            try:
+                self.dist.raise_if_any_failed(error)
+            except BaseException:
+                self.model.load_state_dict(self._last_good)
+                raise
             self._backward(loss_value)
             seen += len(labels)
             loss_sum += float(loss_value.detach()) * len(labels)
