@@ -530,32 +530,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_predict_video(args: argparse.Namespace) -> int:
-    import csv
-
-    from .submission import check_output_path, check_unique_names
-    from .weights import atomic_path
+    from .submission import check_output_path, check_unique_names, write_submission
 
     names = [Path(v).name for v in args.paths]
     if args.out:  # before the model loads and the videos are decoded
         check_unique_names(names, args.paths)
         check_output_path(args.out)
+    import numpy as np
+
     detector = _load(args)
-    rows = []
-    for path, name in zip(args.paths, names, strict=True):
-        score = detector.predict_video(
+    scores = np.zeros(len(names))
+    for i, (path, name) in enumerate(zip(args.paths, names, strict=True)):
+        scores[i] = detector.predict_video(
             path, num_frames=args.frames, aggregate=args.aggregate, crop_faces=not args.no_crop_faces
         )
-        rows.append((name, score, detector.config.verdict(score)))
         if not args.out:
-            if len(rows) == 1:  # the header once the first video has scored (not before an error)
+            if i == 0:  # the header once the first video has scored (not before an error)
                 print("video  y_pred  verdict")
-            print(f"{name}  {score:.4f}  {rows[-1][2]}", flush=True)
+            print(f"{name}  {scores[i]:.4f}  {detector.config.verdict(scores[i])}", flush=True)
     if args.out:
-        with atomic_path(args.out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["video", "y_pred", "verdict"])
-            writer.writerows((name, f"{score:.6f}", verdict) for name, score, verdict in rows)
-        print(f"wrote {len(rows)} rows to {args.out}", file=sys.stderr)
+        verdicts = [detector.config.verdict(s) for s in scores]
+        rows = write_submission(names, scores, args.out, verdicts=verdicts, name_column="video")
+        print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
     return 0
 
 

@@ -174,8 +174,7 @@ class DistContext:
             if error is not None:
                 raise error
             return
-        on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        failed = torch.tensor([0 if error is None else 1], dtype=torch.int32, device=on)
+        failed = torch.tensor([0 if error is None else 1], dtype=torch.int32, device=_collective_device())
         dist.all_reduce(failed, op=dist.ReduceOp.MAX)
         if failed.item():
             self.raise_if_any(error)
@@ -183,9 +182,7 @@ class DistContext:
     def all_reduce_mean(self, value: float) -> float:
         if not self.enabled:
             return value
-        # nccl reduces CUDA tensors only (set_device has chosen this rank's GPU)
-        on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        t = torch.tensor([value], dtype=torch.float64, device=on)
+        t = torch.tensor([value], dtype=torch.float64, device=_collective_device())
         dist.all_reduce(t)
         return float(t.item()) / self.world_size
 
@@ -225,3 +222,9 @@ def _portable(error: BaseException, rank: int) -> BaseException:
         return error
     except Exception:
         return DeepfakeDetectError(f"on rank {rank}: {type(error).__name__}: {error}")
+
+
+def _collective_device() -> torch.device:
+    """Where a tensor for a collective lives: nccl reduces CUDA tensors only (set_device has
+    chosen this rank's GPU), gloo CPU ones."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -25,7 +25,7 @@ from .errors import DataError
 from .metrics import compute_metrics
 from .protocols import Predictor
 
-__all__ = ["evaluate", "per_source_metrics", "validation_scores", "describe_data"]
+__all__ = ["evaluate", "per_source_metrics", "validation_scores", "describe_data", "check_both_classes"]
 
 
 def evaluate(
@@ -63,11 +63,11 @@ def evaluate(
     sources = as_sources(data)
     if sources is not None:
         for name, part in sources.items():  # before scoring: AUC needs both classes in each source
-            _check_both_classes(part.labels, f"source {name!r} ({part.description})")
+            check_both_classes(part.labels, f"source {name!r} ({part.description})")
         data, source_ids = concat_sources(sources)
     else:
         data, source_ids = as_labeled_data(data), None
-        _check_both_classes(data.labels, data.description or "the data")
+        check_both_classes(data.labels, data.description or "the data")
     images = [data.image(i) for i in range(len(data))]
     with warnings.catch_warnings():
         if errors == "skip":
@@ -89,7 +89,8 @@ def evaluate(
     return metrics
 
 
-def _check_both_classes(labels: np.ndarray, where: str) -> None:
+def check_both_classes(labels: np.ndarray, where: str) -> None:
+    """Raise :class:`DataError` naming ``where`` unless ``labels`` hold both 0 and 1 (AUC needs both)."""
     present = sorted(set(np.unique(labels).tolist()))
     if present != [0, 1]:
         raise DataError(f"{where} has only label(s) {present}; AUC, AP and EER need real (0) and fake (1) images")

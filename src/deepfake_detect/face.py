@@ -77,10 +77,6 @@ def import_opencv(package: str = "opencv-python-headless", extra: str = "face", 
     return cv2
 
 
-def _cv2() -> Any:
-    return import_opencv()
-
-
 def load_cascade() -> Any:
     """OpenCV's frontal-face Haar cascade (a ``cv2.CascadeClassifier``).
 
@@ -90,7 +86,7 @@ def load_cascade() -> Any:
         MissingDependencyError: OpenCV is not installed.
         DeepfakeDetectError: the cascade file is missing from the OpenCV installation.
     """
-    cv2 = _cv2()
+    cv2 = import_opencv()
     path = cv2.data.haarcascades + CASCADE_FILE
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
@@ -127,7 +123,7 @@ def detect_largest_face(
     Raises:
         MissingDependencyError: OpenCV is not installed (``pip install 'deepfake-detect[face]'``).
     """
-    cv2 = _cv2()
+    cv2 = import_opencv()
     img = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
     cascade = cascade if cascade is not None else thread_cascade()
     gray = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
@@ -235,7 +231,7 @@ class FaceCropPreprocessor:
     """
 
     def __init__(self, prep: Preprocessor, *, policy: CropPolicy | None = None) -> None:
-        _cv2()  # fail early, in the caller's thread, when OpenCV is missing
+        import_opencv()  # fail early, in the caller's thread, when OpenCV is missing
         self.prep = prep
         self.policy = policy or CropPolicy()
         self.not_found: list[Any] = []

@@ -87,11 +87,13 @@ def write_submission(
     *,
     skip_nan: bool = True,
     verdicts: Sequence[str] | None = None,
+    name_column: str = "img_name",
 ) -> int:
     """Write ``img_name,y_pred`` rows atomically (the challenge's format), plus a third
     column ``verdict`` when ``verdicts`` are given (e.g. ``[config.verdict(s) for s in
     scores]``; scorers that read columns by name ignore it). Rows whose score is NaN
-    (unreadable images under ``errors="skip"``) are left out when ``skip_nan``. Returns the
+    (unreadable images under ``errors="skip"``) are left out when ``skip_nan``.
+    ``name_column`` names the first column (``"video"`` for ``predict-video``). Returns the
     number of rows."""
     if len(names) != len(scores):
         raise DataError(f"{len(names)} names but {len(scores)} scores")
@@ -101,7 +103,7 @@ def write_submission(
     rows = 0
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["img_name", "y_pred"] + (["verdict"] if verdicts is not None else []))
+        writer.writerow([name_column, "y_pred"] + (["verdict"] if verdicts is not None else []))
         for k, (name, score) in enumerate(zip(names, scores, strict=True)):
             if skip_nan and np.isnan(score):
                 continue

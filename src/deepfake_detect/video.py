@@ -120,10 +120,7 @@ def _read_indexed(path: str | os.PathLike[str], num_frames: int) -> list[tuple[i
         have_av = False
     if have_av:
         frames = _read_av(path, num_frames)
-    else:
-        from .face import import_opencv
-
-        import_opencv("av", "video", "video input")  # PyAV missing: OpenCV reads it, if it is there
+    else:  # PyAV missing: OpenCV reads it, if it is there
         frames = _read_cv2(path, num_frames)
     if not frames:
         raise VideoLoadError(name, "the video has no decodable frames")

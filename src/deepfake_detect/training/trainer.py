@@ -33,7 +33,7 @@ from ..data.datasets import LabeledData, as_labeled_data, as_sources, concat_sou
 from ..data.preprocess import Preprocessor
 from ..distributed import DistContext, check_device, local_device
 from ..errors import DataError, TrainingError
-from ..evaluate import per_source_metrics, validation_scores
+from ..evaluate import check_both_classes, per_source_metrics, validation_scores
 from ..formats import WEIGHTS_NAME
 from ..loading import save_folder
 from ..losses import make_loss
@@ -218,13 +218,10 @@ class Trainer:
             )
         parts = self.val_sources or ({"": self.val_data} if self.val_data is not None else {})
         for name, part in parts.items():
-            if set(np.unique(part.labels).tolist()) != {0, 1}:
-                where = (
-                    f"validation source {name!r} ({part.description})"
-                    if name
-                    else f"validation data {part.description}"
-                )
-                raise DataError(f"{where} needs both real (0) and fake (1) images for AUC")
+            where = (
+                f"validation source {name!r} ({part.description})" if name else f"validation data {part.description}"
+            )
+            check_both_classes(part.labels, where)
 
     def _setup_device(self) -> None:
         dev = check_device(self.config.device) if self.config.device is not None else None
